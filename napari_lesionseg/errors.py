@@ -1,0 +1,15 @@
+"""Exceptions with messages meant for users: the CLI prints them, the widgets show them as notifications."""
+
+from __future__ import annotations
+
+
+class LesionSegError(ValueError):
+    """A problem the user can fix (bad file, bad layer, bad option); the message says which and how."""
+
+
+class InvalidInputError(LesionSegError):
+    """An input file, folder, array or layer that cannot be used as given."""
+
+
+class CheckpointError(LesionSegError):
+    """A checkpoint that is missing, corrupt, or does not fit the data or the network."""
