@@ -21,7 +21,9 @@ fi
 
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "torch==2.13.0"
-  "$venv/bin/pip" install -q -c "$root/constraints.txt" -e "$root[testing]"
+  # The machine's on-disk package mirror makes pip warn about every folder it lacks: keep the log readable.
+  quiet_pip() { "$venv/bin/pip" install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet_pip "torch==2.13.0"
+  quiet_pip -c "$root/constraints.txt" -e "$root[testing]"
   touch "$stamp"
 fi

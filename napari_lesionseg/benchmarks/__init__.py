@@ -1,0 +1,1 @@
+"""Workloads behind `lesionseg bench`: timings are reported as numbers and ratios, never asserted."""
