@@ -11,6 +11,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# mkstemp creates files readable by their owner only; written files should get the usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
@@ -29,6 +34,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+"""`lesionseg bench`: time the inference engine (and the metrics) and print a report.
+
+Examples:
+    lesionseg bench                                   # both workloads, both networks, CPU (+ CUDA)
+    lesionseg bench --json --device cuda              # the paper workload on the GPU, as JSON
+    lesionseg bench --device cpu --patches 8          # time 8 patches per run and extrapolate
+    lesionseg bench --quick                           # compact network, 8 patches: a few minutes on a laptop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["register"]
+
+_QUICK_PATCHES = 8
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `bench` subcommand."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="time inference per stage against MONAI's sliding window (and the metrics)",
+        description="Time the patch inference engine per stage (I/O, normalisation, network, fusion) on a 2 mm "
+        "sample subject and on the paper's workload (5 x 128x224x256, 64^3 patches, 50 % overlap, 4 augmentations: "
+        "1,440 predictions), with MONAI's sliding_window_inference at equal work. Numbers are reported, not judged.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--suite", default="inference", choices=("inference", "metrics", "all"), help="what to time (default: %(default)s)")
+    parser.add_argument("--device", action="append", choices=("cpu", "cuda", "mps"), help="device (repeatable; default: cpu, plus cuda when present)")
+    parser.add_argument("--model", action="append", choices=("paper", "compact"), help="network preset (repeatable; default: both)")
+    parser.add_argument("--workload", action="append", choices=("sample", "paper"), help="workload (repeatable; default: both)")
+    parser.add_argument("--patches", type=int, metavar="N", help="time at most N patches per run and extrapolate to the whole grid")
+    parser.add_argument("--batch-size", type=int, help="patches per network call (default: 2 on CPU, 8 on CUDA)")
+    parser.add_argument("--no-monai", dest="monai", action="store_false", help="skip the MONAI comparison")
+    parser.add_argument("--quick", action="store_true", help=f"compact network only, at most {_QUICK_PATCHES} patches per run")
+    parser.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen suites and print their reports."""
+    report: dict[str, Any] = {}
+    if args.suite in ("inference", "all"):
+        from napari_lesionseg.benchmarks.inference import run_inference_benchmark
+
+        report["inference"] = run_inference_benchmark(
+            devices=args.device,
+            presets=args.model or (("compact",) if args.quick else ("paper", "compact")),
+            workloads=args.workload or ("sample", "paper"),
+            max_patches=args.patches if args.patches is not None else (_QUICK_PATCHES if args.quick else None),
+            batch_size=args.batch_size,
+            monai=args.monai,
+        )
+    if args.suite in ("metrics", "all"):
+        from napari_lesionseg.benchmarks.metrics import run_metrics_benchmark
+
+        report["metrics"] = run_metrics_benchmark()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A readable table of the inference results (and the metrics timings)."""
+    lines = []
+    inference = report.get("inference")
+    if inference:
+        machine = inference["machine"]
+        lines.append(f"machine: {machine['processor']} ({machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads), GPU: {machine['cuda'] or 'none'}, torch {machine['torch']}")
+        for entry in inference["results"]:
+            lines.extend(_format_entry(entry))
+    metrics = report.get("metrics")
+    if metrics:
+        lines.append(f"metrics: compute_metrics on {metrics['shape']}: {metrics['compute_metrics_s']:.2f} s")
+        lines.extend(f"  {name}: {seconds:.3f} s" for name, seconds in metrics["stages_s"].items())
+    return "\n".join(lines)
+
+
+def _format_entry(entry: dict[str, Any]) -> list[str]:
+    if "skipped" in entry:
+        return [f"{entry['workload']}: skipped: {entry['skipped']}"]
+    stages = entry["stages_s"]
+    measured = f"measured {entry['patches_measured']} of {entry['patches_total']} patches, extrapolated" if entry["extrapolated"] else "all patches measured"
+    lines = [
+        f"\n{entry['workload']} / {entry['model']} / {entry['device']}: {entry['description']}",
+        f"  grid {'x'.join(map(str, entry['grid']))} = {entry['patches_total']} patches x 4 = {entry['predictions_total']} predictions ({measured})",
+        "  stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items()),
+        f"  engine {entry['engine_s']:.2f} s, end to end {entry['end_to_end_s']:.2f} s, {entry['patches_per_s']:.2f} patches/s, "
+        f"{entry['predictions_per_s']:.2f} predictions/s, fusion/network {_ratio(entry['fusion_over_network'])}",
+        "  fusion alone (random predictions, whole grid): " + ", ".join(f"{k} {v:.3f} s" for k, v in entry["fusion_modes_s"].items()),
+    ]
+    monai = entry.get("monai")
+    if monai:
+        lines.append(
+            f"  equal work (uniform, same grid/network/device/TTA): ours {monai['ours_uniform_s']:.2f} s, MONAI {monai['monai_s']:.2f} s, "
+            f"ours/MONAI {monai['ours_over_monai']:.3f} (max |difference| {monai['max_abs_difference']:.1e})"
+        )
+    met = {k: v for k, v in entry["targets_met"].items() if v is not None}
+    lines.append("  targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in met.items()))
+    return lines
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"

@@ -1,0 +1,284 @@
+"""`lesionseg predict`: segment subjects with a checkpoint, writing outputs on each input's grid.
+
+Examples:
+    lesionseg predict data/sub-01 --checkpoint fbeta_1.5 --prob-out sub-01_prob.nii.gz --mask-out sub-01_mask.nii.gz
+    lesionseg predict FLAIR=f.nii.gz T1w=t1.nii.gz T2w=t2.nii.gz PDw=pd.nii.gz --checkpoint model.pt --mask-out mask.nii.gz
+    lesionseg predict data/ --checkpoint model.pt --mask-out "out/{subject}_mask.nii.gz"
+    torchrun --nproc_per_node 4 --no-python lesionseg predict data/ --checkpoint model.pt --mask-out "out/{subject}_mask.nii.gz"
+
+INPUT is a subject folder (``<subject>_<MODALITY>.nii.gz`` files), a folder of subject folders
+(a batch), or modality files (``NAME=PATH``, or files whose names end in ``_FLAIR``, ``_T1w``...).
+A batch is split across processes with ``--shard K/N``, or automatically under ``torchrun``
+(``RANK``/``WORLD_SIZE``; each process takes every N-th subject and, on CUDA, the GPU
+``LOCAL_RANK``). No process group is needed: subjects are independent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
+from napari_lesionseg.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from napari_lesionseg.inference import InferenceResult, InferenceSettings
+    from napari_lesionseg.io import Subject
+
+__all__ = ["register"]
+
+_PLACEHOLDER = "{subject}"
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    prob: str | None
+    mask: str | None
+    uncertainty: str | None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `predict` subcommand."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment subjects with a checkpoint (patches, test-time augmentation, B-spline fusion)",
+        description="Cut each volume into overlapping patches, predict every patch under the paper's four "
+        "augmentations and fuse the predictions (Sec. III.C). Outputs are written on the input's grid and affine. "
+        "Output paths may contain {subject}; they must when several subjects are given.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="a subject folder, a folder of subject folders, or modality files (NAME=PATH or *_FLAIR.nii.gz...)")
+    parser.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help="checkpoint name (see `lesionseg checkpoints`) or .pt file")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--prob-out", metavar="PATH", help="fused lesion probability (float32 NIfTI)")
+    out.add_argument("--mask-out", metavar="PATH", help="binary lesion mask (uint8 NIfTI)")
+    out.add_argument("--uncertainty-out", metavar="PATH", help="per-voxel spread of the overlapping/augmented predictions")
+    run = parser.add_argument_group("inference")
+    run.add_argument("--fusion", default="spline", choices=FUSION_MODES, help="patch fusion (default: %(default)s, the paper's)")
+    run.add_argument("--overlap", type=float, default=OVERLAP, help="patch overlap in [0, 1) (default: %(default)s)")
+    run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation (default: on)")
+    run.add_argument("--tta-set", default="paper", choices=("paper", "mirror8"), help="paper: identity + 180-degree rotation in each plane; mirror8: all 8 mirrorings (default: %(default)s)")
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
+    run.add_argument("--batch-size", type=int, default=2, help="patches per network call (default: %(default)s)")
+    run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
+    run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
+    run.add_argument("--threshold", type=float, default=THRESHOLD, help="mask threshold (default: %(default)s)")
+    run.add_argument("--resample", action="store_true", help="resample modalities that are not on the FLAIR grid onto it")
+    run.add_argument("--shard", metavar="K/N", help="process every N-th subject starting at K (0-based); set automatically under torchrun")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Load the checkpoint once, then segment and write every subject of this process's shard."""
+    from napari_lesionseg.checkpoints import load_checkpoint
+
+    outputs = _Outputs(args.prob_out, args.mask_out, args.uncertainty_out)
+    loaders = _subject_loaders(args.inputs, resample=args.resample)
+    _check_outputs(outputs, len(loaders))
+    rank, world = _shard(args.shard)
+    settings = _settings(args, rank)
+    model, metadata = load_checkpoint(args.checkpoint, device="cpu")
+    for _name, load in loaders[rank::world]:
+        subject = load()
+        result = _predict_one(subject, (model, metadata), settings, quiet=args.quiet)
+        written = _write(subject, result, outputs)
+        if not args.quiet:
+            print(_summary(subject, result, written), file=sys.stderr)
+    return 0
+
+
+def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
+    from napari_lesionseg.inference import InferenceSettings
+
+    device = args.device
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(local_rank) % torch.cuda.device_count()}"
+    patch = args.patch_size
+    if patch is not None and len(patch) not in (1, 3):
+        raise InvalidInputError(f"--patch-size takes 1 or 3 numbers, got {len(patch)}")
+    return InferenceSettings(
+        patch_size=None if patch is None else tuple(patch * 3 if len(patch) == 1 else patch),
+        overlap=args.overlap,
+        fusion=(args.fusion,),
+        tta=args.tta_set if args.tta else "none",
+        border=args.border,
+        batch_size=args.batch_size,
+        device=device,
+        threshold=args.threshold,
+        uncertainty=args.uncertainty_out is not None,
+        stream_partial=False,
+    )
+
+
+def _predict_one(subject: Subject, checkpoint: Any, settings: InferenceSettings, *, quiet: bool) -> InferenceResult:
+    from napari_lesionseg.inference import predict_subject
+
+    show = sys.stderr.isatty() and not quiet
+
+    def progress(event: Any) -> None:
+        if show:
+            print(f"\r{subject.name}: {event.done}/{event.total} patches", end="", file=sys.stderr, flush=True)
+        if event.message and not quiet:
+            print(f"\n{subject.name}: {event.message}", file=sys.stderr)
+
+    result = predict_subject(subject, checkpoint, settings, callback=progress)
+    if show:
+        print("\r", end="", file=sys.stderr)
+    return result
+
+
+def _write(subject: Subject, result: InferenceResult, outputs: _Outputs) -> list[Path]:
+    import numpy as np
+
+    from napari_lesionseg.io import save_volume
+
+    arrays = (
+        (outputs.prob, result.probability, np.float32),
+        (outputs.mask, result.mask.astype(np.uint8), np.uint8),
+        (outputs.uncertainty, result.uncertainty, np.float32),
+    )
+    written = []
+    for template, data, dtype in arrays:
+        if template is not None:
+            path = Path(template.replace(_PLACEHOLDER, subject.name))
+            written.append(save_volume(data, subject.geometry, path, dtype=dtype))
+    return written
+
+
+def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> str:
+    import numpy as np
+
+    ml = float(result.mask.sum() * np.prod(subject.geometry.spacing) / 1000.0)
+    seconds = result.timings.get("total", 0.0) + result.timings.get("normalisation", 0.0)
+    files = ", ".join(str(p) for p in written)
+    return f"{subject.name}: {result.total} patches on {result.device} in {seconds:.1f} s, lesion volume {ml:.2f} ml -> {files}"
+
+
+def _check_outputs(outputs: _Outputs, n_subjects: int) -> None:
+    given = [p for p in (outputs.prob, outputs.mask, outputs.uncertainty) if p is not None]
+    if not given:
+        raise InvalidInputError("nothing to write: give --prob-out, --mask-out and/or --uncertainty-out")
+    if n_subjects > 1:
+        fixed = [p for p in given if _PLACEHOLDER not in p]
+        if fixed:
+            raise InvalidInputError(
+                f"{n_subjects} subjects would all be written to {fixed[0]}; put {_PLACEHOLDER} in the output "
+                f"paths, e.g. out/{_PLACEHOLDER}_mask.nii.gz"
+            )
+
+
+def _shard(shard: str | None) -> tuple[int, int]:
+    """This process's (rank, world size): from --shard K/N, else torchrun's RANK/WORLD_SIZE, else (0, 1)."""
+    if shard is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        rank, world = (int(part) for part in shard.split("/"))
+    except ValueError:
+        raise InvalidInputError(f"--shard must look like K/N (e.g. 0/4), got {shard!r}") from None
+    if not 0 <= rank < world:
+        raise InvalidInputError(f"--shard {shard}: K must be in 0..N-1")
+    return rank, world
+
+
+def _subject_loaders(inputs: list[str], *, resample: bool) -> list[tuple[str, Any]]:
+    """(name, loader) per subject: loading is deferred so that a shard reads only its own subjects."""
+    from napari_lesionseg.io import is_nifti_path, load_subject
+
+    folders = [Path(i) for i in inputs if Path(i).is_dir()]
+    if folders and len(folders) != len(inputs):
+        raise InvalidInputError("give either folders (subjects or folders of subjects) or modality files, not both")
+    if not folders:
+        files = [_named_file(i, is_nifti_path) for i in inputs]
+        return [(_files_subject_name(files), lambda: _subject_from_files(files, resample=resample))]
+    subjects = [s for folder in folders for s in _subject_folders(folder)]
+    return [(s.name, lambda s=s: load_subject(s, resample=resample)) for s in subjects]
+
+
+def _subject_folders(folder: Path) -> list[Path]:
+    """`folder` itself when it holds modality files, else its subfolders that do."""
+    from napari_lesionseg.io import find_subject_files
+
+    try:
+        find_subject_files(folder)
+        return [folder]
+    except InvalidInputError as err:
+        children = [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+        subjects = [c for c in children if _is_subject(c)]
+        if not subjects:
+            raise InvalidInputError(f"{folder}: neither a subject folder nor a folder of subject folders ({err})") from None
+        return subjects
+
+
+def _is_subject(folder: Path) -> bool:
+    from napari_lesionseg.io import find_subject_files
+
+    try:
+        find_subject_files(folder)
+    except InvalidInputError:
+        return False
+    return True
+
+
+def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
+    """(modality, path) from ``NAME=PATH`` or from a BIDS-like file name."""
+    from napari_lesionseg.constants import MODALITIES
+    from napari_lesionseg.io import modality_of
+
+    name, sep, path_text = text.partition("=")
+    if sep and not Path(text).exists():
+        matches = [m for m in MODALITIES if m.casefold() == name.casefold()]
+        modality, path = (matches[0] if matches else name), Path(path_text)
+    else:
+        path = Path(text)
+        modality = modality_of(path)
+        if modality is None:
+            raise InvalidInputError(
+                f"{path}: cannot tell its modality from the name; name it like sub-01_FLAIR.nii.gz or pass FLAIR={path}"
+            )
+    if not path.is_file() or not is_nifti(path):
+        raise InvalidInputError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
+    return modality, path
+
+
+def _files_subject_name(files: list[tuple[str, Path]]) -> str:
+    from napari_lesionseg.io import nifti_stem
+
+    stem = nifti_stem(files[0][1])
+    suffix = f"_{files[0][0]}"
+    return stem[: -len(suffix)] if stem.lower().endswith(suffix.lower()) and len(stem) > len(suffix) else stem
+
+
+def _subject_from_files(files: list[tuple[str, Path]], *, resample: bool) -> Subject:
+    """A subject made of explicitly given modality files, checked to share the FLAIR's grid."""
+    from napari_lesionseg.constants import MODALITIES
+    from napari_lesionseg.io import Subject, load_volume
+    from napari_lesionseg.resample import resample_volume
+
+    modalities = [m for m, _ in files]
+    duplicates = sorted({m for m in modalities if modalities.count(m) > 1})
+    if duplicates:
+        raise InvalidInputError(f"modality {duplicates[0]} is given more than once")
+    volumes = {m: load_volume(p) for m, p in files}
+    order = [m for m in MODALITIES if m in volumes] + [m for m in volumes if m not in MODALITIES]
+    images = {m: volumes[m] for m in order}
+    reference = images["FLAIR"] if "FLAIR" in images else images[order[0]]
+    for modality, volume in images.items():
+        volume.modality = volume.name = modality
+        if volume is reference or volume.geometry.same_grid(reference.geometry):
+            continue
+        if not resample:
+            raise InvalidInputError(
+                f"{volume.path}: {modality} is not on the grid of {reference.path} ({volume.geometry.describe()} vs "
+                f"{reference.geometry.describe()}); register the images or pass --resample"
+            )
+        images[modality] = resample_volume(volume, reference.geometry)
+    name = _files_subject_name(files)
+    return Subject(name, Path(files[0][1]).parent, images, reference=reference.modality or "")

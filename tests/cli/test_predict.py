@@ -1,0 +1,124 @@
+"""`lesionseg predict` on real NIfTI subjects with a tiny real checkpoint.
+
+The network is randomly initialised: these tests check geometry, file handling and errors, not
+segmentation quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import write_subject
+
+from napari_lesionseg.cli import main
+from napari_lesionseg.constants import CORE_MODALITIES
+
+SHAPE = (14, 12, 10)
+#: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings).
+TINY = {
+    "initial_convs": 1,
+    "initial_features": 4,
+    "dense_blocks_down": 1,
+    "layers_per_block": 1,
+    "growth_rate": 4,
+    "multiscale_features": 4,
+    "patch_size": [8, 8, 8],
+}
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    from napari_lesionseg.checkpoints import CheckpointMetadata, save_checkpoint
+    from napari_lesionseg.models import build_model, model_config
+
+    config = model_config("compact", in_channels=len(CORE_MODALITIES), **TINY)
+    torch.manual_seed(0)
+    metadata = CheckpointMetadata(
+        name="tiny", model=config, loss="fbeta", beta=1.5, modalities=list(CORE_MODALITIES), patch_size=[8, 8, 8]
+    )
+    return save_checkpoint(tmp_path / "tiny.pt", build_model(config), metadata)
+
+
+def _predict(*args: object) -> int:
+    return main(["predict", *map(str, args), "--device", "cpu", "--quiet"])
+
+
+def test_outputs_land_on_the_input_grid_and_affine(tmp_path, checkpoint):
+    folder = write_subject(tmp_path / "data", shape=SHAPE, axcodes="LPS")
+    out = tmp_path / "out"
+    code = _predict(folder, "--checkpoint", checkpoint, "--prob-out", out / "prob.nii.gz", "--mask-out", out / "mask.nii.gz", "--uncertainty-out", out / "unc.nii.gz")
+    assert code == 0
+    flair = nib.load(folder / "sub-01_FLAIR.nii.gz")
+    prob, mask, unc = (nib.load(out / name) for name in ("prob.nii.gz", "mask.nii.gz", "unc.nii.gz"))
+    for image in (prob, mask, unc):
+        np.testing.assert_array_equal(image.affine, flair.affine)
+        assert image.shape == flair.shape
+    p, m = prob.get_fdata(), np.asarray(mask.dataobj)
+    assert prob.get_data_dtype() == np.float32 and mask.get_data_dtype() == np.uint8
+    assert 0 <= p.min() and p.max() <= 1 and set(np.unique(m)) <= {0, 1}
+    np.testing.assert_array_equal(m, (p >= 0.5).astype(np.uint8))
+    assert unc.get_fdata().min() >= 0
+
+
+def test_modality_files_give_the_same_result_as_the_folder(tmp_path, checkpoint):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    assert _predict(folder, "--checkpoint", checkpoint, "--prob-out", tmp_path / "a.nii.gz", "--no-tta") == 0
+    files = [f"{m}={folder / f'sub-01_{m}.nii.gz'}" for m in ("T2w", "FLAIR")] + [folder / f"sub-01_{m}.nii.gz" for m in ("PDw", "T1w")]
+    assert _predict(*files, "--checkpoint", checkpoint, "--prob-out", tmp_path / "b.nii.gz", "--no-tta") == 0
+    a, b = (nib.load(tmp_path / name).get_fdata() for name in ("a.nii.gz", "b.nii.gz"))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_folder_of_subjects_runs_as_a_batch_and_can_be_sharded(tmp_path, checkpoint):
+    for name in ("sub-01", "sub-02"):
+        write_subject(tmp_path / "data", name=name, shape=SHAPE)
+    template = tmp_path / "out" / "{subject}_mask.nii.gz"
+    assert _predict(tmp_path / "data", "--checkpoint", checkpoint, "--mask-out", template, "--no-tta") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sub-01_mask.nii.gz", "sub-02_mask.nii.gz"]
+    shard = tmp_path / "shard" / "{subject}_mask.nii.gz"
+    assert _predict(tmp_path / "data", "--checkpoint", checkpoint, "--mask-out", shard, "--no-tta", "--shard", "1/2") == 0
+    assert [p.name for p in (tmp_path / "shard").iterdir()] == ["sub-02_mask.nii.gz"]
+
+
+def test_under_torchrun_each_process_takes_its_share(tmp_path, checkpoint, monkeypatch):
+    for name in ("sub-01", "sub-02", "sub-03"):
+        write_subject(tmp_path / "data", name=name, shape=SHAPE)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    template = tmp_path / "out" / "{subject}_mask.nii.gz"
+    assert _predict(tmp_path / "data", "--checkpoint", checkpoint, "--mask-out", template, "--no-tta") == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["sub-02_mask.nii.gz"]
+
+
+def test_batch_without_subject_placeholder_is_refused(tmp_path, checkpoint, capsys):
+    for name in ("sub-01", "sub-02"):
+        write_subject(tmp_path / "data", name=name, shape=SHAPE)
+    assert _predict(tmp_path / "data", "--checkpoint", checkpoint, "--mask-out", tmp_path / "mask.nii.gz") == 2
+    assert "{subject}" in capsys.readouterr().err
+
+
+def test_missing_modality_is_named(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE, modalities=("FLAIR", "T1w", "T2w"))
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz") == 2
+    assert "missing: PDw" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--overlap", "1.0"], "overlap"), (["--patch-size", "7"], "must be a multiple of"), (["--shard", "2/2"], "--shard")],
+)
+def test_bad_options_are_clear_errors(tmp_path, checkpoint, capsys, option, message):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz", *option) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nothing_to_write_is_refused(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    assert _predict(folder, "--checkpoint", checkpoint) == 2
+    assert "nothing to write" in capsys.readouterr().err
