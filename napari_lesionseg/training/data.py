@@ -1,0 +1,118 @@
+"""Training subjects in memory: normalised multimodal stacks with their reference masks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from napari_lesionseg.errors import InvalidInputError
+
+__all__ = [
+    "TrainingSubject",
+    "find_subject_dirs",
+    "load_training_subjects",
+    "pad_to_patch",
+    "subject_from_arrays",
+]
+
+@dataclass(frozen=True)
+class TrainingSubject:
+    """A normalised image stack (C, Z, Y, X) float32, its bool mask (Z, Y, X) and voxel spacing (mm)."""
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def subject_from_arrays(
+    image: np.ndarray,
+    mask: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    name: str = "subject",
+    *,
+    normalize: bool = True,
+) -> TrainingSubject:
+    """Make a training subject from a raw stack (C, Z, Y, X) and a mask (Z, Y, X).
+
+    Args:
+        image: intensities in `constants.MODALITIES` order (or the checkpoint's order).
+        mask: reference lesion mask, any dtype; nonzero is lesion.
+        spacing: voxel size in mm along (Z, Y, X).
+        name: shown in warnings and logs.
+        normalize: apply `intensity.normalize_stack` (the normalisation inference uses).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    mask = np.asarray(mask)
+    if image.ndim != 4 or mask.shape != image.shape[1:]:
+        raise InvalidInputError(
+            f"subject {name!r}: expected an image (C, Z, Y, X) and a mask (Z, Y, X) of the same "
+            f"grid, got image {image.shape} and mask {mask.shape}"
+        )
+    if normalize:
+        from napari_lesionseg.intensity import normalize_stack
+
+        image = np.asarray(normalize_stack(image), dtype=np.float32)
+    return TrainingSubject(name, np.ascontiguousarray(image), mask != 0, tuple(float(s) for s in spacing))
+
+
+def find_subject_dirs(path: str | os.PathLike[str]) -> list[Path]:
+    """Subject folders under `path`: `path` itself if it holds NIfTI files, else its NIfTI sub-folders."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InvalidInputError(f"training data folder {path} does not exist or is not a folder")
+    if _has_nifti(path):
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and _has_nifti(p))
+    if not found:
+        raise InvalidInputError(
+            f"no subject folders with NIfTI files (.nii/.nii.gz) found in {path}; expected one "
+            "folder per subject, as written by `lesionseg sample`"
+        )
+    return found
+
+
+def load_training_subjects(
+    paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str]
+) -> list[TrainingSubject]:
+    """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask."""
+    from napari_lesionseg.io import load_subject
+
+    subjects = []
+    for folder in (d for p in paths for d in find_subject_dirs(p)):
+        subject = load_subject(folder)
+        if subject.mask is None:
+            raise InvalidInputError(
+                f"subject folder {folder} has no lesion mask; training needs one per subject"
+            )
+        spacing = subject.mask.geometry.spacing
+        subjects.append(
+            subject_from_arrays(subject.stack(tuple(modalities)), subject.mask.data, spacing, subject.name)
+        )
+    return subjects
+
+
+def pad_to_patch(subject: TrainingSubject, patch_size: Sequence[int]) -> TrainingSubject:
+    """Pad a subject smaller than the patch (at the far end) so that one patch fits.
+
+    The image is padded with each channel's minimum (background after normalisation), the mask
+    with no lesion.
+    """
+    pad = [max(0, int(p) - n) for p, n in zip(patch_size, subject.mask.shape)]
+    if not any(pad):
+        return subject
+    widths = [(0, w) for w in pad]
+    image = np.stack(
+        [np.pad(c, widths, constant_values=float(c.min())) for c in subject.image]
+    ).astype(np.float32)
+    return replace(subject, image=image, mask=np.pad(subject.mask, widths))
+
+
+def _has_nifti(folder: Path) -> bool:
+    from napari_lesionseg.io import is_nifti_path
+
+    return any(is_nifti_path(p) for p in folder.iterdir() if p.is_file())

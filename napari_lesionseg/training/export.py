@@ -1,0 +1,59 @@
+"""The checkpoint a run writes: the trained network with the metadata that inference and review need."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_lesionseg.training.config import TrainingConfig
+
+__all__ = ["training_record", "write_checkpoint"]
+
+
+def training_record(config: TrainingConfig, *, steps: int, elapsed_s: float, world_size: int) -> dict[str, Any]:
+    """How the network was trained: the full config plus steps, time, processes and machine."""
+    return {
+        **config.to_dict(),
+        "steps": int(steps),
+        "elapsed_s": round(float(elapsed_s), 1),
+        "world_size": int(world_size),
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}, "
+        f"{os.cpu_count()} CPUs" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""),
+        "torch": torch.__version__,
+    }
+
+
+def write_checkpoint(
+    out: str | os.PathLike[str],
+    model: torch.nn.Module,
+    config: TrainingConfig,
+    model_config: dict[str, Any],
+    *,
+    validation: dict[str, Any] | None,
+    parent: str | None,
+    steps: int,
+    elapsed_s: float,
+    world_size: int,
+) -> Path:
+    """Save `model` to `out` (atomically) with complete `checkpoints.CheckpointMetadata`."""
+    from napari_lesionseg.checkpoints import CheckpointMetadata, save_checkpoint
+    from napari_lesionseg.intensity import NORMALIZATION
+
+    metadata = CheckpointMetadata(
+        name=config.checkpoint_name,
+        model=dict(model_config),
+        loss=config.loss,
+        beta=float(config.beta) if config.loss == "fbeta" else None,
+        modalities=list(config.modalities),
+        patch_size=list(config.patch_size or ()),
+        normalization=dict(NORMALIZATION),
+        training=training_record(config, steps=steps, elapsed_s=elapsed_s, world_size=world_size),
+        validation=validation or {},
+        parent=parent,
+    )
+    save_checkpoint(out, model, metadata)
+    return Path(out)

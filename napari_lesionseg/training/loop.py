@@ -1,0 +1,373 @@
+"""The training loop: Adam with the paper's schedule, patch batches, validation, resumable state.
+
+`iter_training` is a generator that yields a `TrainingProgress` after every step and returns a
+`TrainingResult`, so the napari dock can drive it from a thread worker; `train` runs it with a
+callback. Both honour a cancel token (a `threading.Event`): the run stops after the current
+step, saves its state, and `resume=True` later continues exactly where it stopped.
+Under `torchrun` every rank runs the same loop on its shard of the patches (DDP); only rank 0
+writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.training import distributed as ddp
+from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
+from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, pad_to_patch
+from napari_lesionseg.training.export import write_checkpoint
+from napari_lesionseg.training.logs import write_history
+from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
+from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
+from napari_lesionseg.training.state import STATE_FILE, load_state, restore_rng, rng_state, save_state
+from napari_lesionseg.training.validation import validate
+
+__all__ = ["CancelToken", "iter_training", "train"]
+
+
+class CancelToken(Protocol):
+    """Anything with `is_set()`, e.g. `threading.Event` or `inference.CancelToken`."""
+
+    def is_set(self) -> bool: ...
+
+
+def train(
+    config: TrainingConfig,
+    *,
+    subjects: Sequence[TrainingSubject] = (),
+    val_subjects: Sequence[TrainingSubject] = (),
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> TrainingResult:
+    """Run `config` to the end (or until `cancel` is set) and return the result.
+
+    Args:
+        config: the run; its data/val folders are loaded and added to `subjects`/`val_subjects`.
+        subjects: in-memory training subjects (e.g. annotations from the viewer).
+        val_subjects: in-memory validation subjects.
+        on_progress: called with every `TrainingProgress` (on every rank).
+        cancel: stop after the current step, saving the resumable state.
+    """
+    steps = iter_training(config, subjects=subjects, val_subjects=val_subjects, cancel=cancel)
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if on_progress is not None:
+            on_progress(progress)
+
+
+def iter_training(
+    config: TrainingConfig,
+    *,
+    subjects: Sequence[TrainingSubject] = (),
+    val_subjects: Sequence[TrainingSubject] = (),
+    cancel: CancelToken | None = None,
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """Yield progress after every step and validation; return the `TrainingResult` (see `train`)."""
+    context = ddp.init_distributed(config.device)
+    try:
+        run = _Run(config, context, subjects, val_subjects)
+        return (yield from run.loop(cancel))
+    finally:
+        ddp.destroy_distributed(context)
+
+
+class _Run:
+    """Everything one run holds: network, optimizer, schedule, sampler and the position reached."""
+
+    def __init__(
+        self,
+        config: TrainingConfig,
+        context: ddp.DistContext,
+        subjects: Sequence[TrainingSubject],
+        val_subjects: Sequence[TrainingSubject],
+    ) -> None:
+        self.context, self.device = context, context.device
+        torch.manual_seed(config.seed)
+        model, self.model_config, self.parent = _initial_model(config, self.device)
+        self.config = dataclasses.replace(config, patch_size=_patch_size(config, self.model_config))
+        if self.parent is None:  # a fresh network records the patch size it was trained on
+            self.model_config["patch_size"] = list(self.config.patch_size)
+        self.amp = self.device.type == "cuda" and (config.amp is None or bool(config.amp))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one patch shape: pick the fastest kernels once
+        self.sampler, self.val_set = self._data(subjects, val_subjects)
+        self.loss_fn = _make_loss(self.config)
+        self.model = ddp.wrap_model(model, context)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        schedule = PaperSchedule(config.lr_decay, config.lr_decay_every, config.lr_growth, config.lr_growth_every)
+        self.scheduler = make_scheduler(self.optimizer, schedule)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.steps_per_epoch = math.ceil(math.ceil(len(self.sampler) / context.world_size) / config.batch_size)
+        total = config.epochs * self.steps_per_epoch
+        self.total_steps = total if config.max_steps is None else min(total, config.max_steps)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.loss_sum, self.loss_count, self.elapsed = 0.0, 0, 0.0
+        self.history: list[dict[str, Any]] = []
+        self.validation: dict[str, Any] | None = None
+        self.finished = False
+        torch.manual_seed(config.seed + 1 + context.rank)  # dropout differs per rank, repeatably
+        self._maybe_resume()
+
+    def _data(
+        self, subjects: Sequence[TrainingSubject], val_subjects: Sequence[TrainingSubject]
+    ) -> tuple[PatchSampler, list[TrainingSubject]]:
+        """The patch sampler over the training subjects, and the validation subjects."""
+        config = self.config
+        train_set = [*subjects, *load_training_subjects(config.data, config.modalities)]
+        val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities)]
+        if not train_set:
+            raise InvalidInputError("no training subjects: pass --data folders or in-memory subjects")
+        sampler = PatchSampler(
+            [pad_to_patch(s, config.patch_size) for s in train_set], config.patch_size,
+            config.patches_per_subject, config.min_lesion_voxels, config.augment, config.seed,
+        )
+        return sampler, val_set
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def loop(self, cancel: CancelToken | None) -> Generator[TrainingProgress, None, TrainingResult]:
+        """Train until the last step or a cancel; validate, log and save along the way."""
+        started = time.perf_counter() - self.elapsed
+        while self.step < self.total_steps:
+            batches = self._epoch_batches()
+            self.loss_fn.set_epoch(self.epoch)
+            cancelled = False
+            for batch in batches[self.batch_in_epoch :]:
+                loss = self._train_step(batch)
+                self.elapsed = time.perf_counter() - started
+                yield self._progress("train", loss)
+                if self.step % self.config.save_every == 0:
+                    self._save_state()
+                cancelled = ddp.any_rank(cancel is not None and cancel.is_set(), self.context)
+                if cancelled or self.step >= self.total_steps:
+                    break
+            if self.batch_in_epoch >= len(batches):
+                due = (self.epoch + 1) % self.config.val_every == 0 or self.step >= self.total_steps
+                yield from self._record_epoch(validate_now=due and not cancelled, complete=True)
+            if cancelled:
+                self._save_state()
+                return self._result(cancelled=True)
+        if self.batch_in_epoch and not self.finished:  # max_steps ended the run inside an epoch
+            yield from self._record_epoch(validate_now=True, complete=False)
+        if ddp.broadcast_object(not self.finished or not Path(self.config.out).exists(), self.context):
+            yield from self._finish()
+        return self._result(cancelled=False)
+
+    def _epoch_batches(self) -> list[list[PatchSpec]]:
+        """This rank's share of the epoch's patches, shuffled alike on every rank, in batches."""
+        specs = self.sampler.epoch(self.epoch)
+        order = DistributedSampler(
+            specs, num_replicas=self.context.world_size, rank=self.context.rank,
+            shuffle=True, seed=self.config.seed, drop_last=False,
+        )
+        order.set_epoch(self.epoch)
+        mine = [specs[i] for i in order]
+        size = self.config.batch_size
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    def _train_step(self, batch: list[PatchSpec]) -> float:
+        images, masks, distances = self._collate(batch)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            logits = self.model(images)
+        loss = self.loss_fn(logits.float(), masks, distance_map=distances)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        value = float(loss.detach())
+        self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
+        self.loss_sum, self.loss_count = self.loss_sum + value, self.loss_count + 1
+        return value
+
+    def _collate(self, batch: list[PatchSpec]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Batch tensors on the device: images, masks and, for the boundary loss, distance maps."""
+        patches = [self.sampler.extract(spec) for spec in batch]
+        images = torch.from_numpy(np.stack([image for image, _ in patches])).to(self.device)
+        masks = torch.from_numpy(np.stack([mask for _, mask in patches])[:, None]).to(self.device)
+        distances = None
+        if self.loss_fn.requires_distance_map:
+            from napari_lesionseg.losses import signed_distance_map
+
+            maps = [
+                signed_distance_map(mask, self.sampler.subjects[spec.subject].spacing)
+                for spec, (_, mask) in zip(batch, patches)
+            ]
+            distances = torch.from_numpy(np.stack(maps)[:, None]).to(self.device)
+        return images, masks, distances
+
+    def _record_epoch(self, *, validate_now: bool, complete: bool) -> Generator[TrainingProgress, None, None]:
+        """Append the epoch's row (mean loss, lr, validation) to the history, move on, save the state."""
+        row = {"epoch": self.epoch + 1, "step": self.step, "train_loss": self._mean_loss(), "lr": self._lr()}
+        if self.val_set and validate_now:
+            self.validation = self._validate()
+            row.update({f"val_{k}": v for k, v in self.validation["mean"].items()})
+            yield self._progress("validate", metrics=self.validation["mean"])
+        row["elapsed_s"] = round(self.elapsed, 3)
+        self.history.append(row)
+        self.loss_sum, self.loss_count = 0.0, 0
+        if self.context.is_main:
+            write_history(self.config.run_dir, self.history)
+        if complete:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self._save_state()
+
+    def _finish(self) -> Generator[TrainingProgress, None, None]:
+        """Write the checkpoint (rank 0) and mark the state finished."""
+        self.finished = True
+        ddp.broadcast_buffers(self.model, self.context)
+        if self.context.is_main:
+            write_checkpoint(
+                self.config.out, ddp.unwrap(self.model), self.config, self.model_config,
+                validation=self.validation, parent=self.parent, steps=self.step,
+                elapsed_s=self.elapsed, world_size=self.context.world_size,
+            )
+        self._save_state()
+        mean = None if self.validation is None else self.validation["mean"]
+        yield self._progress("done", metrics=mean)
+
+    def _validate(self) -> dict[str, Any]:
+        """Whole-volume metrics of the current network on the validation subjects (rank 0 computes)."""
+        ddp.broadcast_buffers(self.model, self.context)
+        result: dict[str, Any] | None = None
+        if self.context.is_main:
+            result = validate(
+                ddp.unwrap(self.model), self.val_set, patch_size=self.config.patch_size,
+                overlap=self.config.val_overlap, tta=self.config.val_tta, device=self.device, amp=self.amp,
+                batch_size=2 * self.config.batch_size,  # no gradients: twice the training batch fits
+            )
+            result["step"] = self.step
+        return ddp.broadcast_object(result, self.context)
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+
+    def _mean_loss(self) -> float:
+        return ddp.mean_over_ranks(self.loss_sum, self.loss_count, self.context)
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _progress(self, phase: str, loss: float | None = None, metrics: dict | None = None) -> TrainingProgress:
+        return TrainingProgress(
+            phase, self.step, self.total_steps, self.epoch, self.config.epochs,
+            loss, self._lr(), metrics, round(self.elapsed, 3),
+        )
+
+    def _result(self, *, cancelled: bool) -> TrainingResult:
+        ddp.broadcast_buffers(self.model, self.context)
+        out = Path(self.config.out) if self.finished else None
+        return TrainingResult(
+            out, self.step, self.total_steps, cancelled, list(self.history), self.validation, ddp.unwrap(self.model)
+        )
+
+    def _state_path(self) -> Path:
+        return self.config.run_dir / STATE_FILE
+
+    def _save_state(self) -> None:
+        rngs = ddp.gather_object(rng_state(), self.context)
+        if not self.context.is_main:
+            return
+        net = ddp.unwrap(self.model)
+        save_state(self._state_path(), {
+            "identity": self.config.identity(), "config": self.config.to_dict(),
+            "model_config": self.model_config, "parent": self.parent,
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed": self.elapsed,
+            "history": self.history, "validation": self.validation, "finished": self.finished,
+            "world_size": self.context.world_size, "rng": rngs,
+            "model": net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+        })
+
+    def _maybe_resume(self) -> None:
+        path = self._state_path()
+        if not path.exists():
+            return
+        if not self.config.resume:
+            raise InvalidInputError(
+                f"{path} holds the state of an earlier run; pass --resume to continue it, or choose "
+                "another --work-dir (or delete that folder) to start afresh"
+            )
+        state = load_state(path)
+        _check_same_run(state, self.config, path)
+        ddp.unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        for key in ("step", "epoch", "batch_in_epoch", "loss_sum", "loss_count", "elapsed", "history", "validation"):
+            setattr(self, key, state[key])
+        self.finished = bool(state["finished"]) and self.step >= self.total_steps
+        if state["world_size"] == self.context.world_size:
+            restore_rng(state["rng"][self.context.rank])
+        elif self.batch_in_epoch:  # the epoch's shards differ with the process count: redo the epoch
+            warnings.warn(
+                f"{path} was saved by {state['world_size']} process(es), this run has {self.context.world_size}: "
+                f"epoch {self.epoch + 1} restarts from its first batch",
+                stacklevel=2,
+            )
+            self.batch_in_epoch, self.loss_sum, self.loss_count = 0, 0.0, 0
+
+
+def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -> None:
+    changed = {k: (v, state["identity"].get(k)) for k, v in config.identity().items() if state["identity"].get(k) != v}
+    if changed:
+        details = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in changed.items())
+        raise CheckpointError(
+            f"cannot resume from {path}: the run's settings differ ({details}); use the original "
+            "settings, or another --work-dir to start a new run"
+        )
+
+
+def _initial_model(config: TrainingConfig, device: torch.device) -> tuple[torch.nn.Module, dict, str | None]:
+    """The network to train: from `init_checkpoint` (fine-tuning) or a fresh one from the preset."""
+    if config.init_checkpoint:
+        from napari_lesionseg.checkpoints import load_checkpoint
+
+        model, metadata = load_checkpoint(config.init_checkpoint, device=device)
+        if list(config.modalities) != list(metadata.modalities):
+            raise InvalidInputError(
+                f"checkpoint {config.init_checkpoint} takes the modalities {', '.join(metadata.modalities)} but "
+                f"the run uses {', '.join(config.modalities)}; pass --modalities {','.join(metadata.modalities)}"
+            )
+        return model.to(device), dict(metadata.model), metadata.name
+    from napari_lesionseg.models import build_model, model_config
+
+    model_cfg = model_config(config.preset, in_channels=len(config.modalities), **config.model)
+    return build_model(model_cfg).to(device), model_cfg, None
+
+
+def _patch_size(config: TrainingConfig, model_config: dict) -> tuple[int, int, int]:
+    from napari_lesionseg.models import default_patch_size, size_divisor
+
+    size = tuple(config.patch_size or default_patch_size(model_config))
+    divisor = size_divisor(model_config)
+    if len(size) != 3 or any(s < 1 or s % divisor for s in size):
+        raise InvalidInputError(
+            f"patch size {size} does not fit the network: every axis must be a positive multiple of {divisor}"
+        )
+    return size  # type: ignore[return-value]
+
+
+def _make_loss(config: TrainingConfig) -> Any:
+    """The configured `losses.LossFunction` (F-beta takes the config's beta)."""
+    from napari_lesionseg.losses import make_loss
+
+    params = dict(config.loss_params)
+    if config.loss == "fbeta":
+        params.setdefault("beta", config.beta)
+    return make_loss(config.loss, **params)

@@ -1,0 +1,170 @@
+"""Training patches from whole volumes: the paper's selection (Sec. III.E.2) and augmentation (Sec. III.C).
+
+* Selection: a patch feeds the network only if it holds at least `min_lesion_voxels` lesion voxels
+  (`constants.MIN_LESION_VOXELS` = 10, because similarity losses cannot learn from patches without
+  true positives). Patches are drawn uniformly among *all* qualifying positions, found exactly
+  with a summed-volume table, and every subject gives the same number of patches per epoch.
+* Subjects with no qualifying position (fewer lesion voxels than the threshold) are skipped with
+  a warning; if none qualifies, sampling fails with a message that says what to do.
+* Augmentation: a random variant per patch from a `patches.TTA_SETS` set, the same flips
+  inference uses: ``"paper"`` is identity and a 180-degree rotation in each of the three planes,
+  ``"mirror8"`` adds the four mirror images, ``"none"`` keeps patches as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from napari_lesionseg.constants import MIN_LESION_VOXELS
+from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.patches import TTA_SETS
+from napari_lesionseg.patches import augment as flip_variant
+
+if TYPE_CHECKING:
+    from napari_lesionseg.training.data import TrainingSubject
+
+__all__ = ["PatchSampler", "PatchSpec", "augment", "lesion_counts", "valid_patch_starts"]
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """One training patch: which subject, where it starts (z, y, x), and its augmentation variant."""
+
+    subject: int
+    start: tuple[int, int, int]
+    variant: str
+
+
+def augment(array: np.ndarray, variant: str) -> np.ndarray:
+    """`array` with augmentation `variant` (a `patches.TTA_VARIANTS` name) applied to its last three axes."""
+    return np.ascontiguousarray(flip_variant(array, variant))
+
+
+def lesion_counts(mask: np.ndarray, patch_size: Sequence[int]) -> np.ndarray:
+    """Lesion voxels inside the patch starting at every valid (z, y, x) position.
+
+    Returns an int array of shape ``mask.shape - patch_size + 1`` computed with a summed-volume
+    table, so all positions cost one pass over the volume.
+    """
+    size = _check_fits(mask.shape, patch_size)
+    table = np.zeros(tuple(s + 1 for s in mask.shape), dtype=np.int64)
+    table[1:, 1:, 1:] = mask.astype(bool).cumsum(0).cumsum(1).cumsum(2)
+    counts = np.zeros(tuple(s - p + 1 for s, p in zip(mask.shape, size)), dtype=np.int64)
+    for corner in itertools.product((0, 1), repeat=3):
+        sign = (-1) ** (3 - sum(corner))
+        index = tuple(
+            slice(c * p, c * p + n) for c, p, n in zip(corner, size, counts.shape)
+        )
+        counts += sign * table[index]
+    return counts
+
+
+def valid_patch_starts(
+    mask: np.ndarray, patch_size: Sequence[int], min_lesion_voxels: int = MIN_LESION_VOXELS
+) -> np.ndarray:
+    """Flat indices (into the start grid ``mask.shape - patch_size + 1``) of patches that qualify."""
+    counts = lesion_counts(mask, patch_size)
+    return np.flatnonzero(counts >= max(0, int(min_lesion_voxels)))
+
+
+class PatchSampler:
+    """Draws the same number of qualifying, augmented patches from every subject, per epoch.
+
+    Args:
+        subjects: training subjects (volumes at least as large as the patch).
+        patch_size: (z, y, x) patch size in voxels.
+        patches_per_subject: patches drawn from each subject per epoch.
+        min_lesion_voxels: minimum lesion voxels per patch (0 draws uniformly over the volume).
+        augment: a `patches.TTA_SETS` name: "paper", "mirror8" or "none".
+        seed: with the epoch number, fixes the patches of that epoch.
+    """
+
+    def __init__(
+        self,
+        subjects: Sequence[TrainingSubject],
+        patch_size: Sequence[int],
+        patches_per_subject: int,
+        min_lesion_voxels: int = MIN_LESION_VOXELS,
+        augment: str = "paper",
+        seed: int = 0,
+    ) -> None:
+        if augment not in TTA_SETS:
+            raise InvalidInputError(f"unknown augmentation {augment!r}; expected one of {tuple(TTA_SETS)}")
+        if patches_per_subject < 1:
+            raise InvalidInputError(f"patches_per_subject must be >= 1, got {patches_per_subject}")
+        self.subjects = list(subjects)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.patches_per_subject = int(patches_per_subject)
+        self.variants = TTA_SETS[augment]
+        self.seed = int(seed)
+        self._grids = [
+            tuple(n - p + 1 for n, p in zip(s.mask.shape, _check_fits(s.mask.shape, self.patch_size)))
+            for s in self.subjects
+        ]
+        # Without a lesion threshold every position qualifies: draw from the grid, store nothing.
+        self._starts = [
+            valid_patch_starts(s.mask, self.patch_size, min_lesion_voxels) if min_lesion_voxels > 0 else None
+            for s in self.subjects
+        ]
+        self.eligible = [i for i, starts in enumerate(self._starts) if starts is None or starts.size]
+        self._warn_skipped(min_lesion_voxels)
+
+    def _warn_skipped(self, min_lesion_voxels: int) -> None:
+        skipped = [self.subjects[i].name for i in range(len(self.subjects)) if i not in self.eligible]
+        if not self.eligible:
+            raise InvalidInputError(
+                f"no training subject has a {self.patch_size} patch with >= {min_lesion_voxels} lesion "
+                f"voxels (subjects: {[s.name for s in self.subjects]}); add subjects with lesions, "
+                "use a larger patch, or lower --min-lesion-voxels"
+            )
+        if skipped:
+            warnings.warn(
+                f"skipping {len(skipped)} subject(s) without a patch holding >= {min_lesion_voxels} "
+                f"lesion voxels: {', '.join(skipped)}",
+                stacklevel=3,
+            )
+
+    def __len__(self) -> int:
+        """Patches per epoch."""
+        return len(self.eligible) * self.patches_per_subject
+
+    def epoch(self, epoch: int) -> list[PatchSpec]:
+        """The patches of `epoch`, subject by subject (a distributed sampler shuffles them)."""
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        specs = []
+        for index in self.eligible:
+            starts = self._starts[index]
+            picks = (
+                rng.integers(int(np.prod(self._grids[index])), size=self.patches_per_subject)
+                if starts is None
+                else rng.choice(starts, size=self.patches_per_subject)
+            )
+            variants = rng.integers(len(self.variants), size=self.patches_per_subject)
+            for flat, variant in zip(picks, variants):
+                start = tuple(int(v) for v in np.unravel_index(flat, self._grids[index]))
+                specs.append(PatchSpec(index, start, self.variants[variant]))
+        return specs
+
+    def extract(self, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Image (C, z, y, x) float32 and mask (z, y, x) float32 of `spec`, augmented."""
+        subject = self.subjects[spec.subject]
+        window = tuple(slice(s, s + p) for s, p in zip(spec.start, self.patch_size))
+        image = augment(subject.image[(slice(None), *window)], spec.variant)
+        return image, augment(subject.mask[window], spec.variant).astype(np.float32)
+
+
+def _check_fits(shape: Sequence[int], patch_size: Sequence[int]) -> tuple[int, int, int]:
+    """`patch_size` as ints, after checking that such a patch fits in a volume of `shape`."""
+    size = tuple(int(p) for p in patch_size)
+    if len(shape) != 3 or len(size) != 3 or any(p > n or p < 1 for p, n in zip(size, shape)):
+        raise InvalidInputError(
+            f"cannot place a {size} patch in a mask of shape {tuple(shape)}; the volume must be at "
+            "least as large as the patch along every axis (pad it or choose a smaller --patch-size)"
+        )
+    return size  # type: ignore[return-value]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Reproduce the bundled checkpoints napari_lesionseg/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
+# and their validation table (docs/TRAINING.md explains every choice).
+#
+# Resumable: every step is skipped when its result exists, and an interrupted training run
+# continues from its last saved state (`lesionseg train --resume`). Just run the script again.
+#
+# Usage: scripts/train_bundled.sh                  # everything, one checkpoint after the other
+#        scripts/train_bundled.sh fbeta_1.5 focal  # only these checkpoints
+# Settings (environment): WORK (default out/train), EPOCHS (17, the F-beta networks), FOCAL_EPOCHS (51),
+# VAL_EVERY (17), THREADS (1), DEVICE (cpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${WORK:-out/train}
+EPOCHS=${EPOCHS:-17}
+FOCAL_EPOCHS=${FOCAL_EPOCHS:-51}
+VAL_EVERY=${VAL_EVERY:-17}
+THREADS=${THREADS:-1}
+DEVICE=${DEVICE:-cpu}
+WEIGHTS=napari_lesionseg/weights
+LESIONSEG=${LESIONSEG:-$( [ -x .venv/bin/lesionseg ] && echo .venv/bin/lesionseg || echo lesionseg )}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
+
+# Phantom subjects at 2 mm. Seeds are disjoint from the sample data's (>= 9000):
+# training 100-115 (16 subjects), validation 500-503 (4 subjects); the lesion load cycles with the seed.
+make_subjects() {  # folder, count, first seed
+  if [ ! -f "$1/.complete" ]; then
+    rm -rf "$1"
+    "$LESIONSEG" sample "$1" --n "$2" --seed "$3" --spacing 2
+    touch "$1/.complete"
+  fi
+}
+
+train_one() {  # name, epochs, loss options...
+  local name=$1 epochs=$2
+  shift 2
+  "$LESIONSEG" train --data "$WORK/data/train" --val "$WORK/data/val" \
+    --out "$WEIGHTS/$name.pt" --work-dir "$WORK/$name" \
+    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs "$epochs" \
+    --val-every "$VAL_EVERY" --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
+    --resume "$@" 2>&1 | tee -a "$WORK/$name.log"
+}
+
+mkdir -p "$WORK" "$WEIGHTS"
+make_subjects "$WORK/data/train" 16 100
+make_subjects "$WORK/data/val" 4 500
+
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal)
+for name in "${names[@]}"; do
+  case $name in
+    fbeta_*) train_one "$name" "$EPOCHS" --loss fbeta --beta "${name#fbeta_}" ;;
+    focal) train_one focal "$FOCAL_EPOCHS" --loss focal ;;
+    *) echo "unknown checkpoint $name (expected fbeta_<beta> or focal)" >&2; exit 2 ;;
+  esac
+done
+
+# The validation table (mean over the held-out subjects), from the checkpoints' own metadata.
+"$PYTHON" - "$WEIGHTS" <<'PY' | tee "$WORK/validation_table.md"
+import sys
+from pathlib import Path
+
+from napari_lesionseg.checkpoints import read_metadata
+
+keys = ("dsc", "sensitivity", "ppv", "specificity", "f2", "apr", "ltpr", "lfpr")
+print("| checkpoint | loss | " + " | ".join(k.upper() if len(k) < 5 else k for k in keys) + " | steps | time |")
+print("|---" * (len(keys) + 4) + "|")
+for path in sorted(Path(sys.argv[1]).glob("*.pt")):
+    meta = read_metadata(path)
+    mean = meta.validation.get("mean", {})
+    cells = [f"{mean[k]:.{4 if k == 'specificity' else 3}f}" if mean.get(k) is not None else "n/a" for k in keys]
+    loss = f"F-beta, beta={meta.beta:g}" if meta.beta is not None else meta.loss
+    minutes = meta.training.get("elapsed_s", 0) / 60
+    print(f"| {meta.name} | {loss} | " + " | ".join(cells) + f" | {meta.training.get('steps')} | {minutes:.0f} min |")
+PY

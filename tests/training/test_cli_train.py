@@ -1,0 +1,85 @@
+"""`lesionseg train` through the real command line."""
+
+import pytest
+import torch
+
+from napari_lesionseg.checkpoints import load_checkpoint
+from napari_lesionseg.cli import main
+from napari_lesionseg.cli.train import _LOSSES
+from napari_lesionseg.training import LOSSES
+
+from conftest import write_subject
+
+TINY_ARGS = [
+    "--model-param", "growth_rate=2", "--model-param", "initial_features=4", "--model-param", "dense_blocks_down=1",
+    "--model-param", "layers_per_block=1", "--model-param", "multiscale_features=2",
+    "--model-param", "bottleneck_factor=1", "--model-param", "input_stride2=false", "--patch-size", "8",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    for seed in (1, 2):
+        write_subject(root / "train", name=f"sub-0{seed}", shape=(16, 16, 16), seed=seed, suffix=".nii")
+    write_subject(root / "val", name="sub-09", shape=(16, 16, 16), seed=9, suffix=".nii")
+    return root
+
+
+def test_train_command_writes_checkpoint_history_and_progress(data, tmp_path, capsys):
+    out = tmp_path / "tiny.pt"
+    code = main([
+        "train", "--data", str(data / "train"), "--val", str(data / "val"), "--out", str(out),
+        "--loss", "fbeta", "--beta", "1.5", "--epochs", "2", "--patches-per-subject", "2",
+        "--val-tta", "none", "--seed", "1", *TINY_ARGS,
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    metadata = load_checkpoint(out)[1]
+    assert metadata.beta == 1.5 and metadata.model["growth_rate"] == 2 and metadata.patch_size == [8, 8, 8]
+    assert metadata.model["input_stride2"] is False
+    assert f"checkpoint {out} after 4 steps" in captured.out and "validation: dsc=" in captured.out
+    assert "4/4" in captured.err and "epoch 2: validation: dsc=" in captured.err  # progress lines
+    assert (tmp_path / "tiny_training" / "history.csv").is_file()
+
+
+def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
+    args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet"]
+    args += TINY_ARGS
+    assert main(args) == 0
+    assert main([*args, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.count("after 1 steps") == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--patch-size", "8", "8"], "--patch-size takes 1 or 3 numbers"),
+        (["--loss-param", "gamma"], "--loss-param expects KEY=VALUE"),
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--init", "no-such-checkpoint"], "no checkpoint named 'no-such-checkpoint'"),
+    ],
+)
+def test_bad_options_exit_with_one_clear_line(data, tmp_path, capsys, extra, message):
+    args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), *TINY_ARGS, *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("lesionseg train: error:")
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_offers_every_engine_loss():
+    assert _LOSSES == LOSSES
