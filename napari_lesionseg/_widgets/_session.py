@@ -31,7 +31,8 @@ class RunRecord:
         settings: the inference settings used.
         result: the fused outputs (every fusion mode computed in the run).
         geometry: the grid of the input layers (for saving results and world coordinates).
-        layers: role (``"probability"``, ``"mask"``, ``"uncertainty"``, ``"grid"``) -> layer name.
+        layers: role (``"probability"``, ``"mask"``, ``"uncertainty"``, ``"backdrop"``: the input
+            FLAIR) -> layer name.
     """
 
     name: str
