@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_lesionseg.constants import FN, FP, TP
+from napari_lesionseg._masks import check_spacing_mm, require_bool_mask, require_mask_pair
 from napari_lesionseg.errors import InvalidInputError
 
 __all__ = [
@@ -121,7 +122,7 @@ class Lesion:
 
 def label_lesions(mask: np.ndarray, connectivity: int = DEFAULT_CONNECTIVITY) -> tuple[np.ndarray, int]:
     """Connected components of a boolean (Z, Y, X) mask: int32 labels 1..n (0 = background) and n."""
-    mask = _require_bool(mask, "mask")
+    mask = require_bool_mask(mask, "mask")
     if connectivity not in (1, 2, 3):
         raise InvalidInputError(f"connectivity must be 1 (6 neighbours), 2 (18) or 3 (26), got {connectivity!r}")
     structure = ndimage.generate_binary_structure(3, connectivity)
@@ -133,7 +134,7 @@ def label_lesions(mask: np.ndarray, connectivity: int = DEFAULT_CONNECTIVITY) ->
 
 def match_lesions(pred: np.ndarray, gt: np.ndarray, *, connectivity: int = DEFAULT_CONNECTIVITY) -> LesionMatch:
     """Label both masks and find which lesions overlap the other mask (ISBI 2015 detection rule)."""
-    pred, gt = _require_pair(pred, gt)
+    pred, gt = require_mask_pair(pred, gt)
     pred_labels, n_pred = label_lesions(pred, connectivity)
     gt_labels, n_gt = label_lesions(gt, connectivity)
     overlap = np.flatnonzero(pred & gt)
@@ -157,7 +158,7 @@ def lesion_table(
         prob: optional probability map on the same grid, for the mean and max probability per lesion.
         affine: optional 4x4 matrix from (Z, Y, X) voxel indices to world mm, for `centroid_world`.
     """
-    voxel_ml = float(np.prod(_spacing_mm(spacing))) / 1000.0
+    voxel_ml = float(np.prod(check_spacing_mm(spacing))) / 1000.0
     if prob is not None and np.shape(prob) != match.gt_labels.shape:
         raise InvalidInputError(
             f"probability map shape {np.shape(prob)} differs from mask shape {match.gt_labels.shape}"
@@ -179,7 +180,7 @@ def lesion_table(
 
 def confusion_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Voxel-wise uint8 map: `TP` where both masks are set, `FN` where only the reference, `FP` only the prediction."""
-    pred, gt = _require_pair(pred, gt)
+    pred, gt = require_mask_pair(pred, gt)
     lookup = np.array([0, FN, FP, TP], dtype=np.uint8)  # index = gt + 2 * pred
     return lookup[gt.view(np.uint8) + 2 * pred.view(np.uint8)]
 
@@ -250,25 +251,3 @@ def _floats(values: np.ndarray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-def _require_bool(mask: np.ndarray, name: str) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.ndim != 3:
-        raise InvalidInputError(
-            f"{name}: expected a boolean 3-D (Z, Y, X) mask, got dtype {mask.dtype} with shape {mask.shape}; "
-            "convert it with napari_lesionseg.metrics.as_binary_mask"
-        )
-    return mask
-
-
-def _require_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, gt = _require_bool(pred, "prediction"), _require_bool(gt, "reference")
-    if pred.shape != gt.shape:
-        raise InvalidInputError(f"prediction shape {pred.shape} differs from reference shape {gt.shape}")
-    return pred, gt
-
-
-def _spacing_mm(spacing: Sequence[float]) -> np.ndarray:
-    values = np.asarray(spacing, dtype=np.float64)
-    if values.shape != (3,) or not np.all(np.isfinite(values) & (values > 0)):
-        raise InvalidInputError(f"spacing must be three positive millimetre values (Z, Y, X), got {spacing!r}")
-    return values

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from napari_lesionseg._masks import check_spacing_mm, require_bool_mask, require_mask_pair
 from napari_lesionseg.errors import InvalidInputError
 
 __all__ = [
@@ -44,7 +45,7 @@ HD_PERCENTILE = 95.0
 
 def surface_voxels(mask: np.ndarray) -> np.ndarray:
     """Boolean map of the mask voxels that touch the background through a face (see module docstring)."""
-    mask = _require_bool(mask, "mask")
+    mask = require_bool_mask(mask, "mask")
     padded = np.pad(mask, 1, constant_values=False)
     interior = padded[1:-1, 1:-1, 1:-1].copy()
     for axis in range(3):
@@ -68,8 +69,8 @@ def directed_surface_distances(
     Returns:
         Two float64 arrays (pred -> gt, gt -> pred); both are empty if either mask is empty.
     """
-    pred, gt = _require_pair(pred, gt)
-    spacing_mm = _spacing_mm(spacing)
+    pred, gt = require_mask_pair(pred, gt)
+    spacing_mm = check_spacing_mm(spacing)
     pred_points, gt_points = (_surface_points(m, spacing_mm) for m in _crop_to_union(pred, gt))
     if len(pred_points) == 0 or len(gt_points) == 0:
         return np.empty(0), np.empty(0)
@@ -88,8 +89,8 @@ def surface_distance_metrics(
     """
     if not 0.0 <= percentile <= 100.0:
         raise InvalidInputError(f"surface-distance percentile must be in [0, 100], got {percentile}")
-    pred, gt = _require_pair(pred, gt)
-    _spacing_mm(spacing)
+    pred, gt = require_mask_pair(pred, gt)
+    check_spacing_mm(spacing)
     pred_empty, gt_empty = not pred.any(), not gt.any()
     if pred_empty and gt_empty:
         return {"assd_mm": 0.0, "hd_mm": 0.0, "hd95_mm": 0.0}
@@ -113,23 +114,6 @@ def empty_surface_reason(pred_empty: bool, gt_empty: bool) -> str | None:
     return None
 
 
-def _require_bool(mask: np.ndarray, name: str) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.ndim != 3:
-        raise InvalidInputError(
-            f"{name}: expected a boolean 3-D (Z, Y, X) mask, got dtype {mask.dtype} with shape {mask.shape}; "
-            "convert it with napari_lesionseg.metrics.as_binary_mask"
-        )
-    return mask
-
-
-def _require_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, gt = _require_bool(pred, "prediction"), _require_bool(gt, "reference")
-    if pred.shape != gt.shape:
-        raise InvalidInputError(f"prediction shape {pred.shape} differs from reference shape {gt.shape}")
-    return pred, gt
-
-
 def _crop_to_union(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both masks cropped to the bounding box of their union (distances are translation-invariant)."""
     union = pred | gt
@@ -138,13 +122,6 @@ def _crop_to_union(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nda
         hits = np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != axis)))
         box.append(slice(hits[0], hits[-1] + 1) if hits.size else slice(0, 0))
     return pred[tuple(box)], gt[tuple(box)]
-
-
-def _spacing_mm(spacing: Sequence[float]) -> np.ndarray:
-    values = np.asarray(spacing, dtype=np.float64)
-    if values.shape != (3,) or not np.all(np.isfinite(values) & (values > 0)):
-        raise InvalidInputError(f"spacing must be three positive millimetre values (Z, Y, X), got {spacing!r}")
-    return values
 
 
 def _surface_points(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
