@@ -32,6 +32,19 @@ _CONTRASTS: dict[str, tuple[float, float, float, float]] = {
 }
 
 
+#: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings): for tests that
+#: check geometry and plumbing, not accuracy.
+TINY_FCDENSENET = {
+    "initial_convs": 1,
+    "initial_features": 4,
+    "dense_blocks_down": 1,
+    "layers_per_block": 1,
+    "growth_rate": 4,
+    "multiscale_features": 4,
+    "patch_size": [8, 8, 8],
+}
+
+
 def make_affine(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     origin: Sequence[float] = (-10.0, -12.0, -9.0),

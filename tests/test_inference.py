@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FCDENSENET
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -237,7 +238,7 @@ class TestPredictSubject:
         from napari_lesionseg.intensity import NORMALIZATION
         from napari_lesionseg.models import build_model, model_config
 
-        config = model_config("compact", in_channels=len(modalities), **_TINY)
+        config = model_config("compact", in_channels=len(modalities), **TINY_FCDENSENET)
         torch.manual_seed(0)  # random weights: these tests check geometry and plumbing, not accuracy
         metadata = CheckpointMetadata(
             name="tiny",
@@ -276,13 +277,3 @@ class TestPredictSubject:
             predict_subject(subject, checkpoint, InferenceSettings(device="cpu"))
 
 
-#: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings).
-_TINY = {
-    "initial_convs": 1,
-    "initial_features": 4,
-    "dense_blocks_down": 1,
-    "layers_per_block": 1,
-    "growth_rate": 4,
-    "multiscale_features": 4,
-    "patch_size": [8, 8, 8],
-}

@@ -6,23 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_subject
+from conftest import TINY_FCDENSENET, write_subject
 
 from napari_lesionseg.benchmarks.inference import TARGETS, run_inference_benchmark
 from napari_lesionseg.cli.bench import format_report
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.patches import make_grid
 
-#: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings).
-TINY = {
-    "initial_convs": 1,
-    "initial_features": 4,
-    "dense_blocks_down": 1,
-    "layers_per_block": 1,
-    "growth_rate": 4,
-    "multiscale_features": 4,
-    "patch_size": [8, 8, 8],
-}
 PAPER_SHAPE = (8, 16, 12)  # not symmetric, so that a transposed volume would show
 
 
@@ -35,7 +25,7 @@ def report(tmp_path_factory) -> dict:
         max_patches=4,
         paper_shape=PAPER_SHAPE,
         paper_patch_size=(8, 8, 8),
-        model_overrides=TINY,
+        model_overrides=TINY_FCDENSENET,
         sample_folder=folder,
     )
 

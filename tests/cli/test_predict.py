@@ -12,22 +12,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import write_subject
+from conftest import TINY_FCDENSENET, write_subject
 
 from napari_lesionseg.cli import main
 from napari_lesionseg.constants import CORE_MODALITIES
 
 SHAPE = (14, 12, 10)
-#: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings).
-TINY = {
-    "initial_convs": 1,
-    "initial_features": 4,
-    "dense_blocks_down": 1,
-    "layers_per_block": 1,
-    "growth_rate": 4,
-    "multiscale_features": 4,
-    "patch_size": [8, 8, 8],
-}
 
 
 @pytest.fixture
@@ -35,7 +25,7 @@ def checkpoint(tmp_path: Path) -> Path:
     from napari_lesionseg.checkpoints import CheckpointMetadata, save_checkpoint
     from napari_lesionseg.models import build_model, model_config
 
-    config = model_config("compact", in_channels=len(CORE_MODALITIES), **TINY)
+    config = model_config("compact", in_channels=len(CORE_MODALITIES), **TINY_FCDENSENET)
     torch.manual_seed(0)
     metadata = CheckpointMetadata(
         name="tiny", model=config, loss="fbeta", beta=1.5, modalities=list(CORE_MODALITIES), patch_size=[8, 8, 8]
