@@ -1,7 +1,6 @@
 """`lesionseg train` through the real command line."""
 
 import pytest
-import torch
 
 from napari_lesionseg.checkpoints import load_checkpoint
 from napari_lesionseg.cli import main
@@ -16,13 +15,6 @@ TINY_ARGS = [
     "--model-param", "bottleneck_factor=1", "--model-param", "input_stride2=false", "--patch-size", "8",
 ]  # fmt: skip
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
