@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import OVERLAP, PATCH_SIZE, THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.fusion import FusionAccumulator, check_modes
@@ -276,14 +277,7 @@ def run_inference(
     size_divisor: int = 1,
 ) -> InferenceResult:
     """Run :func:`iter_inference` to the end (or to cancellation), passing every event to `callback`."""
-    events = iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None:
-            callback(event)
+    return drain(iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor), callback)
 
 
 def predict_subject(

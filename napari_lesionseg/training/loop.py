@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
+from napari_lesionseg._progress import drain
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.training import distributed as ddp
 from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
@@ -59,14 +60,7 @@ def train(
         on_progress: called with every `TrainingProgress` (on every rank).
         cancel: stop after the current step, saving the resumable state.
     """
-    steps = iter_training(config, subjects=subjects, val_subjects=val_subjects, cancel=cancel)
-    while True:
-        try:
-            progress = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(progress)
+    return drain(iter_training(config, subjects=subjects, val_subjects=val_subjects, cancel=cancel), on_progress)
 
 
 def iter_training(
