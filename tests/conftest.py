@@ -18,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from napari_lesionseg.constants import CORE_MODALITIES, MASK_SUFFIX
@@ -30,6 +31,12 @@ _CONTRASTS: dict[str, tuple[float, float, float, float]] = {
     "PDw": (7.0, 500.0, 650.0, 750.0),
     "T1c": (8.0, 720.0, 210.0, 600.0),
 }
+
+
+def requires_cuda(test):
+    """Mark a test that needs a CUDA GPU: skipped without one, selected on a GPU machine with ``-m cuda``."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return pytest.mark.cuda(skip(test))
 
 
 #: The smallest FC-DenseNet the models module builds (8^3 patches fit its poolings): for tests that

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_FCDENSENET
+from conftest import TINY_FCDENSENET, requires_cuda
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -21,6 +22,7 @@ from napari_lesionseg.inference import (
     resolve_device,
     run_inference,
 )
+from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.patches import augment, invert, make_grid, tta_variants
 
 PATCH = (8, 8, 8)
@@ -277,3 +279,30 @@ class TestPredictSubject:
             predict_subject(subject, checkpoint, InferenceSettings(device="cpu"))
 
 
+
+
+@requires_cuda
+class TestOnCuda:
+    """The engine on a real GPU: float16 autocast and the real out-of-memory path."""
+
+    def test_autocast_on_the_gpu_matches_float32_on_the_cpu(self):
+        torch.manual_seed(0)
+        net = build_model(model_config("compact", in_channels=2)).eval()
+        image = _image((2, 48, 40, 44))
+        settings = {"patch_size": 32, "tta": "paper", "batch_size": 4}
+        cpu = run_inference(net, image, InferenceSettings(device="cpu", **settings))
+        gpu = run_inference(net, image, InferenceSettings(device="cuda", amp=True, **settings))
+        assert gpu.device.startswith("cuda") and not gpu.messages
+        np.testing.assert_allclose(gpu.probability, cpu.probability, atol=1e-2)
+
+    def test_a_batch_too_large_for_the_gpu_is_halved_until_it_fits(self):
+        """The paper network on 64^3 patches: hundreds of patches per batch cannot fit any GPU."""
+        torch.manual_seed(0)
+        net = build_model(model_config("paper", in_channels=2)).eval()
+        image = _image((2, 192, 192, 192))
+        settings = InferenceSettings(patch_size=64, tta="paper", device="cuda", batch_size=1024, fusion=("spline",))
+        result = run_inference(net, image, settings)
+        assert result.completed and any("out of memory" in m for m in result.messages)
+        reference = run_inference(net, image, dataclasses.replace(settings, batch_size=4))
+        assert not reference.messages
+        np.testing.assert_allclose(result.probability, reference.probability, atol=5e-3)  # float16 kernels differ with the batch size

@@ -274,6 +274,8 @@ def _compare_with_monai(
 ) -> dict[str, Any]:
     """Ours (uniform, no uncertainty) against MONAI's sliding window on the same grid: seconds and ratio."""
     uniform = dataclasses.replace(settings, fusion=("uniform",), uncertainty=False)
+    if device.type == "cuda":  # MONAI's batches may differ in layout: let cuDNN tune them untimed too
+        _monai_sliding_window(model, stack, settings, device)
     ours_s, ours = _timed(lambda: run_inference(model, stack, uniform, size_divisor=divisor))
     monai_s, monai_probability = _timed(lambda: _monai_sliding_window(model, stack, settings, device))
     return {
@@ -374,7 +376,14 @@ def _crop(stack: np.ndarray, grid: PatchGrid, block: Sequence[int]) -> np.ndarra
 
 
 def _warm_up(model: nn.Module, stack: np.ndarray, settings: InferenceSettings, device: torch.device, divisor: int) -> None:
-    """One untimed batch, so that allocator growth and cuDNN autotuning stay out of the timings."""
+    """Untimed work, so that allocator growth and cuDNN autotuning stay out of the timings.
+
+    On CUDA a whole run, since cuDNN tunes each batch shape (the last batch is often smaller) on
+    first sight; elsewhere one batch is enough and keeps the CPU benchmark short.
+    """
+    if device.type == "cuda":
+        run_inference(model, stack, settings, size_divisor=divisor)
+        return
     token = CancelToken()
     run_inference(model, stack, settings, size_divisor=divisor, cancel=token, callback=lambda _: token.cancel())
 

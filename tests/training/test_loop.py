@@ -14,7 +14,7 @@ from napari_lesionseg.intensity import NORMALIZATION
 from napari_lesionseg.training import TrainingConfig, fine_tune, iter_training, subject_from_arrays, train
 from napari_lesionseg.training.state import STATE_FILE
 
-from conftest import synthetic_anatomy, write_subject
+from conftest import requires_cuda, synthetic_anatomy, write_subject
 
 #: A network of a few hundred parameters (one dense block down, 8^3 patches).
 TINY = {
@@ -178,3 +178,14 @@ def test_names_and_work_folder_follow_the_checkpoint_file(tmp_path):
     assert TrainingConfig(data=[], out="m.pt", name="mine", work_dir=tmp_path).run_dir == tmp_path
     with pytest.raises(InvalidInputError, match="batch_size must be >= 1"):
         TrainingConfig(data=[], out="m.pt", batch_size=0)
+
+
+@requires_cuda
+def test_trains_on_the_gpu_with_mixed_precision(data, tmp_path):
+    config = _config(data, tmp_path, device="cuda", epochs=40, patches_per_subject=4, val=[data / "val"], val_every=40)
+    events = list(_drain(iter_training(config)))
+    losses = [e.loss for e in events if e.phase == "train"]
+    assert len(losses) == 160 and all(np.isfinite(losses))
+    assert np.mean(losses[-20:]) < np.mean(losses[:20])
+    model, metadata = load_checkpoint(config.out)
+    assert metadata.training["steps"] == 160 and 0.0 <= metadata.validation["mean"]["dsc"] <= 1.0
