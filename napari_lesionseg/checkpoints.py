@@ -21,6 +21,7 @@ A name (the file stem) is looked up in the user folder first, then in the bundle
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import json
@@ -57,6 +58,9 @@ BUNDLED_DIR = Path(__file__).parent / "weights"
 FORMAT = "napari-lesionseg-checkpoint"
 FORMAT_VERSION = 1
 SUFFIX = ".pt"
+
+#: path -> ((inode, mtime_ns, size), metadata) of the files `read_metadata` has read.
+_METADATA_CACHE: dict[Path, tuple[tuple[int, int, int], CheckpointMetadata]] = {}
 
 
 @dataclasses.dataclass
@@ -193,9 +197,19 @@ def load_checkpoint(
 
 
 def read_metadata(name_or_path: str | os.PathLike[str]) -> CheckpointMetadata:
-    """Return a checkpoint's metadata without loading its weights into memory (they are memory-mapped)."""
+    """Return a checkpoint's metadata without loading its weights into memory (they are memory-mapped).
+
+    Metadata is cached per file, keyed by its inode, size and modification time, so that refreshing a
+    selector re-reads only the files that changed.
+    """
     path = resolve_checkpoint(name_or_path)
-    return _metadata_from_payload(_read_payload(path), path)
+    stat = path.stat()
+    key, stamp = path.resolve(), (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _METADATA_CACHE.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, _metadata_from_payload(_read_payload(path), path))
+        _METADATA_CACHE[key] = cached
+    return copy.deepcopy(cached[1])
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:

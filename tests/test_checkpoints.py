@@ -101,6 +101,17 @@ class TestRoundTrip:
         assert [p.name for p in folder.iterdir()] == ["tiny.pt"]  # no temporary file left behind
         assert read_metadata(folder / "tiny.pt").name == "second"
 
+    def test_metadata_is_read_once_per_file_version(self, tmp_path, monkeypatch):
+        reads = []
+        read_payload = checkpoints._read_payload
+        monkeypatch.setattr(checkpoints, "_read_payload", lambda path: reads.append(path) or read_payload(path))
+        path, _ = _save(tmp_path / "tiny.pt", name="first")
+        first = read_metadata(path)
+        first.name = "edited by a caller"
+        assert read_metadata(path).name == "first" and len(reads) == 1  # cached, and callers get copies
+        save_checkpoint(path, _trained_model(), _metadata(name="second"))
+        assert read_metadata(path).name == "second" and len(reads) == 2
+
     def test_file_holds_only_tensors_and_json(self, tmp_path):
         path, _ = _save(tmp_path / "tiny.pt")
         payload = torch.load(path, weights_only=True)
