@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import napari.layers
 import numpy as np
-from napari.layers import Layer, Shapes
+from napari.layers import Layer, Shapes, Vectors
 
 from napari_lesionseg.io import Geometry, geometry_from_layer_metadata, layer_metadata
 
@@ -107,7 +107,7 @@ def single_color_labels(color: str) -> dict[str, Any]:
 
 
 class BoxOverlay:
-    """A Shapes layer outlining ``(N, 2, 3)`` ``[start, stop)`` voxel boxes, kept in step with the viewer.
+    """A Shapes (or Vectors) layer outlining ``(N, 2, 3)`` ``[start, stop)`` voxel boxes, kept in step with the viewer.
 
     In 2-D the boxes covering the displayed slice are drawn as rectangles on it; with
     ``footprints=True`` the others are drawn faded at their in-plane position, so the user sees
@@ -115,11 +115,15 @@ class BoxOverlay:
 
     Args:
         viewer: the viewer.
-        name: the Shapes layer's name (an existing layer of that name is replaced).
+        name: the layer's name (an existing layer of that name is replaced).
         shape: the ``(Z, Y, X)`` shape of the volume the boxes lie in.
         where: ``scale`` and ``translate`` of that volume's layers (see `placement`).
         color: edge colour.
         footprints: also draw boxes that do not cover the displayed slice, faded.
+        visible: whether the layer starts visible.
+        segments: draw with a Vectors layer of edge segments instead of a Shapes layer. It cannot be
+            edited, but software OpenGL draws it for the first time about 4 times faster (0.15 s
+            against 0.67 s on 2 cores), which matters for an outline that comes and goes with each run.
     """
 
     def __init__(
@@ -131,26 +135,30 @@ class BoxOverlay:
         *,
         color: str = "white",
         footprints: bool = False,
+        visible: bool = True,
+        segments: bool = False,
     ) -> None:
         self._viewer = viewer
         self._footprints = footprints
         self._width = max(0.25, max(shape[-2:]) / 250.0)  # data units: about 2 screen pixels with the volume in view
         self.boxes = np.zeros((0, 2, 3), dtype=np.int64)
-        remove_layers(viewer, [name])
-        self.layer = Shapes(
-            ndim=3,
-            name=name,
-            scale=where["scale"],
-            translate=where["translate"],
-            edge_color=color,
-            edge_width=self._width,
-            face_color="transparent",
-            blending="translucent_no_depth",
-        )
-        self.layer.editable = False
-        self.layer.current_edge_width = self._width  # what shapes set through `data` get
-        self.layer.current_edge_color = color
         self._rgba = _rgba(color)
+        remove_layers(viewer, [name])
+        common = {"ndim": 3, "name": name, "scale": where["scale"], "translate": where["translate"], "visible": visible}
+        self.layer: Shapes | Vectors
+        if segments:
+            self.layer = Vectors(  # a line's width is its whole width, a Shapes edge's about half of it
+                np.zeros((0, 2, 3)), edge_color=color, edge_width=2 * self._width, vector_style="line",
+                blending="translucent_no_depth", **common,
+            )  # fmt: skip
+        else:
+            self.layer = Shapes(
+                edge_color=color, edge_width=self._width, face_color="transparent", blending="translucent_no_depth",
+                **common,
+            )  # fmt: skip
+            self.layer.editable = False
+            self.layer.current_edge_width = self._width  # what shapes set through `data` get
+            self.layer.current_edge_color = color
         viewer.add_layer(self.layer)
         self._events = (viewer.dims.events.current_step, viewer.dims.events.ndisplay, viewer.dims.events.order)
         for event in self._events:
@@ -176,17 +184,19 @@ class BoxOverlay:
 
     def _redraw(self, event: Any = None) -> None:
         if self._viewer.dims.ndisplay == 3:
-            shapes = [(path, "path") for box in self.boxes for path in _wireframe(box)]
-            colors = [1.0] * len(shapes)
+            outlines = [(path, "path") for box in self.boxes for path in _wireframe(box)]
+            alphas = [1.0] * len(outlines)
         else:
-            shapes, colors = self._slice_rectangles()
+            outlines, alphas = self._slice_rectangles()
+        if isinstance(self.layer, Vectors):
+            outlines, alphas = _segments(outlines, alphas)
         # The outlines never leave the volume, so the viewer need not re-measure the layers (the
         # `data` event makes it recompute every dims range, the slowest part of an update).
         with self.layer.events.data.blocker():
-            self.layer.data = shapes
-        if shapes and min(colors) < 1.0:
-            rgba = np.tile(self._rgba, (len(shapes), 1))
-            rgba[:, 3] = colors
+            self.layer.data = outlines
+        if len(outlines) and min(alphas) < 1.0:
+            rgba = np.tile(self._rgba, (len(outlines), 1))
+            rgba[:, 3] = alphas
             self.layer.edge_color = rgba
 
     def _slice_rectangles(self) -> tuple[list[tuple[np.ndarray, str]], list[float]]:
@@ -240,6 +250,20 @@ def _rectangle(footprint: np.ndarray, axis: int, shown: list[int], position: flo
     corners[:, shown[0]] = (start0, start0, stop0, stop0)
     corners[:, shown[1]] = (start1, stop1, stop1, start1)
     return corners
+
+
+def _segments(outlines: list[tuple[np.ndarray, str]], alphas: list[float]) -> tuple[np.ndarray, list[float]]:
+    """The edges of closed rectangles and open paths as ``(N, 2, 3)`` napari vectors (start, offset)."""
+    starts, ends, edge_alphas = [], [], []
+    for (points, kind), alpha in zip(outlines, alphas):
+        stops = np.roll(points, -1, axis=0) if kind == "rectangle" else points[1:]
+        starts.append(points[: len(stops)])
+        ends.append(stops)
+        edge_alphas += [alpha] * len(stops)
+    if not starts:
+        return np.zeros((0, 2, 3)), []
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    return np.stack([start, end - start], axis=1), edge_alphas
 
 
 def _wireframe(box: np.ndarray) -> list[np.ndarray]:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import math
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +44,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 
 from napari_lesionseg._reader import subject_layer_data
-from napari_lesionseg._widgets._layers import (
-    BoxOverlay,
-    is_result,
-    placement,
-    remove_layers,
-    show_layer,
-    single_color_labels,
+from napari_lesionseg._widgets._layers import is_result, remove_layers
+from napari_lesionseg._widgets._run_layers import (
+    MASK_COLOR,
+    PROBABILITY_COLORMAP,
+    UNCERTAINTY_COLORMAP,
+    RunLayers,
 )
 from napari_lesionseg._widgets._session import RunRecord, session_for
 from napari_lesionseg.checkpoints import (
@@ -60,7 +62,14 @@ from napari_lesionseg.checkpoints import (
 from napari_lesionseg.compare import COMPARED_MODES
 from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
-from napari_lesionseg.inference import CancelToken, InferenceResult, InferenceSettings, ProgressEvent, iter_inference
+from napari_lesionseg.inference import (
+    CancelToken,
+    InferenceResult,
+    InferenceSettings,
+    ProgressEvent,
+    iter_inference,
+    resolve_device,
+)
 from napari_lesionseg.intensity import normalize_stack
 from napari_lesionseg.io import geometry_from_layer_metadata, load_subject
 from napari_lesionseg.models import size_divisor
@@ -72,15 +81,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "InferenceWidget", "result_layer_names"]
 
-#: Perceptually uniform colormaps: probability (additive over the FLAIR) and uncertainty.
-PROBABILITY_COLORMAP = "magma"
-UNCERTAINTY_COLORMAP = "viridis"
-#: The one colour of the lesion mask (Labels), chosen to stand out over magma and grey.
-MASK_COLOR = "cyan"
-#: Colour of the outline of the patches being predicted.
-PATCH_COLOR = "lime"
-#: Largest possible spread of probabilities in [0, 1] (the uncertainty's contrast limit).
-_MAX_STD = 0.5
+#: Shortest time between two redraws of a running inference (seconds), for a network on the CPU and
+#: on an accelerator. Every batch is pasted into the layers at once; the view shows them at most
+#: this often. On the CPU the repaints take cores from the network: with software OpenGL on two
+#: cores one repaint of the window costs about 0.1 s, and redrawing after every batch made a run
+#: 1.4 times slower than the engine alone (1.2 times at one redraw per second).
+REDRAW_INTERVAL_S = {"cpu": 1.0, "accelerator": 0.25}
+#: Pause between adding two of a run's layers (ms), so that the viewer repaints and takes input in between.
+_LAYER_STEP_MS = 30
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 _TEXT_WIDTH = 300
 
@@ -96,16 +104,6 @@ def result_layer_names(run: str) -> dict[str, str]:
 
 
 @dataclass(eq=False)
-class _RunLayers:
-    """The layers a run fills in."""
-
-    probability: Layer
-    mask: Layer
-    uncertainty: Layer
-    outline: BoxOverlay
-
-
-@dataclass(eq=False)
 class _ActiveRun:
     """What the dock keeps while a run goes on."""
 
@@ -113,10 +111,17 @@ class _ActiveRun:
     checkpoint: CheckpointInfo
     settings: InferenceSettings
     reference: Layer
-    layers: _RunLayers
+    layers: RunLayers
     cancel: CancelToken = field(default_factory=CancelToken)
+    layers_ready: threading.Event = field(default_factory=threading.Event)
     latest: ProgressEvent | None = None
     redraw_pending: bool = False
+    last_redraw: float = -math.inf
+
+    @property
+    def redraw_interval_s(self) -> float:
+        on_cpu = resolve_device(self.settings.device).type == "cpu"
+        return REDRAW_INTERVAL_S["cpu" if on_cpu else "accelerator"]
 
 
 class InferenceWidget(Container):
@@ -189,6 +194,7 @@ class InferenceWidget(Container):
             checkpoint.path,
             settings,
             self._active.cancel,
+            self._active.layers_ready,
             _start_thread=False,
             _connect={
                 "yielded": self._on_progress,
@@ -201,6 +207,8 @@ class InferenceWidget(Container):
         if pause_after is not None:
             _pause_after(self._worker, pause_after)
         self._worker.start()
+        run = self._active  # held by the lambda: Qt keeps only a weak reference to a bound method
+        QTimer.singleShot(0, lambda: self._add_layers_stepwise(run))  # after this click handler returns
         return self._worker
 
     def cancel(self) -> None:
@@ -434,58 +442,35 @@ class InferenceWidget(Container):
 
     # --- the run ------------------------------------------------------------------------------
 
-    def _start_run(
-        self, checkpoint: CheckpointInfo, settings: InferenceSettings, reference: Layer
-    ) -> _ActiveRun:
-        """Clear stale runs and show the run's empty layers, which the batches then fill in.
-
-        Every layer is created here, before the worker starts: adding a layer costs napari far more
-        than updating one, so while the network runs the dock only pastes data.
-        """
+    def _start_run(self, checkpoint: CheckpointInfo, settings: InferenceSettings, reference: Layer) -> _ActiveRun:
+        """The run's result arrays; its layers (and the removal of stale ones) follow a step per pass."""
         name = self._run_name.value.strip() or _auto_run_name(checkpoint, list(self._checkpoints.values()))
-        if not self._keep.value:
-            self._forget_runs([run for run in self._shown_runs if run != name])
+        stale = [] if self._keep.value else [run for run in self._shown_runs if run != name]
+        for old in stale:
+            self._runs.pop(old, None)
+            self._shown_runs.discard(old)
         self._runs.pop(name, None)
         self._shown_runs.add(name)
-        names = result_layer_names(name)
-        shape = reference.data.shape
-        probability = show_layer(
-            self._viewer,
-            names["probability"],
-            np.zeros(shape, dtype=np.float32),
-            "image",
-            **placement(reference, "probability"),
-            colormap=PROBABILITY_COLORMAP,
-            blending="additive",
-            contrast_limits=(0.0, 1.0),
-        )
-        mask = show_layer(
-            self._viewer,
-            names["mask"],
-            np.zeros(shape, dtype=np.uint8),
-            "labels",
-            **placement(reference, "mask"),
-            **single_color_labels(MASK_COLOR),
-            opacity=0.5,
-        )
-        uncertainty = show_layer(
-            self._viewer,
-            names["uncertainty"],
-            np.zeros(shape, dtype=np.float32),
-            "image",
-            visible=False,
-            **placement(reference, "uncertainty"),
-            colormap=UNCERTAINTY_COLORMAP,
-            blending="additive",
-            contrast_limits=(0.0, _MAX_STD),
-        )
-        outline = BoxOverlay(
-            self._viewer, names["patches"], shape, placement(reference), color=PATCH_COLOR, footprints=True
-        )
+        stale_layers = [layer for old in stale for layer in result_layer_names(old).values()]
+        layers = RunLayers(self._viewer, result_layer_names(name), reference, stale=stale_layers)
         self._status.value = f"{name}: loading the checkpoint and normalising the images..."
         self._set_progress(0, 1)
-        layers = _RunLayers(probability, mask, uncertainty, outline)
         return _ActiveRun(name, checkpoint, settings, reference, layers)
+
+    def _add_layers_stepwise(self, run: _ActiveRun) -> None:
+        """Add the run's next layer, then come back after the event loop has run (repaints, input).
+
+        The network waits until the last layer is in (`_ActiveRun.layers_ready`): adding a layer
+        while it runs takes napari twice as long on a 2-core machine.
+        """
+        more = False
+        try:
+            more = self._active is run and run.layers.add_next()
+        finally:
+            if more:
+                QTimer.singleShot(_LAYER_STEP_MS, lambda: self._add_layers_stepwise(run))
+            else:
+                run.layers_ready.set()
 
     def _on_progress(self, event: ProgressEvent) -> None:
         """Paste the batch's fused probability (and mask) at once; redraw once per event-loop pass."""
@@ -494,24 +479,25 @@ class InferenceWidget(Container):
             return
         if event.partial is not None:
             where = _box_slices(event.box)
-            run.layers.probability.data[where] = event.partial
-            run.layers.mask.data[where] = event.partial >= self._threshold.value
+            run.layers.probability_data[where] = event.partial
+            run.layers.mask_data[where] = event.partial >= self._threshold.value
         run.latest = event
         if event.message:
             show_warning(event.message)
-        if not run.redraw_pending:  # batches that arrive together are drawn together
+        if not run.redraw_pending:  # batches that arrive within one redraw interval are drawn together
             run.redraw_pending = True
-            QTimer.singleShot(0, self._show_progress)
+            wait_s = run.last_redraw + run.redraw_interval_s - time.perf_counter()
+            QTimer.singleShot(round(1000 * max(0.0, wait_s)), self._show_progress)
 
     def _show_progress(self) -> None:
         run = self._active
         if run is None or run.latest is None:
             return
         run.redraw_pending = False
+        run.last_redraw = time.perf_counter()
         event = run.latest
-        run.layers.probability.refresh()
-        run.layers.mask.refresh()
-        run.layers.outline.set_boxes(event.patch_boxes)
+        run.layers.refresh()
+        run.layers.set_boxes(event.patch_boxes)
         self._set_progress(event.done, event.total)
         self._status.value = f"{run.name}: {event.done} / {event.total} patches"
 
@@ -533,16 +519,17 @@ class InferenceWidget(Container):
             return
         run.latest = None  # a redraw still queued must not overwrite the final state
         layers = run.layers
+        layers.add_all()
         outline = layers.outline  # held by the lambda: Qt keeps only a weak reference to a bound method
-        QTimer.singleShot(0, lambda: outline.remove())  # in its own event-loop pass: removing a layer is slow
-        layers.probability.data[...] = result.probability
-        layers.mask.data[...] = result.probability >= self._threshold.value
+        if outline is not None:
+            QTimer.singleShot(0, lambda: outline.remove())  # in its own event-loop pass: removing a layer is slow
+        layers.probability_data[...] = result.probability
+        layers.mask_data[...] = result.probability >= self._threshold.value
         if result.uncertainty is not None:
-            layers.uncertainty.data[...] = result.uncertainty
+            layers.uncertainty_data[...] = result.uncertainty
         else:
-            self._viewer.layers.remove(layers.uncertainty)
-        for layer in (layers.probability, layers.mask, layers.uncertainty):
-            layer.refresh()
+            layers.remove_uncertainty()
+        layers.refresh()
         self._set_progress(result.done, result.total)
         self._record(run, result)
         self._status.value = (
@@ -551,8 +538,7 @@ class InferenceWidget(Container):
         )
 
     def _record(self, run: _ActiveRun, result: InferenceResult) -> None:
-        shown = {"probability": run.layers.probability, "mask": run.layers.mask, "uncertainty": run.layers.uncertainty}
-        layers = {role: layer.name for role, layer in shown.items() if layer in self._viewer.layers}
+        layers = run.layers.shown()
         layers["backdrop"] = run.reference.name
         settings = dataclasses.replace(run.settings, threshold=float(self._threshold.value))
         geometry = geometry_from_layer_metadata(run.reference.metadata)
@@ -567,14 +553,12 @@ class InferenceWidget(Container):
             done, total = (run.latest.done, run.latest.total) if run.latest else (0, "?")
             self._status.value = (
                 f"{run.name}: cancelled after {done} of {total} patches; the probability so far stays in "
-                f"{run.layers.probability.name!r} (no mask)."
+                f"{result_layer_names(run.name)['probability']!r} (no mask)."
             )
 
     def _drop_unfinished(self, run: _ActiveRun) -> None:
         """Keep only the partial probability of a run that did not finish."""
-        run.layers.outline.remove()
-        remove_layers(self._viewer, [run.layers.mask.name, run.layers.uncertainty.name])
-        run.layers.probability.refresh()
+        run.layers.keep_probability_only()
 
     def _on_error(self, err: Exception) -> None:
         if self._active is not None:
@@ -638,13 +622,23 @@ class _InferenceFailed(Exception):
 
 
 def _inference_job(
-    images: Sequence[np.ndarray], checkpoint: Path, settings: InferenceSettings, cancel: CancelToken
+    images: Sequence[np.ndarray],
+    checkpoint: Path,
+    settings: InferenceSettings,
+    cancel: CancelToken,
+    layers_ready: threading.Event,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
-    """Worker body: load the checkpoint, normalise the stack, run the engine, yielding every event."""
+    """Worker body: load the checkpoint, normalise the stack, run the engine, yielding every event.
+
+    The network starts once `layers_ready` is set (or the run is cancelled: the engine then stops
+    before its first batch).
+    """
     try:
         model, metadata = load_checkpoint(checkpoint, device="cpu")
         stack = normalize_stack(np.stack([np.asarray(image, dtype=np.float32) for image in images]))
         divisor = size_divisor(metadata.model)
+        while not layers_ready.wait(0.05) and not cancel.is_set():
+            pass
         return (yield from iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor))
     except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user
         raise _InferenceFailed(f"inference failed on device {settings.device!r}: {err}") from err

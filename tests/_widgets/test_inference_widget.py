@@ -16,6 +16,7 @@ from napari_lesionseg import checkpoints
 from napari_lesionseg._reader import read_paths
 from napari_lesionseg._widgets import InferenceWidget
 from napari_lesionseg._widgets._session import session_for
+from napari_lesionseg._widgets.inference import result_layer_names
 from napari_lesionseg.checkpoints import CheckpointMetadata, save_checkpoint, user_checkpoint_dir
 from napari_lesionseg.models import build_model, model_config
 
@@ -26,9 +27,8 @@ PATCH = [16, 16, 16]
 MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
 RUN_TIMEOUT_MS = 120_000
 GUI_TICK_MS = 25
-#: The target is 0.5 s; this CI renders with software OpenGL on 2 shared cores, where one canvas
-#: repaint alone takes up to ~0.3 s, so the assert leaves headroom (the test prints the measure).
-GUI_BLOCK_LIMIT_S = 1.0
+#: The issue's bound on a GUI-thread stall while inference runs (the test prints the longest one).
+GUI_BLOCK_LIMIT_S = 0.5
 
 
 def save_tiny_checkpoint(name: str, beta: float | None, modalities=MODALITIES, seed: int = 0):
@@ -78,8 +78,12 @@ def wait_until_idle(qtbot, dock):
 
 
 def wait_until_paused(qtbot, dock, worker, batches: int) -> None:
-    """Until the worker pauses after `batches` batches and the dock has drawn the last of them."""
-    qtbot.waitUntil(lambda: worker.is_paused and dock.progress[0] == batches, timeout=RUN_TIMEOUT_MS)
+    """Until the worker pauses after `batches` batches and the dock has drawn them in all the run's layers."""
+
+    def paused_and_drawn():
+        return worker.is_paused and dock.progress[0] == batches and dock._active.layers.complete
+
+    qtbot.waitUntil(paused_and_drawn, timeout=RUN_TIMEOUT_MS)
 
 
 def notifications_since(start: int) -> list[str]:
@@ -120,8 +124,9 @@ class TestRun:
         from qtpy.QtCore import QTimer
 
         viewer, dock = app
-        # 75 % overlap: 27 patches, 4 predictions each, 1 patch per batch: long enough to see the GUI tick
-        dock.set_options(tta=True, batch_size=1, overlap=0.75)
+        # 85 % overlap: 125 patches, 4 predictions each, 1 patch per batch: a run of a few seconds, long
+        # enough for the run's layers to come in one by one and the GUI to tick between batches
+        dock.set_options(tta=True, batch_size=1, overlap=0.85)
         flair = viewer.layers["FLAIR"]
         viewer.dims.set_point(0, flair.data_to_world((20, 0, 0))[0])
         qtbot.wait(200)  # let the viewer draw its first frame before the clock starts
@@ -130,39 +135,41 @@ class TestRun:
         timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
         timer.start(GUI_TICK_MS)
 
+        names = result_layer_names("beta 1")
+        started = time.perf_counter()
         worker = dock.run()
-        probability = viewer.layers["lesion probability [beta 1]"]
-        mask = viewer.layers["lesion mask [beta 1]"]
 
         def on_event(event):  # connected after the dock's own slot, so it sees the pasted batch
-            events.append((time.perf_counter(), np.count_nonzero(probability.data), event))
-            assert "current patch [beta 1]" in viewer.layers
+            shown = names["probability"] in viewer.layers
+            count = np.count_nonzero(viewer.layers[names["probability"]].data) if shown else None
+            events.append((time.perf_counter(), count, names["patches"] in viewer.layers, event))
 
         worker.yielded.connect(on_event)
         wait_until_idle(qtbot, dock)
         finished = time.perf_counter()
         timer.stop()
 
-        counts = [count for _, count, _ in events]
-        assert len(events) == 27  # 27 patches, one per batch
-        assert 0 < counts[0] < counts[1] <= counts[-1]  # the layer changes between two events
-        first_boxes = events[0][2].patch_boxes
+        probability, mask = viewer.layers[names["probability"]], viewer.layers[names["mask"]]
+        counts = [count for _, count, _, _ in events if count is not None]
+        assert len(events) == 125  # 125 patches, one per batch
+        assert len(counts) >= 2 and 0 < counts[0] < counts[1] <= counts[-1]  # the layer changes between two events
+        assert any(outlined for _, _, outlined, _ in events)  # the current patch was outlined
+        first_boxes = events[0][3].patch_boxes
         assert np.all((first_boxes[:, 0, 0] <= 20) & (20 < first_boxes[:, 1, 0]))  # the displayed slice goes first
         np.testing.assert_array_equal(mask.data, probability.data >= 0.5)  # the mask filled in too
 
-        # Longest stretch without a timer tick from the second progress event to the end of the run
-        # (adding the run's layers and their first texture upload are napari's own, one-off costs).
-        start = events[1][0]
-        stamps = [start, *(t for t in ticks if start < t < finished), finished]
+        # Longest stretch without a timer tick from the click on Run to the end of the run, adding the
+        # run's layers included.
+        stamps = [started, *(t for t in ticks if started < t < finished), finished]
         longest = float(np.diff(stamps).max())
-        print(f"longest GUI-thread block while the network ran: {longest:.2f} s over {finished - start:.2f} s")
-        assert any(start < t < events[-1][0] for t in ticks)  # the GUI kept ticking between batches
+        print(f"longest GUI-thread block while the network ran: {longest:.2f} s over {finished - started:.2f} s")
+        assert sum(started < t < events[-1][0] for t in ticks) >= 10  # the GUI kept ticking while the batches came
         assert longest < GUI_BLOCK_LIMIT_S, f"GUI thread blocked for {longest:.2f} s"
 
         names = [layer.name for layer in viewer.layers]
         assert {"lesion probability [beta 1]", "lesion mask [beta 1]", "uncertainty [beta 1]"} <= set(names)
         qtbot.waitUntil(lambda: "current patch [beta 1]" not in viewer.layers)
-        assert dock.progress == (27, 27)
+        assert dock.progress == (125, 125)
 
     def test_result_layers_are_styled_and_recorded_for_the_other_docks(self, qtbot, app):
         viewer, dock = app
@@ -239,7 +246,7 @@ class TestCancel:
         wait_until_paused(qtbot, dock, worker, batches=2)
         assert dock.busy and dock.progress == (2, 8)
         outline = viewer.layers["current patch [beta 1]"]
-        assert len(outline.data) >= 1 and set(outline.shape_type) == {"rectangle"}
+        assert outline.visible and len(outline.data) >= 4  # at least one rectangle: 4 edges on the slice
         dock.cancel()
         wait_until_idle(qtbot, dock)
         assert "current patch [beta 1]" not in viewer.layers
