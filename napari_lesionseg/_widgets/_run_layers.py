@@ -89,17 +89,24 @@ class RunLayers:
         while self.add_next():
             pass
 
-    def keep_probability_only(self) -> None:
-        """For a run that stopped early: show the partial probability, drop everything else."""
-        if self.probability is None:
-            self._add_probability()
-        self._steps.clear()
-        self._show("probability")
+    def finish(self) -> None:
+        """For a finished run: every layer now, and the patch outline's removal as the next step."""
+        self.add_all()
         if self.outline is not None:
-            self.outline.remove()
-        remove_layers(self._viewer, [self._names["mask"], self._names["uncertainty"]])
-        self.mask = self.uncertainty = None
-        self.refresh()
+            self._steps.append(self.outline.remove)
+            self.outline = None
+
+    def keep_probability_only(self) -> None:
+        """For a run that stopped early: the remaining steps show the partial probability and remove
+        the run's other layers (one per step, like the adding)."""
+        steps: list[Callable[[], Any]] = [] if self.probability is not None else [self._add_probability]
+        steps.append(lambda: self._show("probability"))
+        outline, others = self.outline, [layer for layer in (self.mask, self.uncertainty) if layer is not None]
+        if outline is not None:
+            steps.append(outline.remove)
+        steps += [lambda layer=layer: self._remove(layer) for layer in others]
+        self._steps = deque(steps)
+        self.outline = self.mask = self.uncertainty = None
 
     def refresh(self) -> None:
         """Redraw the layers that exist."""
@@ -117,6 +124,10 @@ class RunLayers:
         self.boxes = boxes
         if self.outline is not None:
             self.outline.set_boxes(boxes)
+
+    def _remove(self, layer: Layer) -> None:
+        if layer in self._viewer.layers:
+            self._viewer.layers.remove(layer)
 
     def remove_uncertainty(self) -> None:
         remove_layers(self._viewer, [self._names["uncertainty"]])

@@ -17,7 +17,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,8 @@ __all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "Infere
 REDRAW_INTERVAL_S = {"cpu": 1.0, "accelerator": 0.25}
 #: Pause between adding two of a run's layers (ms), so that the viewer repaints and takes input in between.
 _LAYER_STEP_MS = 30
+#: Longest the network waits for the run's layers to be added before it starts anyway (seconds).
+_LAYERS_WAIT_S = 5.0
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 _TEXT_WIDTH = 300
 
@@ -133,6 +135,7 @@ class InferenceWidget(Container):
         self._session = session_for(viewer)
         self._worker: Any = None
         self._active: _ActiveRun | None = None
+        self._stepping: set[_ActiveRun] = set()  # runs whose layers are being added or removed
         self._checkpoints: dict[str, CheckpointInfo] = {}
         self._runs: dict[str, RunRecord] = {}  # finished runs
         self._shown_runs: set[str] = set()  # runs whose layers this dock added, finished or not
@@ -175,7 +178,7 @@ class InferenceWidget(Container):
         The worker's ``yielded`` signal carries each `ProgressEvent`; slots connected to it run after
         the dock has pasted the batch into the layers (the canvas redraws on the next event-loop pass).
         """
-        if self.busy:
+        if self._worker is not None:  # a finished run's last layer steps do not stop a new one
             show_info("Inference is already running: cancel it first.")
             return None
         try:
@@ -207,8 +210,7 @@ class InferenceWidget(Container):
         if pause_after is not None:
             _pause_after(self._worker, pause_after)
         self._worker.start()
-        run = self._active  # held by the lambda: Qt keeps only a weak reference to a bound method
-        QTimer.singleShot(0, lambda: self._add_layers_stepwise(run))  # after this click handler returns
+        self._start_layer_steps(self._active)
         return self._worker
 
     def cancel(self) -> None:
@@ -296,8 +298,8 @@ class InferenceWidget(Container):
 
     @property
     def busy(self) -> bool:
-        """Whether an inference is running."""
-        return self._worker is not None
+        """Whether an inference is running, or its layers are still being added or removed."""
+        return self._worker is not None or bool(self._stepping)
 
     @property
     def progress(self) -> tuple[int, int]:
@@ -457,20 +459,40 @@ class InferenceWidget(Container):
         self._set_progress(0, 1)
         return _ActiveRun(name, checkpoint, settings, reference, layers)
 
-    def _add_layers_stepwise(self, run: _ActiveRun) -> None:
-        """Add the run's next layer, then come back after the event loop has run (repaints, input).
+    def _start_layer_steps(self, run: _ActiveRun) -> None:
+        """Take the run's layer steps one per event-loop pass, from the next pass on (once per run)."""
+        if run not in self._stepping:
+            self._stepping.add(run)
+            QTimer.singleShot(0, lambda: self._step_layers(run))
+
+    def _step_layers(self, run: _ActiveRun) -> None:
+        """Take the run's next layer step, then come back after the event loop has run (repaints, input).
 
         The network waits until the last layer is in (`_ActiveRun.layers_ready`): adding a layer
         while it runs takes napari twice as long on a 2-core machine.
         """
         more = False
         try:
-            more = self._active is run and run.layers.add_next()
+            more = self._without_repaint(run.layers.add_next)
         finally:
             if more:
-                QTimer.singleShot(_LAYER_STEP_MS, lambda: self._add_layers_stepwise(run))
+                QTimer.singleShot(_LAYER_STEP_MS, lambda: self._step_layers(run))
             else:
+                self._stepping.discard(run)
                 run.layers_ready.set()
+
+    def _without_repaint(self, change: Callable[[], Any]) -> Any:
+        """Make a slow change to the layer list with the window's repaint held back to the next pass.
+
+        Adding or removing a layer and the repaint that follows each take up to about 0.3 s with
+        software OpenGL on two cores; done in one pass they would stall the viewer twice as long.
+        """
+        window = self.native.window()
+        window.setUpdatesEnabled(False)
+        try:
+            return change()
+        finally:
+            QTimer.singleShot(0, lambda: window.setUpdatesEnabled(True))
 
     def _on_progress(self, event: ProgressEvent) -> None:
         """Paste the batch's fused probability (and mask) at once; redraw once per event-loop pass."""
@@ -519,10 +541,8 @@ class InferenceWidget(Container):
             return
         run.latest = None  # a redraw still queued must not overwrite the final state
         layers = run.layers
-        layers.add_all()
-        outline = layers.outline  # held by the lambda: Qt keeps only a weak reference to a bound method
-        if outline is not None:
-            QTimer.singleShot(0, lambda: outline.remove())  # in its own event-loop pass: removing a layer is slow
+        layers.finish()
+        self._start_layer_steps(run)
         layers.probability_data[...] = result.probability
         layers.mask_data[...] = result.probability >= self._threshold.value
         if result.uncertainty is not None:
@@ -557,8 +577,9 @@ class InferenceWidget(Container):
             )
 
     def _drop_unfinished(self, run: _ActiveRun) -> None:
-        """Keep only the partial probability of a run that did not finish."""
+        """Keep only the partial probability of a run that did not finish (step by step, see `_step_layers`)."""
         run.layers.keep_probability_only()
+        self._start_layer_steps(run)
 
     def _on_error(self, err: Exception) -> None:
         if self._active is not None:
@@ -630,14 +651,15 @@ def _inference_job(
 ) -> Generator[ProgressEvent, None, InferenceResult]:
     """Worker body: load the checkpoint, normalise the stack, run the engine, yielding every event.
 
-    The network starts once `layers_ready` is set (or the run is cancelled: the engine then stops
-    before its first batch).
+    The network starts once `layers_ready` is set, after `_LAYERS_WAIT_S` at the latest (or the run
+    is cancelled: the engine then stops before its first batch).
     """
     try:
         model, metadata = load_checkpoint(checkpoint, device="cpu")
         stack = normalize_stack(np.stack([np.asarray(image, dtype=np.float32) for image in images]))
         divisor = size_divisor(metadata.model)
-        while not layers_ready.wait(0.05) and not cancel.is_set():
+        deadline = time.monotonic() + _LAYERS_WAIT_S  # the layers only show the run: never wait on them for long
+        while not layers_ready.wait(0.05) and not cancel.is_set() and time.monotonic() < deadline:
             pass
         return (yield from iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor))
     except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user

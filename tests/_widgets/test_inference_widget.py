@@ -221,6 +221,7 @@ class TestCancel:
         wait_until_idle(qtbot, dock)
         assert seen == []  # not one batch more
         done = 1
+        qtbot.waitUntil(lambda: "lesion mask [beta 1]" not in viewer.layers)  # removed one layer per pass
         names = [layer.name for layer in viewer.layers]
         assert "lesion probability [beta 1]" in names
         assert "lesion mask [beta 1]" not in names and "current patch [beta 1]" not in names
@@ -249,7 +250,7 @@ class TestCancel:
         assert outline.visible and len(outline.data) >= 4  # at least one rectangle: 4 edges on the slice
         dock.cancel()
         wait_until_idle(qtbot, dock)
-        assert "current patch [beta 1]" not in viewer.layers
+        qtbot.waitUntil(lambda: "current patch [beta 1]" not in viewer.layers)
 
 
 @pytest.mark.slow
