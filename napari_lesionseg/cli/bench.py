@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "1,440 predictions), with MONAI's sliding_window_inference at equal work. Numbers are reported, not judged.",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--suite", default="inference", choices=("inference", "metrics", "all"), help="what to time (default: %(default)s)")
+    parser.add_argument("--suite", default="inference", choices=("inference", "metrics", "finetune", "all"), help="what to time (default: %(default)s)")
     parser.add_argument("--device", action="append", choices=("cpu", "cuda", "mps"), help="device (repeatable; default: cpu, plus cuda when present)")
     parser.add_argument("--model", action="append", choices=("paper", "compact"), help="network preset (repeatable; default: both)")
     parser.add_argument("--workload", action="append", choices=("sample", "paper"), help="workload (repeatable; default: both)")
@@ -57,6 +57,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from napari_lesionseg.benchmarks.metrics import run_metrics_benchmark
 
         report["metrics"] = run_metrics_benchmark()
+    if args.suite in ("finetune", "all"):
+        from napari_lesionseg.benchmarks.finetune import run_finetune_benchmark
+
+        report["finetune"] = run_finetune_benchmark(device=(args.device or ["cpu"])[0])
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -74,6 +78,15 @@ def format_report(report: dict[str, Any]) -> str:
     if metrics:
         lines.append(f"metrics: compute_metrics on {metrics['shape']}: {metrics['compute_metrics_s']:.2f} s")
         lines.extend(f"  {name}: {seconds:.3f} s" for name, seconds in metrics["stages_s"].items())
+    finetune = report.get("finetune")
+    if finetune:
+        seconds = finetune["seconds"]
+        lines.append(
+            f"fine-tune: {finetune['iterations']} iterations of {finetune['checkpoint']} on {finetune['subject']} "
+            f"{'x'.join(map(str, finetune['shape']))} ({finetune['device']}): {seconds['total']:.1f} s "
+            f"(before {seconds['before']:.1f} s, training {seconds['training']:.1f} s, after {seconds['after']:.1f} s; "
+            f"target about {finetune['target_s']:.0f} s), DSC {finetune['dsc_before']:.3f} -> {finetune['dsc_after']:.3f}"
+        )
     return "\n".join(lines)
 
 
