@@ -3,7 +3,7 @@
 Adding a layer costs napari about 0.3 s on a 2-core machine with software OpenGL (layer list,
 controls, vispy node, first shader compile), so adding a run's four layers at once would freeze the
 viewer for over a second. `RunLayers` owns the arrays the batches are pasted into from the start,
-and adds the layers that show them one per event-loop pass (`add_next`); the viewer stays
+and adds the layers that show them one per event-loop pass (`next_step`); the viewer stays
 responsive in between, and a batch that arrives before its layer exists is already in the array
 the layer will show.
 """
@@ -75,23 +75,23 @@ class RunLayers:
 
     @property
     def complete(self) -> bool:
-        """Whether every layer has been added."""
+        """Whether no step remains (every layer added, or removed for a finished or stopped run)."""
         return not self._steps
 
-    def add_next(self) -> bool:
-        """Take the next step (remove a stale layer or add one of the run's); True while steps remain."""
+    def next_step(self) -> bool:
+        """Take the next step (add, show or remove one layer); True while steps remain."""
         if self._steps:
             self._steps.popleft()()
         return bool(self._steps)
 
-    def add_all(self) -> None:
+    def all_steps(self) -> None:
         """Take every remaining step now."""
-        while self.add_next():
+        while self.next_step():
             pass
 
     def finish(self) -> None:
         """For a finished run: every layer now, and the patch outline's removal as the next step."""
-        self.add_all()
+        self.all_steps()
         if self.outline is not None:
             self._steps.append(self.outline.remove)
             self.outline = None
@@ -130,7 +130,8 @@ class RunLayers:
             self._viewer.layers.remove(layer)
 
     def remove_uncertainty(self) -> None:
-        remove_layers(self._viewer, [self._names["uncertainty"]])
+        if self.uncertainty is not None:
+            self._remove(self.uncertainty)
         self.uncertainty = None
 
     def _show(self, role: str) -> None:

@@ -473,7 +473,7 @@ class InferenceWidget(Container):
         """
         more = False
         try:
-            more = self._without_repaint(run.layers.add_next)
+            more = self._without_repaint(run.layers.next_step)
         finally:
             if more:
                 QTimer.singleShot(_LAYER_STEP_MS, lambda: self._step_layers(run))
