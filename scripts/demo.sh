@@ -12,6 +12,6 @@ if [ "${1:-}" = "--headless" ]; then headless=1; shift; fi
 out="${1:-$root/demo_out}"
 unset QT_QPA_PLATFORM
 if [ "$headless" = 0 ] && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
-  exec .venv/bin/python -m napari_lesionseg._demo
+  exec .venv/bin/python -m napari_lesionseg._napari.demo
 fi
-exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m napari_lesionseg._demo --headless "$out"
+exec xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python -m napari_lesionseg._napari.demo --headless "$out"

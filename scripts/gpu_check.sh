@@ -27,7 +27,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())'
 
 step "tests marked cuda"
-python3 -m pytest -q -p no:cacheprovider -m cuda -o addopts="" tests/test_inference.py tests/training/test_loop.py \
+python3 -m pytest -q -p no:cacheprovider -m cuda -o addopts="" tests/engine/test_run.py tests/training/test_loop.py \
   2>&1 | tee "$OUT_DIR/pytest-cuda.txt"
 
 step "lesionseg bench --device cuda"
@@ -43,7 +43,7 @@ python3 -m torch.distributed.run --standalone --nproc_per_node 1 -m napari_lesio
   --data sample_data --preset paper --device cuda --batch-size 4 --patches-per-subject 32 --epochs 4 \
   --out "/tmp/gpu_check/paper_ddp.pt" --quiet 2>&1 | tee "$OUT_DIR/train-ddp.txt"
 python3 - <<'EOF'
-from napari_lesionseg.checkpoints import read_metadata
+from napari_lesionseg.engine.checkpoints import read_metadata
 meta = read_metadata("/tmp/gpu_check/paper_ddp.pt")
 print({k: meta.training[k] for k in ("steps", "elapsed_s", "world_size", "machine", "torch")})
 EOF

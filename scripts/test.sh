@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: set-up (idempotent), then pytest under a virtual X screen.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/test_io.py -x`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/data/test_volumes.py -x`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/bootstrap.sh"

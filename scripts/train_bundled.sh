@@ -61,7 +61,7 @@ done
 import sys
 from pathlib import Path
 
-from napari_lesionseg.checkpoints import read_metadata
+from napari_lesionseg.engine.checkpoints import read_metadata
 
 keys = ("dsc", "sensitivity", "ppv", "specificity", "f2", "apr", "ltpr", "lfpr")
 print("| checkpoint | loss | " + " | ".join(k.upper() if len(k) < 5 else k for k in keys) + " | steps | time |")

@@ -42,9 +42,9 @@ from torch import nn
 
 from napari_lesionseg.constants import MODALITIES, OVERLAP, PATCH_SIZE
 from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.fusion import FusionAccumulator
-from napari_lesionseg.inference import CancelToken, InferenceSettings, autocast, resolve_device, run_inference
-from napari_lesionseg.patches import PatchGrid, augment, invert, make_grid, tta_variants
+from napari_lesionseg.engine.fusion import FusionAccumulator
+from napari_lesionseg.engine.run import CancelToken, InferenceSettings, autocast, resolve_device, run_inference
+from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
 
 __all__ = ["PAPER_SHAPE", "TARGETS", "default_devices", "run_inference_benchmark"]
 
@@ -164,7 +164,7 @@ def _prepare(
             folder = Path(sample_folder) if sample_folder is not None else _sample_folder(tmp)
         except (LesionSegError, ImportError, OSError) as err:
             return f"sample:no sample subject ({err}); make one with `lesionseg sample`"
-        from napari_lesionseg.io import find_subject_files
+        from napari_lesionseg.data.volumes import find_subject_files
 
         modalities = tuple(find_subject_files(folder)[0])
         return _Workload("sample", folder, modalities, None, "flush", f"sample subject {folder.name}")
@@ -172,12 +172,12 @@ def _prepare(
 
 
 def _sample_folder(tmp: Path) -> Path:
-    from napari_lesionseg.samples import sample_subject
+    from napari_lesionseg.data.samples import sample_subject
 
     try:
         return sample_subject(0)
     except LesionSegError:
-        from napari_lesionseg.phantom import write_phantoms
+        from napari_lesionseg.data.phantom import write_phantoms
 
         write_phantoms(tmp / "sample", 1, seed=0, spacing=2.0)
         return next(p for p in sorted((tmp / "sample").iterdir()) if p.is_dir())
@@ -185,7 +185,7 @@ def _sample_folder(tmp: Path) -> Path:
 
 def _write_synthetic_subject(folder: Path, shape: tuple[int, int, int], modalities: Sequence[str], seed: int) -> Path:
     """An ellipsoidal 'head' with noise per modality, as 1 mm NIfTI files stored in canonical (S, P, L) order."""
-    from napari_lesionseg.io import Geometry, save_volume
+    from napari_lesionseg.data.volumes import Geometry, save_volume
 
     rng = np.random.default_rng(seed)
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
@@ -211,8 +211,8 @@ def _run_one(
     overrides: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    from napari_lesionseg.intensity import normalize_stack
-    from napari_lesionseg.io import load_subject
+    from napari_lesionseg.data.intensity import normalize_stack
+    from napari_lesionseg.data.volumes import load_subject
     from napari_lesionseg.models import build_model, default_patch_size, model_config, size_divisor
 
     device = resolve_device(device_name)

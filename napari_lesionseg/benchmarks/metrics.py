@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_lesionseg import lesions, metrics, surface
+from napari_lesionseg.evaluation import lesions, metrics, surface
 from napari_lesionseg.constants import THRESHOLD
 
 __all__ = ["BRAIN_SHAPE", "synthetic_case", "run_metrics_benchmark", "main"]
@@ -144,7 +144,7 @@ def _load_time(arrays: dict[str, np.ndarray], repeats: int) -> float:
     """Best time to read the case back as `lesionseg evaluate` does (two masks and a probability map)."""
     import nibabel as nib
 
-    from napari_lesionseg.io import load_volume
+    from napari_lesionseg.data.volumes import load_volume
 
     with tempfile.TemporaryDirectory() as folder:
         paths = {}

@@ -95,7 +95,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_single(args: argparse.Namespace) -> int:
-    from napari_lesionseg.lesions import lesion_table, match_lesions
+    from napari_lesionseg.evaluation.lesions import lesion_table, match_lesions
 
     result, volumes = _evaluate(_Case("", args.pred, args.gt, args.prob), args)
     if args.lesions is not None:
@@ -140,8 +140,8 @@ def _run_folder(args: argparse.Namespace) -> int:
 
 def _evaluate(case: _Case, args: argparse.Namespace) -> tuple[dict[str, Any], tuple[Any, Any, Any]]:
     """Load one case's files, check they share a grid, and compute the metrics."""
-    from napari_lesionseg.io import load_volume
-    from napari_lesionseg.metrics import as_binary_mask, check_probability, compute_metrics
+    from napari_lesionseg.data.volumes import load_volume
+    from napari_lesionseg.evaluation.metrics import as_binary_mask, check_probability, compute_metrics
 
     gt = load_volume(case.gt, kind="mask")
     if args.threshold is None:
@@ -194,7 +194,7 @@ def _match_cases(args: argparse.Namespace) -> tuple[list[_Case], dict[str, list[
 
 def _files_by_subject(folder: Path, pattern: str, option: str) -> dict[str, Path]:
     """NIfTI files matching `pattern` in `folder` and its subfolders, keyed by subject prefix."""
-    from napari_lesionseg.io import is_nifti_path, nifti_stem
+    from napari_lesionseg.data.volumes import is_nifti_path, nifti_stem
 
     if not folder.is_dir():
         raise InvalidInputError(f"{folder}: not a folder")
@@ -214,7 +214,7 @@ def _files_by_subject(folder: Path, pattern: str, option: str) -> dict[str, Path
 
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int | None]]:
     """Mean, sample standard deviation (ddof = 1) and count of the non-null values of each metric."""
-    from napari_lesionseg.metrics import METRIC_KEYS
+    from napari_lesionseg.evaluation.metrics import METRIC_KEYS
 
     summary: dict[str, dict[str, float | int | None]] = {name: {} for name in _SUMMARY_ROWS}
     for key in METRIC_KEYS:
@@ -226,7 +226,7 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | int | 
 
 
 def _csv_rows(rows: list[dict[str, Any]], summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    from napari_lesionseg.metrics import METRIC_KEYS
+    from napari_lesionseg.evaluation.metrics import METRIC_KEYS
 
     out = [
         {"subject": row["subject"], **{k: row[k] for k in METRIC_KEYS}, "notes": _notes_text(row["notes"])}
@@ -251,7 +251,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _format_table(result: dict[str, Any], files: dict[str, str | None]) -> str:
-    from napari_lesionseg.metrics import METRIC_KEYS
+    from napari_lesionseg.evaluation.metrics import METRIC_KEYS
 
     lines = [("prediction", files["pred"]), ("reference", files["gt"])]
     if files["prob"] is not None:
@@ -265,7 +265,7 @@ def _format_table(result: dict[str, Any], files: dict[str, str | None]) -> str:
 
 
 def _format_summary(summary: dict[str, dict[str, Any]], n_subjects: int, csv_path: Path | None) -> str:
-    from napari_lesionseg.metrics import METRIC_KEYS
+    from napari_lesionseg.evaluation.metrics import METRIC_KEYS
 
     lines = [("subjects", str(n_subjects))]
     for key in METRIC_KEYS:

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from napari_lesionseg.phantom import Phantom
+    from napari_lesionseg.data.phantom import Phantom
 
 __all__ = ["register"]
 
-#: The lesion load categories of napari_lesionseg.phantom.LESION_LOADS (not imported: it pulls numpy).
+#: The lesion load categories of napari_lesionseg.data.phantom.LESION_LOADS (not imported: it pulls numpy).
 _LOADS = ("very_low", "low", "medium", "high")
 
 
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from napari_lesionseg.phantom import write_phantoms
+    from napari_lesionseg.data.phantom import write_phantoms
 
     def report(folder: Path, phantom: Phantom) -> None:
         load = phantom.lesion_load

@@ -54,7 +54,7 @@ def subject_from_arrays(
             f"grid, got image {image.shape} and mask {mask.shape}"
         )
     if normalize:
-        from napari_lesionseg.intensity import normalize_stack
+        from napari_lesionseg.data.intensity import normalize_stack
 
         image = np.asarray(normalize_stack(image), dtype=np.float32)
     return TrainingSubject(name, np.ascontiguousarray(image), mask != 0, tuple(float(s) for s in spacing))
@@ -80,7 +80,7 @@ def load_training_subjects(
     paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str]
 ) -> list[TrainingSubject]:
     """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask."""
-    from napari_lesionseg.io import load_subject
+    from napari_lesionseg.data.volumes import load_subject
 
     subjects = []
     for folder in (d for p in paths for d in find_subject_dirs(p)):
@@ -113,6 +113,6 @@ def pad_to_patch(subject: TrainingSubject, patch_size: Sequence[int]) -> Trainin
 
 
 def _has_nifti(folder: Path) -> bool:
-    from napari_lesionseg.io import is_nifti_path
+    from napari_lesionseg.data.volumes import is_nifti_path
 
     return any(is_nifti_path(p) for p in folder.iterdir() if p.is_file())

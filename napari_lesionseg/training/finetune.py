@@ -44,7 +44,7 @@ def fine_tune(
         cancel: a `threading.Event`; set it to stop after the current step.
         **options: any other `TrainingConfig` field (batch_size, seed, device, work_dir...).
     """
-    from napari_lesionseg.checkpoints import load_checkpoint
+    from napari_lesionseg.engine.checkpoints import load_checkpoint
 
     _, metadata = load_checkpoint(checkpoint, device="cpu")
     settings: dict[str, Any] = {

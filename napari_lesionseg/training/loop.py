@@ -196,7 +196,7 @@ class _Run:
         masks = torch.from_numpy(np.stack([mask for _, mask in patches])[:, None]).to(self.device)
         distances = None
         if self.loss_fn.requires_distance_map:
-            from napari_lesionseg.losses import signed_distance_map
+            from napari_lesionseg.training.losses import signed_distance_map
 
             maps = [
                 signed_distance_map(mask, self.sampler.subjects[spec.subject].spacing)
@@ -330,7 +330,7 @@ def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -
 def _initial_model(config: TrainingConfig, device: torch.device) -> tuple[torch.nn.Module, dict, str | None]:
     """The network to train: from `init_checkpoint` (fine-tuning) or a fresh one from the preset."""
     if config.init_checkpoint:
-        from napari_lesionseg.checkpoints import load_checkpoint
+        from napari_lesionseg.engine.checkpoints import load_checkpoint
 
         model, metadata = load_checkpoint(config.init_checkpoint, device=device)
         if list(config.modalities) != list(metadata.modalities):
@@ -359,7 +359,7 @@ def _patch_size(config: TrainingConfig, model_config: dict) -> tuple[int, int, i
 
 def _make_loss(config: TrainingConfig) -> Any:
     """The configured `losses.LossFunction` (F-beta takes the config's beta)."""
-    from napari_lesionseg.losses import make_loss
+    from napari_lesionseg.training.losses import make_loss
 
     params = dict(config.loss_params)
     if config.loss == "fbeta":

@@ -66,7 +66,7 @@ def predict_probability(
     batch_size: int = 2,
 ) -> np.ndarray:
     """Lesion probability (Z, Y, X) of a normalised stack, by the inference engine with spline fusion."""
-    from napari_lesionseg.inference import InferenceSettings, run_inference
+    from napari_lesionseg.engine.run import InferenceSettings, run_inference
 
     settings = InferenceSettings(
         patch_size=tuple(patch_size), overlap=overlap, fusion=("spline",), tta=tta, device=str(device),
@@ -87,7 +87,7 @@ def mean_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
 
 
 def _score(prob: np.ndarray, subject: TrainingSubject) -> dict[str, Any]:
-    from napari_lesionseg.metrics import compute_metrics
+    from napari_lesionseg.evaluation.metrics import compute_metrics
 
     metrics = compute_metrics(prob >= THRESHOLD, subject.mask, spacing=subject.spacing, prob=prob)
     return {key: metrics[key] for key in SUMMARY_KEYS}

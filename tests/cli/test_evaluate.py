@@ -13,7 +13,7 @@ from conftest import make_affine, write_nifti
 from scipy import ndimage
 
 from napari_lesionseg.cli import main
-from napari_lesionseg.metrics import METRIC_KEYS, compute_metrics
+from napari_lesionseg.evaluation.metrics import METRIC_KEYS, compute_metrics
 
 SPACING = (1.0, 1.2, 2.0)  # along the stored array axes
 SHAPE = (16, 18, 12)

@@ -22,7 +22,7 @@ SHAPE = (14, 12, 10)
 
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
-    from napari_lesionseg.checkpoints import CheckpointMetadata, save_checkpoint
+    from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
     from napari_lesionseg.models import build_model, model_config
 
     config = model_config("compact", in_channels=len(CORE_MODALITIES), **TINY_FCDENSENET)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from napari_lesionseg.checkpoints import load_checkpoint
+from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.cli import main
 from napari_lesionseg.cli.train import _LOSSES
 from napari_lesionseg.training import LOSSES

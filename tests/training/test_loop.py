@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lesionseg.checkpoints import load_checkpoint
+from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
-from napari_lesionseg.intensity import NORMALIZATION
+from napari_lesionseg.data.intensity import NORMALIZATION
 from napari_lesionseg.training import TrainingConfig, fine_tune, iter_training, subject_from_arrays, train
 from napari_lesionseg.training.state import STATE_FILE
 

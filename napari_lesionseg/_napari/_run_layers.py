@@ -1,0 +1,174 @@
+"""The layers one inference run fills in, added to the viewer a step at a time.
+
+Adding a layer costs napari about 0.3 s on a 2-core machine with software OpenGL (layer list,
+controls, vispy node, first shader compile), so adding a run's four layers at once would freeze the
+viewer for over a second. `RunLayers` owns the arrays the batches are pasted into from the start,
+and adds the layers that show them one per event-loop pass (`next_step`); the viewer stays
+responsive in between, and a batch that arrives before its layer exists is already in the array
+the layer will show.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Layer
+
+from napari_lesionseg._napari._layers import BoxOverlay, placement, remove_layers, show_layer, single_color_labels
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+__all__ = ["MASK_COLOR", "PATCH_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "RunLayers"]
+
+
+#: Perceptually uniform colormaps: probability (additive over the FLAIR) and uncertainty.
+PROBABILITY_COLORMAP = "magma"
+UNCERTAINTY_COLORMAP = "viridis"
+#: The one colour of the lesion mask (Labels), chosen to stand out over magma and grey.
+MASK_COLOR = "cyan"
+#: Colour of the outline of the patches being predicted.
+PATCH_COLOR = "lime"
+#: Largest possible spread of probabilities in [0, 1] (the uncertainty's contrast limit).
+MAX_STD = 0.5
+
+
+class RunLayers:
+    """A run's probability, mask and uncertainty arrays, and the layers (plus patch outline) showing them.
+
+    Args:
+        viewer: the viewer.
+        names: layer names by role (``probability``, ``mask``, ``uncertainty``, ``patches``).
+        reference: an input layer; the results are placed on its grid.
+        stale: names of earlier layers to remove first (one per step as well).
+    """
+
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        names: dict[str, str],
+        reference: Layer,
+        stale: Sequence[str] = (),
+    ) -> None:
+        self._viewer, self._names, self._reference = viewer, names, reference
+        shape = tuple(reference.data.shape)
+        self.probability_data = np.zeros(shape, dtype=np.float32)
+        self.mask_data = np.zeros(shape, dtype=np.uint8)
+        self.uncertainty_data = np.zeros(shape, dtype=np.float32)
+        self.probability: Layer | None = None
+        self.mask: Layer | None = None
+        self.uncertainty: Layer | None = None
+        self.outline: BoxOverlay | None = None
+        self.boxes = np.zeros((0, 2, 3), dtype=np.int64)
+        self._added: set[str] = {"outline"}  # roles whose layer this run created (the outline always is)
+        steps: list[Callable[[], Any]] = [lambda name=name: remove_layers(viewer, [name]) for name in stale]
+        # Each layer is added hidden and shown a step later: its first drawing (shader compilation
+        # included) then comes in another event-loop pass than the adding, and neither blocks long.
+        steps += [
+            self._add_probability, lambda: self._show("probability"), self._add_mask, lambda: self._show("mask"),
+            self._add_uncertainty, self._add_outline, lambda: self._show("outline"),
+        ]  # fmt: skip
+        self._steps = deque(steps)
+
+    @property
+    def complete(self) -> bool:
+        """Whether no step remains (every layer added, or removed for a finished or stopped run)."""
+        return not self._steps
+
+    def next_step(self) -> bool:
+        """Take the next step (add, show or remove one layer); True while steps remain."""
+        if self._steps:
+            self._steps.popleft()()
+        return bool(self._steps)
+
+    def all_steps(self) -> None:
+        """Take every remaining step now."""
+        while self.next_step():
+            pass
+
+    def finish(self) -> None:
+        """For a finished run: every layer now, and the patch outline's removal as the next step."""
+        self.all_steps()
+        if self.outline is not None:
+            self._steps.append(self.outline.remove)
+            self.outline = None
+
+    def keep_probability_only(self) -> None:
+        """For a run that stopped early: the remaining steps show the partial probability and remove
+        the run's other layers (one per step, like the adding)."""
+        steps: list[Callable[[], Any]] = [] if self.probability is not None else [self._add_probability]
+        steps.append(lambda: self._show("probability"))
+        outline, others = self.outline, [layer for layer in (self.mask, self.uncertainty) if layer is not None]
+        if outline is not None:
+            steps.append(outline.remove)
+        steps += [lambda layer=layer: self._remove(layer) for layer in others]
+        self._steps = deque(steps)
+        self.outline = self.mask = self.uncertainty = None
+
+    def refresh(self) -> None:
+        """Redraw the layers that exist."""
+        for layer in (self.probability, self.mask, self.uncertainty):
+            if layer is not None and layer in self._viewer.layers:
+                layer.refresh()
+
+    def shown(self) -> dict[str, str]:
+        """Names of the result layers in the viewer, by role."""
+        layers = {"probability": self.probability, "mask": self.mask, "uncertainty": self.uncertainty}
+        return {role: layer.name for role, layer in layers.items() if layer is not None and layer in self._viewer.layers}
+
+    def set_boxes(self, boxes: np.ndarray) -> None:
+        """Outline these patches (once the outline layer exists: it starts with the latest boxes)."""
+        self.boxes = boxes
+        if self.outline is not None:
+            self.outline.set_boxes(boxes)
+
+    def _remove(self, layer: Layer) -> None:
+        if layer in self._viewer.layers:
+            self._viewer.layers.remove(layer)
+
+    def remove_uncertainty(self) -> None:
+        if self.uncertainty is not None:
+            self._remove(self.uncertainty)
+        self.uncertainty = None
+
+    def _show(self, role: str) -> None:
+        """Make a layer this run added visible (a re-run's reused layer keeps the user's choice)."""
+        layer = self.outline.layer if role == "outline" and self.outline is not None else getattr(self, role)
+        if layer is not None and role in self._added:
+            layer.visible = True
+
+    def _note_if_new(self, role: str) -> None:
+        if self._names[role] not in self._viewer.layers:
+            self._added.add(role)
+
+    def _add_probability(self) -> None:
+        self._note_if_new("probability")
+        self.probability = show_layer(
+            self._viewer, self._names["probability"], self.probability_data, "image", visible=False,
+            **placement(self._reference, "probability"), colormap=PROBABILITY_COLORMAP,
+            blending="additive", contrast_limits=(0.0, 1.0),
+        )  # fmt: skip
+
+    def _add_mask(self) -> None:
+        self._note_if_new("mask")
+        self.mask = show_layer(
+            self._viewer, self._names["mask"], self.mask_data, "labels", visible=False,
+            **placement(self._reference, "mask"), **single_color_labels(MASK_COLOR), opacity=0.5,
+        )  # fmt: skip
+
+    def _add_uncertainty(self) -> None:
+        self.uncertainty = show_layer(
+            self._viewer, self._names["uncertainty"], self.uncertainty_data, "image", visible=False,
+            **placement(self._reference, "uncertainty"), colormap=UNCERTAINTY_COLORMAP,
+            blending="additive", contrast_limits=(0.0, MAX_STD),
+        )  # fmt: skip
+
+    def _add_outline(self) -> None:
+        self.outline = BoxOverlay(
+            self._viewer, self._names["patches"], self.probability_data.shape, placement(self._reference),
+            color=PATCH_COLOR, footprints=True, visible=False, segments=True,
+        )  # fmt: skip
+        self.outline.set_boxes(self.boxes)

@@ -1,0 +1,277 @@
+"""The app as the README's first command opens it: napari, the LesionSeg docks and a sample subject.
+
+`python -m napari_lesionseg._napari.demo` opens the window; `--headless OUT_DIR` renders the same app (under a
+virtual X screen) to screenshots plus a JSON summary of what is shown, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+
+from napari_lesionseg import __version__
+from napari_lesionseg._files import write_text_atomic
+from napari_lesionseg._napari._session import session_for
+from napari_lesionseg.data.samples import sample_subject
+
+PLUGIN = "napari-lesionseg"
+DOCKS = ("Subject", "Inference", "Fusion explorer", "Lesion review", "Fine-tune")
+#: The demo's subject: the medium-load sample (the napari sample-data entry opens the first one).
+DEMO_SUBJECT = 1
+DEMO_CHECKPOINT = "fbeta_1.5"
+
+
+def build_app(viewer: napari.Viewer, subject: Path | None = None) -> dict[str, Any]:
+    """Add the plugin's docks (as tabs) and open a sample subject; returns the dock widgets by name."""
+    docks, frames = {}, []
+    for name in DOCKS:
+        frame, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        if frames:
+            viewer.window._qt_window.tabifyDockWidget(frames[0], frame)
+        frames.append(frame)
+        docks[name] = widget
+    frames[0].raise_()
+    viewer.open(str(subject or sample_subject(DEMO_SUBJECT)), plugin=PLUGIN)
+    _show_mid_lesion_slice(viewer)
+    return docks
+
+
+def _show_mid_lesion_slice(viewer: napari.Viewer) -> None:
+    """Move the axial slider to the slice with the most reference-lesion voxels (if there is a mask)."""
+    masks = [layer for layer in viewer.layers if layer.name == "reference mask"]
+    if not masks:
+        return
+    mask = np.asarray(masks[0].data)
+    counts = mask.reshape(mask.shape[0], -1).astype(bool).sum(axis=1)
+    index = int(np.argmax(counts)) if counts.any() else mask.shape[0] // 2
+    world_z = masks[0].data_to_world((index, 0, 0))[0]
+    viewer.dims.set_point(0, world_z)
+
+
+def summarise(viewer: napari.Viewer, docks: dict[str, Any]) -> dict[str, Any]:
+    """What the app shows, as JSON-able data."""
+    return {
+        "version": __version__,
+        "napari": napari.__version__,
+        "docks": sorted(docks),
+        "current_step": [int(s) for s in viewer.dims.current_step],
+        "layers": [
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "shape": [int(n) for n in layer.data.shape],
+                "scale_mm": [float(s) for s in layer.scale],
+                "translate_mm": [float(t) for t in layer.translate],
+                "visible": bool(layer.visible),
+            }
+            for layer in viewer.layers
+        ],
+    }
+
+
+def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, Any]:
+    """Render the app at each step of a session to `out_dir` (PNGs + summary.json); returns the summary.
+
+    The session: open a sample subject, run inference live (screenshot midway), compare the fusion
+    modes, review TP/FN/FP against the reference, correct the mask and fine-tune on it. It works on a
+    copy of the subject and a private checkpoint folder, so nothing outside `out_dir` is written.
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["LESIONSEG_HOME"] = str(out_dir / "lesionseg-home")
+    subject = out_dir / "subject"
+    shutil.rmtree(subject, ignore_errors=True)
+    shutil.copytree(sample_subject(DEMO_SUBJECT), subject)
+
+    viewer = napari.Viewer(show=True)
+    shots: dict[str, str] = {}
+    try:
+        viewer.window._qt_window.resize(1700, 1150)
+        docks = build_app(viewer, subject)
+        viewer.reset_view()
+        shots["app"] = _screenshot(viewer, out_dir, "app.png")
+        _screenshot(viewer, out_dir, "canvas.png", canvas_only=True)
+        summary = summarise(viewer, docks)
+        summary["inference"] = _live_inference(viewer, docks["Inference"], out_dir, shots)
+        summary["fusion"] = _fusion_comparison(viewer, docks["Fusion explorer"], out_dir, shots)
+        summary["review"] = _lesion_review(viewer, docks["Lesion review"], out_dir, shots)
+        summary["fine_tune"] = _fine_tune(viewer, docks, out_dir, shots, fine_tune_iterations)
+        summary["layers_at_end"] = [layer.name for layer in viewer.layers]
+        summary["screenshots"] = shots
+        canvas = np.asarray(viewer.screenshot(canvas_only=True))
+        summary["canvas_nonblack_fraction"] = float((canvas[..., :3].max(axis=-1) > 10).mean())
+        write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+    finally:
+        viewer.close()
+
+
+def _live_inference(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
+    """Run the inference dock, screenshot it midway (paused), then let it finish."""
+    _raise_dock(dock)
+    dock.select_checkpoint(DEMO_CHECKPOINT)
+    started = time.perf_counter()
+    worker = dock.run(pause_after=25)
+    _wait(lambda: worker.is_paused or not dock.busy, "inference to reach its midway pause")
+    done_midway, total = dock.progress
+    shots["inference_live"] = _screenshot(viewer, out_dir, "inference_live.png")
+    paused_s = time.perf_counter() - started
+    worker.resume()
+    resumed = time.perf_counter()
+    _wait(lambda: not dock.busy, "inference to finish", timeout=900)
+    wall_s = paused_s + time.perf_counter() - resumed  # the click on Run to the last layer, minus the pause
+    run = session_for(viewer).latest
+    shots["inference_done"] = _screenshot(viewer, out_dir, "inference_done.png")
+    return {
+        "checkpoint": DEMO_CHECKPOINT,
+        "patches_midway": done_midway,
+        "patches_total": total,
+        "completed": bool(run and run.result.completed),
+        "engine_s": run.result.timings.get("total") if run else None,
+        "wall_s": round(wall_s, 1),
+        "device": run.result.device if run else None,
+    }
+
+
+def _fusion_comparison(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
+    """Show the patch grid and the spline weights, then tiling / uniform / spline side by side."""
+    _raise_dock(dock)
+    dock.show_grid()
+    worker = dock.show_weights("spline")
+    if worker is not None:
+        _wait(lambda: not dock.busy, "the fusion weight sum")
+    shots["fusion_weights"] = _screenshot(viewer, out_dir, "fusion_weights.png")
+    worker = dock.compare()
+    if worker is not None:
+        _wait(lambda: not dock.busy, "the per-mode metrics")
+    shots["fusion_compare"] = _screenshot(viewer, out_dir, "fusion_compare.png")
+    status = str(dock._status.value)
+    dock.end_compare()
+    return {"status": status}
+
+
+def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
+    """Review the run's mask against the reference: TP/FN/FP overlay, metrics, lesion table."""
+    _raise_dock(dock)
+    dock.set_reference(viewer.layers["reference mask"])
+    dock.update(blocking=True)
+    dock.set_mode("voxel")
+    if dock.review and dock.review.lesions:
+        dock.select_lesion(_largest_reference_lesion(dock.review.lesions))
+    _show_only_overlays(viewer, keep=("FLAIR", "lesion review"))
+    shots["review"] = _screenshot(viewer, out_dir, "review.png")
+    review = dock.review
+    metrics = {k: review.metrics.get(k) for k in ("dsc", "sensitivity", "ppv", "ltpr", "lfpr")} if review else {}
+    return {"metrics": metrics, "lesions": len(review.lesions) if review else 0}
+
+
+def _fine_tune(
+    viewer: napari.Viewer, docks: dict[str, Any], out_dir: Path, shots: dict[str, str], iterations: int
+) -> dict[str, Any]:
+    """Correct the mask from the review (accept missed lesions, reject false ones) and fine-tune on it."""
+    review = docks["Lesion review"]
+    corrected = review.new_corrected_mask()
+    for index, lesion in enumerate(review.review.lesions):
+        if (lesion.source, lesion.status) in (("reference", "FN"), ("prediction", "FP")):
+            (review.accept if lesion.status == "FN" else review.reject)(index)
+    dock = docks["Fine-tune"]
+    _raise_dock(dock)
+    dock.set_checkpoint(DEMO_CHECKPOINT)
+    dock.set_mask(corrected)
+    dock.configure(iterations=iterations, device="cpu")
+    started = time.perf_counter()
+    dock.start()
+    _wait(lambda: not dock.busy, "fine-tuning", timeout=900)
+    wall_s = time.perf_counter() - started
+    _show_only_overlays(viewer, keep=("FLAIR", "corrected mask"))
+    shots["fine_tune"] = _screenshot(viewer, out_dir, "finetune.png")
+    outcome = dock.outcome
+    return {
+        "iterations": iterations,
+        "wall_s": round(wall_s, 1),
+        "checkpoint": str(getattr(outcome, "checkpoint", None)),
+        "before": getattr(outcome, "before", None),
+        "after": getattr(outcome, "after", None),
+    }
+
+
+def _largest_reference_lesion(lesions: Sequence[Any]) -> int:
+    """Index of the largest reference lesion (the first row when there is none)."""
+    reference = [i for i, lesion in enumerate(lesions) if lesion.source == "reference"]
+    return max(reference, key=lambda i: lesions[i].volume_ml) if reference else 0
+
+
+def _show_only_overlays(viewer: napari.Viewer, keep: Sequence[str]) -> None:
+    """Hide every layer but those whose names start with one of `keep` (earlier steps' heatmaps, grids...)."""
+    for layer in viewer.layers:
+        layer.visible = layer.name.startswith(tuple(keep))
+
+
+def _raise_dock(widget: Any) -> None:
+    frame = widget.native.parent()
+    while frame is not None and not hasattr(frame, "raise_"):
+        frame = frame.parent()
+    if frame is not None:
+        frame.raise_()
+    _process_events()
+
+
+def _screenshot(viewer: napari.Viewer, out_dir: Path, name: str, *, canvas_only: bool = False) -> str:
+    _process_events()
+    viewer.screenshot(str(out_dir / name), canvas_only=canvas_only)
+    return name
+
+
+def _process_events() -> None:
+    """One pass of the event loop, as `app.exec()` would run it.
+
+    processEvents() alone leaves ``deleteLater()`` requests pending: napari's finished "Opening..."
+    progress bar would then never go, and its animated activity spinner would repaint the whole
+    window about 20 times a second for the rest of the session (under software OpenGL that costs
+    more CPU than the network's inference itself).
+    """
+    from qtpy.QtCore import QEvent
+
+    app = napari.qt.get_qapp()
+    for _ in range(3):
+        app.processEvents()
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def _wait(done: Any, what: str, *, timeout: float = 300) -> None:
+    """Run the Qt event loop until `done()` holds (a clear error after `timeout` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the demo waited {timeout:.0f} s for {what}")
+        _process_events()
+        time.sleep(0.02)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m napari_lesionseg._napari.demo", description=__doc__)
+    parser.add_argument("--headless", metavar="OUT_DIR", type=Path, help="render to OUT_DIR and exit")
+    args = parser.parse_args(argv)
+    if args.headless:
+        summary = run_headless(args.headless)
+        names = ", ".join(summary["screenshots"].values())
+        print(f"wrote {args.headless}: {names}, canvas.png, summary.json")
+        return 0
+    viewer = napari.Viewer()
+    build_app(viewer)
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

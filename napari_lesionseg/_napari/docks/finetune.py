@@ -1,0 +1,509 @@
+"""The Fine-tune dock: retrain the selected checkpoint on the corrected mask, live, without freezing napari.
+
+Thin by design: the data are the viewer's modality layers and the corrected mask layer (plus optional
+subject folders); `correction_training.fine_tune_on_correction` measures the starting network, trains,
+saves a new checkpoint in the per-user folder (never over its parent) and measures the result. The
+run goes on in a thread worker that reports every step (progress bar, live loss curve) and stops
+after the current step on Cancel. When it ends, the Inference dock's selector lists the new
+checkpoint at once (`Session.checkpoints_changed`) and one click runs inference with it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from napari.layers import Image, Labels, Layer
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari._plot import CurvePlot
+from napari_lesionseg._napari._table import make_table, split
+from napari_lesionseg._napari._session import session_for
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
+from napari_lesionseg.training.corrections import (
+    LOSS_LABELS,
+    FineTuneOutcome,
+    FineTuneRequest,
+    check_correction,
+    fine_tune_on_correction,
+)
+from napari_lesionseg.data.corrections import subject_of
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.data.volumes import geometry_from_layer_metadata
+from napari_lesionseg.evaluation.review import METRIC_LABELS
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_lesionseg.training import TrainingProgress
+
+__all__ = ["FineTuneWidget"]
+
+#: Metrics of the before/after table (keys of `training.validation.SUMMARY_KEYS`).
+_COMPARED = ("dsc", "sensitivity", "ppv", "f2", "apr", "ltpr", "lfpr", "assd_mm", "hd95_mm")
+_TABLE_COLUMNS = ("metric", "before", "after", "change")
+_CORRECTED_NAME = "corrected mask"
+
+
+class _Cancel:
+    """The cancel token of one run: set by the Cancel button, or when the dock closes."""
+
+    def __init__(self, closed: threading.Event) -> None:
+        self._asked = threading.Event()
+        self._closed = closed
+
+    def set(self) -> None:
+        """Ask the run to stop after its current step."""
+        self._asked.set()
+
+    def is_set(self) -> bool:
+        """Whether the run should stop."""
+        return self._asked.is_set() or self._closed.is_set()
+
+
+class _ProgressRelay(QObject):
+    """Carries training progress from the worker thread to the GUI thread (a queued Qt connection)."""
+
+    progress = Signal(object)
+
+
+class FineTuneWidget(Container):
+    """Fine-tune a checkpoint on the corrected subject; compare before and after."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._worker: Any = None
+        self._cancel: _Cancel | None = None
+        self._closed = threading.Event()
+        self._outcome: FineTuneOutcome | None = None
+        self._losses: list[float] = []
+        self._folders: list[Path] = []
+        self._infos: list[CheckpointInfo] = []
+        self._settings_from: Path | None = None
+        self._relay = _ProgressRelay()  # no Qt parent: a worker still running when the dock closes may emit
+        self._build()
+        self._connect()
+        self.refresh_checkpoints()
+        self._on_layers_changed()
+
+    # --- public handles (also used by the headless demo) -------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether a fine-tune is running."""
+        return self._worker is not None
+
+    @property
+    def outcome(self) -> FineTuneOutcome | None:
+        """How the last fine-tune ended (checkpoint, before/after metrics, losses)."""
+        return self._outcome
+
+    @property
+    def losses(self) -> list[float]:
+        """Training losses of the current (or last) run, one per step."""
+        return list(self._losses)
+
+    def configure(
+        self,
+        *,
+        loss: str | None = None,
+        beta: float | None = None,
+        iterations: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+        measure: bool | None = None,
+    ) -> None:
+        """Set the training settings as the user would (None leaves a setting as it is)."""
+        values = (
+            (self._loss, loss), (self._beta, beta), (self._iterations, iterations), (self._batch, batch_size),
+            (self._device, device), (self._measure, measure),
+        )  # fmt: skip
+        for widget, value in values:
+            if value is not None:
+                widget.value = value
+        if lr is not None:
+            self._lr.value = f"{lr:g}"
+
+    def set_checkpoint(self, name_or_path: str | Path) -> None:
+        """Start from the checkpoint with this name (file stem) or file."""
+        wanted = str(name_or_path)
+        found = [info for info in self._infos if wanted in (str(info.path), info.name)]
+        if not found:  # saved since the list was read
+            self.refresh_checkpoints()
+            found = [info for info in self._infos if wanted in (str(info.path), info.name)]
+        if not found:
+            raise CheckpointError(f"no checkpoint {wanted!r} in the selector: {[info.name for info in self._infos]}")
+        self._checkpoint.value = str(found[0].path)
+
+    def set_mask(self, layer: Labels) -> None:
+        """Train on `layer` as the corrected mask."""
+        self._mask.value = layer
+
+    def add_folder(self, folder: str | Path) -> None:
+        """Also train on the subject folder(s) under `folder` (each needs a reference mask)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            show_error(f"{folder} is not a folder: choose a subject folder (or a folder of subject folders).")
+            return
+        if folder not in self._folders:
+            self._folders.append(folder)
+        self._folders_label.value = _folders_text(self._folders)
+
+    def clear_folders(self) -> None:
+        """Train on the viewer's subject only."""
+        self._folders.clear()
+        self._folders_label.value = _folders_text(self._folders)
+
+    def start(self) -> Any:
+        """Start fine-tuning off the GUI thread; returns the worker (None, with a notification, on bad input)."""
+        if self.busy:
+            show_info("A fine-tune is already running: cancel it first.")
+            return None
+        try:
+            request = self._request()
+        except LesionSegError as err:
+            self._status.value = "Cannot fine-tune (see the notification)."
+            show_error(str(err))
+            return None
+        self._cancel = _Cancel(self._closed)
+        self._losses = []
+        self._loss_plot.clear("waiting for the first step")
+        self._progress.max, self._progress.value = request.steps, 0
+        self._table.value = split([], _TABLE_COLUMNS)
+        action = "Measuring" if request.measure else "Loading"
+        self._status.value = f"{action} {Path(str(request.checkpoint)).stem} on {request.mask_name!r}..."
+        self._set_running(True)
+        self._worker = create_worker(
+            fine_tune_on_correction,
+            request,
+            on_progress=self._relay.progress.emit,
+            cancel=self._cancel,
+            _connect={"returned": self._on_finished, "errored": self._on_error, "finished": self._on_worker_done},
+        )
+        return self._worker
+
+    def cancel(self) -> None:
+        """Stop after the current step; nothing is saved."""
+        if self._cancel is not None:
+            self._cancel.set()
+            self._status.value = "Cancelling after the current step..."
+
+    def rerun_inference(self) -> Any:
+        """Select the fine-tuned checkpoint in the Inference dock (opening it if needed) and run it; returns its worker."""
+        from napari_lesionseg._napari.docks.inference import InferenceWidget
+
+        name = self._outcome.name if self._outcome is not None else None
+        if name is None:
+            show_error("There is no fine-tuned checkpoint yet: run a fine-tune first.")
+            return None
+        docks = [w for w in self._viewer.window.dock_widgets.values() if isinstance(w, InferenceWidget)]
+        dock = docks[0] if docks else self._viewer.window.add_plugin_dock_widget("napari-lesionseg", "Inference")[1]
+        if name not in dock.checkpoint_names:
+            dock.refresh_checkpoints()
+        dock.select_checkpoint(name)
+        return dock.run()
+
+    def refresh_checkpoints(self) -> None:
+        """Re-read the checkpoints into the selector now (the latest run's checkpoint is preselected)."""
+        self._show_checkpoints(list_checkpoints())
+
+    def _refresh_in_background(self, *_: Any) -> None:
+        """Re-read the checkpoints off the GUI thread (reading each file's metadata takes a moment)."""
+        create_worker(list_checkpoints, _connect={"returned": self._show_checkpoints})
+
+    def _show_checkpoints(self, infos: list[CheckpointInfo]) -> None:
+        if self._closed.is_set():  # the worker outlived the dock
+            return
+        self._infos = list(infos)
+        previous = self._checkpoint.value
+        self._checkpoint.reset_choices()
+        paths = [path for _, path in self._checkpoint_choices()]
+        run = self._session.latest
+        preferred = [p for p in paths if run is not None and Path(p).stem == run.checkpoint.name]
+        if previous in paths:
+            self._checkpoint.value = previous
+        elif preferred:
+            self._checkpoint.value = preferred[0]
+
+    # --- layout and events -------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self._checkpoint = ComboBox(choices=self._checkpoint_choices)
+        self._mask = ComboBox(choices=self._mask_choices, nullable=True)
+        self._folder = FileEdit(mode="d")
+        self._add_folder = PushButton(text="Add folder")
+        self._clear_folders = PushButton(text="Clear")
+        self._folders_label = Label(value=_folders_text([]))
+        self._images_label = Label(value="")
+        self._loss = ComboBox(choices=[(label, name) for name, label in LOSS_LABELS.items()], value="fbeta")
+        self._beta = FloatSpinBox(value=1.5, min=0.1, max=10.0, step=0.1)
+        self._iterations = SpinBox(value=40, min=1, max=100_000)
+        self._lr = LineEdit(value="1e-4")
+        self._batch = SpinBox(value=2, min=1, max=64)
+        self._device = ComboBox(choices=_device_choices(), value="auto")
+        self._measure = CheckBox(text="Measure before / after on the corrected mask (quick: no overlap, no TTA)", value=True)
+        self._start = PushButton(text="Start fine-tuning")
+        self._stop = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(min=0, max=1, value=0)
+        self._status = Label(value="")
+        self._table = make_table(_TABLE_COLUMNS, visible_rows=len(_COMPARED))
+        self._rerun = PushButton(text="Run inference with the fine-tuned model", enabled=False)
+        self._status.native.setWordWrap(True)
+        self._status.native.setMinimumWidth(300)  # a wrapped label otherwise shrinks to a narrow column
+        settings = Container(
+            widgets=[self._loss, self._beta, self._iterations, self._lr, self._batch, self._device], labels=True
+        )
+        for widget, label in zip(settings, ("Loss", "Beta (F-beta)", "Iterations", "Learning rate", "Batch size", "Device")):
+            widget.label = label
+        self.extend(
+            [
+                Label(value="<b>Fine-tune</b>"),
+                _row(Label(value="Start from"), self._checkpoint),
+                _row(Label(value="Corrected mask"), self._mask),
+                self._images_label,
+                _row(Label(value="Also train on"), self._folder, self._add_folder, self._clear_folders),
+                self._folders_label,
+                settings,
+                self._measure,
+                _row(self._start, self._stop),
+                self._progress,
+                self._status,
+                Label(value="Before / after, on the corrected mask"),
+                self._table,
+                self._rerun,
+            ]
+        )
+        self._loss_plot = CurvePlot("Training loss", "step", "loss")
+        self._loss_plot.clear("no run yet")
+        self.native.layout().insertWidget(self.index(self._status) + 1, self._loss_plot)
+
+    def _connect(self) -> None:
+        self._relay.progress.connect(self._on_progress)
+        closed = self._closed  # not `self`: the dock may be half torn down when its widget is destroyed
+        self.native.destroyed.connect(lambda *_: closed.set())  # also stops a running fine-tune
+        self._start.changed.connect(lambda: self.start())
+        self._stop.changed.connect(self.cancel)
+        self._rerun.changed.connect(lambda: self.rerun_inference())
+        self._add_folder.changed.connect(lambda: self.add_folder(self._folder.value))
+        self._clear_folders.changed.connect(self.clear_folders)
+        self._loss.changed.connect(self._on_loss_changed)
+        self._checkpoint.changed.connect(self._on_checkpoint_changed)
+        self._session.checkpoints_changed.connect(self._refresh_in_background)
+        self._session.run_finished.connect(self._refresh_in_background)
+        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+
+    # --- slots -------------------------------------------------------------------------------------
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        self._mask.reset_choices()
+        if self._mask.value is None:
+            self._mask.value = dict(self._mask_choices()).get(_CORRECTED_NAME)
+        self._show_images()
+
+    def _on_checkpoint_changed(self, value: Any = None) -> None:
+        """Start from the checkpoint's own loss and beta (the user may change them)."""
+        info = self._selected_info()
+        if info is not None and info.path != self._settings_from and info.metadata.loss in LOSS_LABELS:
+            self._settings_from = info.path  # a refreshed list re-selecting it keeps the user's settings
+            self._loss.value = info.metadata.loss
+            if info.metadata.beta is not None:
+                self._beta.value = info.metadata.beta
+        self._show_images()
+
+    def _show_images(self, value: Any = None) -> None:
+        """Say which image layers the selected checkpoint would train on (or which modality is missing)."""
+        info = self._selected_info()
+        if info is None:
+            self._images_label.value = "Images: choose a checkpoint"
+            return
+        try:
+            images = self._images(info.metadata.modalities)
+        except LesionSegError:
+            missing = [m for m in info.metadata.modalities if self._image_layer(m) is None]
+            self._images_label.value = f"Images: missing {', '.join(missing)} (open the subject's modalities)"
+            return
+        self._images_label.value = "Images: " + ", ".join(layer.name for layer in images)
+
+    def _on_loss_changed(self, loss: str) -> None:
+        self._beta.enabled = loss == "fbeta"
+
+    def _on_progress(self, step: TrainingProgress) -> None:
+        if self._closed.is_set():  # the worker outlived the dock
+            return
+        if step.phase == "baseline":
+            dsc = step.metrics.get("dsc") if step.metrics else None
+            measured = f"Starting model on the corrected mask: DSC {_format(dsc)}. " if step.metrics else ""
+            self._status.value = f"{measured}Training..."
+        elif step.phase == "train":
+            self._losses.append(float(step.loss))
+            self._progress.value = step.step
+            self._loss_plot.set_curve(np.arange(1, len(self._losses) + 1), self._losses)
+            self._status.value = f"Step {step.step} / {step.total_steps}: loss {step.loss:.4f} ({step.elapsed_s:.0f} s)"
+        elif step.phase == "validate":
+            self._status.value = "Measuring the fine-tuned model on the corrected mask..."
+
+    def _on_finished(self, outcome: FineTuneOutcome) -> None:
+        if self._closed.is_set():  # the worker outlived the dock
+            return
+        self._outcome = outcome
+        self._table.value = split(_comparison_rows(outcome), _TABLE_COLUMNS)
+        if outcome.checkpoint is None:
+            self._status.value = (
+                f"Cancelled after {outcome.steps} of {outcome.total_steps} steps: nothing saved, "
+                f"{outcome.parent!r} is unchanged."
+            )
+            return
+        self._session.checkpoints_changed.emit()  # this dock and the Inference dock re-read the list
+        self._rerun.enabled = True
+        before, after = outcome.before.get("dsc"), (outcome.after or {}).get("dsc")
+        measured = f" DSC on the corrected mask: {_format(before)} -> {_format(after)}." if outcome.before else ""
+        self._status.value = f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {outcome.checkpoint.parent}.{measured}"
+        show_info(f"Fine-tuned checkpoint {outcome.name!r} saved; the Inference dock lists it.")
+
+    def _on_error(self, err: Exception) -> None:
+        if not isinstance(err, LesionSegError):  # a bug, not bad input: keep the traceback
+            raise err
+        self._status.value = "The fine-tune stopped (see the notification)."
+        show_error(str(err))
+
+    def _on_worker_done(self) -> None:
+        self._worker = None
+        if not self._closed.is_set():
+            self._set_running(False)
+
+    def _set_running(self, running: bool) -> None:
+        self._start.enabled = not running
+        self._stop.enabled = running
+
+    # --- the request -------------------------------------------------------------------------------
+
+    def _request(self) -> FineTuneRequest:
+        """The fine-tune the dock describes, checked (raises a `LesionSegError` naming the problem)."""
+        info = self._selected_info()
+        if info is None:
+            raise CheckpointError("No checkpoint to start from: train one (`lesionseg train`) or install the bundled ones.")
+        mask_layer = self._mask.value
+        if mask_layer is None:
+            raise InvalidInputError(
+                "No corrected mask: create one in the Lesion review dock ('New from prediction'), correct it, "
+                "then choose it here."
+            )
+        images = self._images(info.metadata.modalities)
+        mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
+        check_correction({layer.name: layer.data for layer in images}, mask, mask_layer.name)
+        return FineTuneRequest(
+            checkpoint=info.path,
+            images={layer.name: np.asarray(layer.data) for layer in images},
+            mask=mask,
+            spacing=_spacing(mask_layer, images[0]),
+            subject_name=_subject_name(images[0]),
+            mask_name=mask_layer.name,
+            folders=tuple(self._folders),
+            loss=self._loss.value,
+            beta=float(self._beta.value) if self._loss.value == "fbeta" else None,
+            steps=int(self._iterations.value),
+            lr=_learning_rate(self._lr.value),
+            batch_size=int(self._batch.value),
+            device=self._device.value,
+            measure=bool(self._measure.value),
+        )
+
+    def _selected_info(self) -> CheckpointInfo | None:
+        return next((info for info in self._infos if str(info.path) == self._checkpoint.value), None)
+
+    def _images(self, modalities: list[str]) -> list[Image]:
+        """The image layer of each modality the checkpoint takes, in its channel order."""
+        found = {modality: self._image_layer(modality) for modality in modalities}
+        missing = [modality for modality, layer in found.items() if layer is None]
+        if missing:
+            shown = ", ".join(layer.name for layer in self._viewer.layers if isinstance(layer, Image)) or "none"
+            raise CheckpointError(
+                f"The checkpoint takes {', '.join(modalities)}, but there is no image layer for {', '.join(missing)} "
+                f"(image layers: {shown}). Open the subject's modalities, or start from a checkpoint trained on "
+                "the ones you have."
+            )
+        return [found[modality] for modality in modalities]
+
+    def _image_layer(self, modality: str) -> Image | None:
+        key = modality.casefold()
+        for layer in self._viewer.layers:
+            if isinstance(layer, Image) and not is_result(layer):
+                loaded_as = (layer.metadata.get("lesionseg") or {}).get("modality") or ""
+                if key in (layer.name.casefold(), loaded_as.casefold()):
+                    return layer
+        return None
+
+    def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
+        return [(_checkpoint_label(info), str(info.path)) for info in self._infos]
+
+    def _mask_choices(self, widget: Any = None) -> list[tuple[str, Labels]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)]
+
+
+def _checkpoint_label(info: CheckpointInfo) -> str:
+    parent = f", from {info.metadata.parent}" if info.metadata.parent else ""
+    return f"{info.name} ({info.source}{parent})"
+
+
+def _device_choices() -> list[tuple[str, str]]:
+    choices = [("auto", "auto"), ("CPU", "cpu")]
+    if torch.cuda.is_available():
+        choices.append((f"GPU: {torch.cuda.get_device_name(0)}", "cuda"))
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        choices.append(("GPU: Apple MPS", "mps"))
+    return choices
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise InvalidInputError(f"Learning rate {text!r}: expected a number between 0 and 1, such as 1e-4.")
+    return value
+
+
+def _spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:
+    geometry = geometry_from_layer_metadata(mask_layer.metadata) or geometry_from_layer_metadata(image.metadata)
+    spacing = geometry.spacing if geometry is not None else image.scale[-3:]
+    return tuple(float(s) for s in spacing)  # type: ignore[return-value]
+
+
+def _subject_name(image: Layer) -> str:
+    path = (image.metadata.get("lesionseg") or {}).get("path")
+    parsed = subject_of(path) if path else None
+    return parsed[1] if parsed is not None else image.name
+
+
+def _comparison_rows(outcome: FineTuneOutcome) -> list[list[str]]:
+    after = outcome.after or {}
+    rows = []
+    for key in _COMPARED:
+        before_value, after_value = outcome.before.get(key), after.get(key)
+        change = "" if before_value is None or after_value is None else f"{after_value - before_value:+.3f}"
+        rows.append([METRIC_LABELS[key], _format(before_value), _format(after_value), change])
+    return rows
+
+
+def _format(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _folders_text(folders: list[Path]) -> str:
+    return "Subject folders: " + (", ".join(folder.name for folder in folders) if folders else "none (viewer subject only)")
+
+
+def _row(*widgets: Any) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)

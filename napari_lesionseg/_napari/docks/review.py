@@ -1,0 +1,665 @@
+"""The Lesion review dock: compare a prediction with a reference, walk through the lesions, correct.
+
+* Prediction and reference are any two labels layers (a run's mask, the phantom's ground truth, an
+  expert's mask, another rater's, the corrected mask); nonzero voxels are lesion. When the prediction
+  is the mask layer of an inference run, the run's probability map adds APR, the precision-recall
+  curve and each lesion's mean probability.
+* The TP/FN/FP overlay uses the colours of the paper's Fig. 8 (`constants.CONFUSION_COLORS`),
+  voxel-wise or lesion-wise. The review is recomputed off the GUI thread when the layers, their data
+  or the latest run change.
+* Clicking a lesion row (or Next/Previous) centres the view on it; Accept/Reject set its voxels in
+  the corrected mask layer (undoable with napari's undo); missed lesions are painted with napari's
+  own label tools. The corrected mask is autosaved beside the subject (`corrections`) about a
+  second after every edit, and an earlier autosave is offered when the subject is opened again.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
+from napari.layers import Labels, Layer
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import QApplication
+
+from napari_lesionseg._napari._autosave import AutosaveTarget, MaskAutosaver
+from napari_lesionseg._napari._layers import is_result, placement
+from napari_lesionseg._napari._plot import CurvePlot
+from napari_lesionseg._napari._table import make_table, split
+from napari_lesionseg._napari._session import session_for
+from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, MASK_SUFFIX, TP
+from napari_lesionseg.data.corrections import (
+    corrected_mask_path,
+    find_corrected_mask,
+    load_corrected_mask,
+    save_corrected_mask,
+    subject_of,
+)
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
+from napari_lesionseg.data.volumes import Geometry, geometry_from_layer_metadata, layer_metadata, nifti_stem
+from napari_lesionseg.evaluation.review import METRIC_LABELS, REVIEW_METRICS, Review, lesion_coverage, lesion_voxels, review_masks
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["LesionReviewWidget"]
+
+OVERLAY_NAME = "lesion review (TP/FN/FP)"
+CORRECTED_NAME = "corrected mask"
+_METRIC_COLUMNS = ("metric", "value", "metric", "value")
+_METRIC_ROWS = (len(REVIEW_METRICS) + 1) // 2
+_LESION_COLUMNS = ("source", "status", "mL", "mean prob", "corrected")
+_STATUS_VALUES = {"TP": TP, "FN": FN, "FP": FP}
+_AUTO_UPDATE_MS = 400
+_TEXT_WIDTH = 300
+
+
+class LesionReviewWidget(Container):
+    """Metrics, PR curve, TP/FN/FP overlay and lesion-by-lesion correction of a prediction."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._review: Review | None = None
+        self._reviewed: tuple[Labels, Labels] | None = None
+        self._overlay: Labels | None = None
+        self._overlay_mode: str | None = None
+        self._worker: Any = None
+        self._rerun = False
+        self._offered: set[Path] = set()
+        self._watched: list[Labels] = []
+        self._autosaver = MaskAutosaver(
+            on_saved=self._on_autosaved, on_error=self._on_autosave_error, parent=self.native
+        )
+        self._auto_update = QTimer(self.native)
+        self._auto_update.setSingleShot(True)
+        self._auto_update.setInterval(_AUTO_UPDATE_MS)
+        self._auto_update.timeout.connect(lambda: self.update(quiet=True))
+        self._closed = threading.Event()
+        self._build()
+        self._connect()
+        self._refresh_choices()
+        self._pick_defaults()
+
+    # --- public handles (also used by the headless demo) -------------------------------------------
+
+    @property
+    def review(self) -> Review | None:
+        """The latest review shown."""
+        return self._review
+
+    @property
+    def overlay(self) -> Labels | None:
+        """The TP/FN/FP labels layer, once a review was shown."""
+        return self._overlay
+
+    @property
+    def busy(self) -> bool:
+        """Whether a review is being computed."""
+        return self._worker is not None
+
+    @property
+    def autosaver(self) -> MaskAutosaver:
+        """The corrected mask's autosave (its `last_saved`, `flush()`)."""
+        return self._autosaver
+
+    def set_prediction(self, layer: Labels) -> None:
+        """Review `layer` as the prediction (a run's mask or any labels layer)."""
+        self._prediction.value = layer
+
+    def set_reference(self, layer: Labels) -> None:
+        """Compare against `layer` (ground truth, an expert's or the corrected mask)."""
+        self._reference.value = layer
+
+    def set_corrected(self, layer: Labels | None) -> None:
+        """Edit (and autosave) `layer` with Accept/Reject."""
+        self._corrected.value = layer
+
+    def set_mode(self, mode: str) -> None:
+        """Colour the overlay ``"voxel"``-wise or ``"lesion"``-wise."""
+        self._mode.value = mode
+
+    def update(self, *, blocking: bool = False, quiet: bool = False) -> Any:
+        """Recompute the review of the chosen layers; returns the thread worker (None if blocking or refused).
+
+        Args:
+            blocking: compute on this thread and show the result before returning (scripts, demo).
+            quiet: put problems in the status line only, without a notification (automatic updates).
+        """
+        self._auto_update.stop()
+        try:
+            inputs = self._review_inputs()
+        except LesionSegError as err:
+            self._status.value = str(err)
+            if not quiet:
+                show_error(str(err))
+            return None
+        if blocking:
+            try:
+                self._show(review_masks(**inputs["arguments"]), inputs["layers"])
+            except LesionSegError as err:
+                self._report_error(err)
+            return None
+        if self._worker is not None:
+            self._rerun = True
+            return self._worker
+        self._status.value = "Reviewing..."
+        layers = inputs["layers"]
+        connections = {
+            "returned": lambda review: self._show(review, layers),
+            "errored": self._report_error,
+            "finished": self._worker_finished,
+        }
+        self._worker = create_worker(review_masks, **inputs["arguments"], _connect=connections)
+        return self._worker
+
+    def select_lesion(self, index: int) -> None:
+        """Select lesion row `index`, move the slider to its centroid and centre the view on it."""
+        lesions = self._review.lesions if self._review else []
+        if not 0 <= index < len(lesions):
+            show_error(f"There is no lesion {index + 1}: the review lists {len(lesions)}.")
+            return
+        self._select_row(index)
+        self._centre_on(lesions[index].centroid_voxel)
+        lesion = lesions[index]
+        self._status.value = f"Lesion {index + 1}/{len(lesions)}: {lesion.source} {lesion.status}, {lesion.volume_ml:.3f} mL"
+
+    def next_lesion(self) -> None:
+        """Select the next lesion row (wrapping around)."""
+        self._step_lesion(+1)
+
+    def previous_lesion(self) -> None:
+        """Select the previous lesion row (wrapping around)."""
+        self._step_lesion(-1)
+
+    @property
+    def selected_lesion(self) -> int | None:
+        """Index of the selected lesion row, if any."""
+        rows = {index.row() for index in self._lesions.native.selectionModel().selectedRows()}
+        return min(rows) if rows else None
+
+    def accept(self, index: int | None = None) -> None:
+        """Keep lesion `index` (default: the selected one) in the corrected mask."""
+        self._decide(index, keep=True)
+
+    def reject(self, index: int | None = None) -> None:
+        """Remove lesion `index` (default: the selected one) from the corrected mask."""
+        self._decide(index, keep=False)
+
+    def new_corrected_mask(self) -> Labels | None:
+        """Add a corrected mask layer initialised from the prediction, select it and return it."""
+        prediction = self._prediction.value
+        if prediction is None:
+            show_error("Choose a prediction first: the corrected mask starts as a copy of it.")
+            return None
+        layer = self._viewer.add_labels(
+            (np.asarray(prediction.data) != 0).astype(np.uint8),
+            name=CORRECTED_NAME,
+            scale=prediction.scale,
+            translate=prediction.translate,
+            metadata=_grid_metadata(prediction, self._subject_geometry(prediction)),
+            opacity=0.6,
+        )
+        self._corrected.value = layer
+        return layer
+
+    def restore_autosave(self) -> Labels | None:
+        """Add the subject's autosaved corrected mask as a layer, select it and return it."""
+        found = self._autosave_on_disk()
+        if found is None:
+            show_error("There are no autosaved corrections for the open subject.")
+            return None
+        path, source = found
+        try:
+            data = load_corrected_mask(path, shape=np.shape(source.data))
+        except LesionSegError as err:
+            show_error(str(err))
+            return None
+        layer = self._viewer.add_labels(
+            data,
+            name=CORRECTED_NAME,
+            scale=source.scale,
+            translate=source.translate,
+            metadata=layer_metadata(geometry_from_layer_metadata(source.metadata), path=path),
+            opacity=0.6,
+        )
+        self._corrected.value = layer
+        show_info(f"Restored the corrections saved in {path}")
+        return layer
+
+    def save_corrected(self, path: str | Path | None = None) -> Path | None:
+        """Write the corrected mask to `path` (default: the Save-as field, else the autosave file)."""
+        layer = self._corrected.value
+        if layer is None:
+            show_error("There is no corrected mask to save: create one from the prediction first.")
+            return None
+        chosen = path if path is not None else self._save_path.value
+        target = self._autosave_target(layer)
+        try:
+            if target is None:
+                raise InvalidInputError(_no_grid_message(layer))
+            destination = Path(chosen) if chosen and str(chosen) not in ("", ".") else target.path
+            written = save_corrected_mask(layer.data, target.geometry, destination, protected=target.protected)
+        except LesionSegError as err:
+            show_error(str(err))
+            return None
+        show_info(f"Saved {layer.name!r} to {written}")
+        return written
+
+    # --- layout ----------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self._prediction = ComboBox(choices=self._mask_layers, nullable=True)
+        self._reference = ComboBox(choices=self._mask_layers, nullable=True)
+        self._mode = RadioButtons(
+            choices=[("voxel-wise", "voxel"), ("lesion-wise", "lesion")], value="voxel", orientation="horizontal"
+        )
+        self._update_button = PushButton(text="Update review")
+        self._status = Label(value="")
+        self._metrics = make_table(_METRIC_COLUMNS, visible_rows=_METRIC_ROWS)
+        self._lesions = make_table(_LESION_COLUMNS, visible_rows=6)
+        self._previous, self._next = PushButton(text="< Previous"), PushButton(text="Next >")
+        self._accept, self._reject = PushButton(text="Accept (keep)"), PushButton(text="Reject (remove)")
+        self._corrected = ComboBox(choices=self._correctable_layers, nullable=True)
+        self._new_corrected = PushButton(text="New from prediction")
+        self._restore = PushButton(text="Restore autosave")
+        self._save_path = FileEdit(mode="w", filter="*.nii.gz *.nii")
+        self._save = PushButton(text="Save corrected mask (NIfTI, input grid)")
+        self._autosave_status = Label(value="Autosave: no corrected mask yet")
+        for label in (self._status, self._autosave_status):
+            label.native.setWordWrap(True)
+            label.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped labels otherwise shrink to a narrow column
+        self.extend(
+            [
+                Label(value="<b>Lesion review</b>"),
+                _row(Label(value="Prediction"), self._prediction),
+                _row(Label(value="Reference"), self._reference),
+                _row(Label(value="Overlay"), self._mode, self._update_button),
+                self._status,
+                self._metrics,
+                self._lesions,
+                _row(self._previous, self._next, self._accept, self._reject),
+                _row(Label(value="Corrected mask"), self._corrected),
+                _row(self._new_corrected, self._restore),
+                _row(Label(value="Save as"), self._save_path),
+                self._save,
+                self._autosave_status,
+            ]
+        )
+        self._plot = CurvePlot("Precision-recall", "recall", "precision", x_range=(0.0, 1.0), y_range=(0.0, 1.0))
+        self._plot.clear("choose a run's mask as prediction for the curve")
+        self.native.layout().insertWidget(self.index(self._metrics) + 1, self._plot)
+
+    def _connect(self) -> None:
+        self._prediction.changed.connect(self._on_pair_changed)
+        self._reference.changed.connect(self._on_pair_changed)
+        self._mode.changed.connect(self._on_mode_changed)
+        self._update_button.changed.connect(lambda: self.update())
+        self._lesions.native.itemSelectionChanged.connect(self._on_row_clicked)
+        self._previous.changed.connect(self.previous_lesion)
+        self._next.changed.connect(self.next_lesion)
+        self._accept.changed.connect(lambda: self.accept())
+        self._reject.changed.connect(lambda: self.reject())
+        self._corrected.changed.connect(self._on_corrected_changed)
+        self._new_corrected.changed.connect(self.new_corrected_mask)
+        self._restore.changed.connect(self.restore_autosave)
+        self._save.changed.connect(lambda: self.save_corrected())
+        self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self._viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._session.run_finished.connect(self._on_run_finished)
+        closed = self._closed  # not `self`: the dock may be half torn down when its widget is destroyed
+        self.native.destroyed.connect(lambda *_: closed.set())
+        # Closing napari quits the application: write edits still waiting for the autosave timer.
+        QApplication.instance().aboutToQuit.connect(self._autosaver.flush)
+
+    # --- slots -----------------------------------------------------------------------------------
+
+    def _on_pair_changed(self, value: Any = None) -> None:
+        """Follow the edits of the chosen pair (only theirs) and review it."""
+        for layer in self._watched:
+            layer.events.paint.disconnect(self._schedule_update)
+            layer.events.data.disconnect(self._schedule_update)
+        self._watched = [layer for layer in (self._prediction.value, self._reference.value) if layer is not None]
+        for layer in self._watched:
+            layer.events.paint.connect(self._schedule_update)
+            layer.events.data.connect(self._schedule_update)
+        self._schedule_update()
+
+    def _on_mode_changed(self, mode: str) -> None:
+        if mode != self._overlay_mode:  # napari resets the dock's choices (re-emitting this) on layer changes
+            self._show_overlay()
+
+    def _schedule_update(self, event: Any = None) -> None:
+        if self._prediction.value is not None and self._reference.value is not None:
+            self._auto_update.start()
+
+    def _on_row_clicked(self) -> None:
+        index = self.selected_lesion
+        if index is not None:
+            self.select_lesion(index)
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._refresh_choices()
+        path = _source_path(event.value)
+        if self._reference.value is None and path is not None and path in self._reference_files():
+            self._reference.value = event.value
+        self._offer_autosave()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        if event.value is self._overlay:
+            self._overlay = None
+        if event.value is self._autosaver.layer:
+            self._autosaver.watch(None, None)
+        self._refresh_choices()
+
+    def _on_run_finished(self, run: Any) -> None:
+        name = run.layers.get("mask")
+        if name in self._viewer.layers and isinstance(self._viewer.layers[name], Labels):
+            self._prediction.value = self._viewer.layers[name]
+        self._schedule_update()
+
+    def _on_corrected_changed(self, layer: Labels | None) -> None:
+        target = self._autosave_target(layer) if layer is not None else None
+        self._autosaver.watch(layer, target)
+        if layer is None:
+            self._autosave_status.value = "Autosave: no corrected mask selected"
+        elif target is None:
+            self._autosave_status.value = f"Autosave off: {_no_grid_message(layer)}"
+        else:
+            self._autosave_status.value = f"Autosave to {target.path}"
+        self._show_coverage()
+
+    def _on_autosaved(self, path: Path) -> None:
+        self._autosave_status.value = f"Autosaved to {path}"
+
+    def _on_autosave_error(self, err: Exception) -> None:
+        self._autosave_status.value = "Autosave failed (see the notification); edits are kept in the layer"
+        show_error(f"Could not autosave the corrected mask: {err}")
+
+    def _report_error(self, err: Exception) -> None:
+        if not isinstance(err, LesionSegError):  # a bug, not bad input: keep the traceback
+            raise err
+        self._status.value = "Could not review (see the notification)."
+        show_error(str(err))
+
+    def _worker_finished(self) -> None:
+        self._worker = None
+        if self._rerun and not self._closed.is_set():
+            self._rerun = False
+            self.update(quiet=True)
+
+    # --- review ----------------------------------------------------------------------------------
+
+    def _review_inputs(self) -> dict[str, Any]:
+        prediction, reference = self._prediction.value, self._reference.value
+        if prediction is None or reference is None:
+            raise InvalidInputError(
+                "Nothing to review: choose a prediction and a reference labels layer (run inference, or open "
+                "a subject with a reference mask and pick another rater's mask as prediction)."
+            )
+        if prediction is reference:
+            raise InvalidInputError(f"Prediction and reference are both {prediction.name!r}: choose two different layers.")
+        geometry = geometry_from_layer_metadata(prediction.metadata) or geometry_from_layer_metadata(reference.metadata)
+        arguments = {
+            "pred": np.asarray(prediction.data) != 0,
+            "reference": np.asarray(reference.data) != 0,
+            "spacing": geometry.spacing if geometry is not None else tuple(float(s) for s in prediction.scale),
+            "prob": self._run_probability(prediction),
+            "affine": geometry.canonical_affine if geometry is not None else None,
+            "pred_name": prediction.name,
+            "reference_name": reference.name,
+        }
+        return {"arguments": arguments, "layers": (prediction, reference)}
+
+    def _run_probability(self, prediction: Labels) -> np.ndarray | None:
+        """The probability of the run whose mask layer is `prediction`, if it is one."""
+        for run in reversed(self._session.runs):
+            probability = run.result.probability
+            if run.layers.get("mask") == prediction.name and probability.shape == np.shape(prediction.data):
+                return probability
+        return None
+
+    def _show(self, review: Review, layers: tuple[Labels, Labels]) -> None:
+        if self._closed.is_set():  # a review that finished after the viewer closed
+            return
+        self._review, self._reviewed = review, layers
+        metrics = review.metrics
+        self._metrics.value = split(_metric_rows(metrics), _METRIC_COLUMNS)
+        if review.curve is not None:
+            self._plot.set_curve(*review.curve, marker=review.operating_point)
+        else:
+            self._plot.clear("no run probability for this prediction" if metrics["n_lesions_gt"] else "empty reference")
+        selected = self.selected_lesion
+        self._lesions.value = split([self._lesion_row(lesion) for lesion in review.lesions], _LESION_COLUMNS)
+        self._colour_statuses()
+        if selected is not None and selected < len(review.lesions):  # keep the user's place across updates
+            self._select_row(selected)
+        self._show_coverage()
+        self._show_overlay()
+        self._status.value = (
+            f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
+            f"{metrics['n_lesions_pred']} predicted lesions, DSC {_format(metrics['dsc'])}"
+        )
+
+    def _show_overlay(self) -> None:
+        if self._review is None or self._reviewed is None:
+            return
+        self._overlay_mode = self._mode.value
+        data = self._review.confusion(self._overlay_mode)
+        source = self._reviewed[0]
+        if self._overlay is not None and self._overlay in self._viewer.layers:
+            self._overlay.data = data
+            self._overlay.scale, self._overlay.translate = source.scale, source.translate
+            return
+        # Assigned before it is added: adding makes napari reset the dock's choices, which re-enters here.
+        self._overlay = Labels(
+            data,
+            name=OVERLAY_NAME,
+            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **CONFUSION_COLORS}),
+            opacity=0.8,
+            **placement(source, "review"),
+        )
+        self._viewer.add_layer(self._overlay)
+
+    @staticmethod
+    def _lesion_row(lesion: Any) -> list[str]:
+        mean = "" if lesion.mean_prob is None else f"{lesion.mean_prob:.2f}"
+        return [lesion.source, lesion.status, f"{lesion.volume_ml:.3f}", mean, ""]
+
+    def _colour_statuses(self) -> None:
+        column = _LESION_COLUMNS.index("status")
+        for row in range(self._lesions.native.rowCount()):
+            item = self._lesions.native.item(row, column)
+            red, green, blue, _ = CONFUSION_COLORS[_STATUS_VALUES[item.text()]]
+            item.setBackground(QColor.fromRgbF(red, green, blue, 0.35))
+
+    def _show_coverage(self) -> None:
+        """Fill the 'corrected' column: whether the corrected mask keeps, removed or partly keeps each lesion."""
+        layer, review = self._corrected.value, self._review
+        column = _LESION_COLUMNS.index("corrected")
+        if review is None or not review.lesions:
+            return
+        words = [""] * len(review.lesions)
+        if layer is not None and np.shape(layer.data) == review.voxel_map.shape:
+            words = [_coverage_word(f) for f in lesion_coverage(review, np.asarray(layer.data))]
+        for row, word in enumerate(words):
+            self._lesions.native.item(row, column).setText(word)
+
+    # --- navigation and decisions ------------------------------------------------------------------
+
+    def _select_row(self, index: int) -> None:
+        table = self._lesions.native
+        table.blockSignals(True)  # a programmatic selection must not re-enter `select_lesion`
+        table.selectRow(index)
+        table.blockSignals(False)
+
+    def _step_lesion(self, step: int) -> None:
+        count = len(self._review.lesions) if self._review else 0
+        if count == 0:
+            show_error("There are no lesions to walk through: update the review first.")
+            return
+        current = self.selected_lesion
+        self.select_lesion(((current if current is not None else -step if step > 0 else 0) + step) % count)
+
+    def _centre_on(self, voxel: tuple[float, float, float]) -> None:
+        layer = self._reviewed[0] if self._reviewed else None
+        if layer is None:
+            return
+        world = layer.data_to_world(np.asarray(voxel))
+        for axis in self._viewer.dims.not_displayed:
+            self._viewer.dims.set_point(axis, world[axis])
+        self._viewer.camera.center = tuple(world[axis] for axis in self._viewer.dims.displayed)
+
+    def _decide(self, index: int | None, *, keep: bool) -> None:
+        index = self.selected_lesion if index is None else index
+        layer, review = self._corrected.value, self._review
+        if layer is None:
+            show_error("No corrected mask: click 'New from prediction' (or restore an autosave) first.")
+            return
+        if review is None or index is None or not 0 <= index < len(review.lesions):
+            show_error("Select a lesion in the table first.")
+            return
+        if np.shape(layer.data) != review.voxel_map.shape:
+            show_error(
+                f"The corrected mask {layer.name!r} has shape {np.shape(layer.data)} but the reviewed masks have "
+                f"{review.voxel_map.shape}: choose a corrected mask on the same grid."
+            )
+            return
+        layer.data_setitem(lesion_voxels(review, index), 1 if keep else 0)
+        self._show_coverage()
+
+    # --- corrected mask and autosave ---------------------------------------------------------------
+
+    def _autosave_target(self, layer: Labels) -> AutosaveTarget | None:
+        """Where `layer` is autosaved: beside its subject's files, on the subject's grid."""
+        subject_layer = self._subject_layer(np.shape(layer.data), prefer=layer)
+        if subject_layer is None:
+            return None
+        folder, name = subject_of(_source_path(subject_layer))
+        geometry = geometry_from_layer_metadata(layer.metadata) or geometry_from_layer_metadata(subject_layer.metadata)
+        if geometry is None:
+            return None
+        restored = _source_path(layer)
+        return AutosaveTarget(
+            path=corrected_mask_path(folder, name),
+            geometry=geometry,
+            fallback=(folder, name),
+            protected=tuple(self._reference_files()),
+            restored_from=restored if restored is not None and subject_of(restored) is not None else None,
+        )
+
+    def _subject_layer(self, shape: tuple[int, ...], prefer: Layer | None = None) -> Layer | None:
+        """A layer read from a subject file, on a grid of `shape` (`prefer` first)."""
+        candidates = ([prefer] if prefer is not None else []) + list(self._viewer.layers)
+        for layer in candidates:
+            path = _source_path(layer)
+            if path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape):
+                return layer
+        return None
+
+    def _subject_geometry(self, layer: Layer) -> Geometry | None:
+        geometry = geometry_from_layer_metadata(layer.metadata)
+        if geometry is None:
+            subject_layer = self._subject_layer(np.shape(layer.data))
+            geometry = geometry_from_layer_metadata(subject_layer.metadata) if subject_layer is not None else None
+        return geometry
+
+    def _reference_files(self) -> list[Path]:
+        paths = [_source_path(layer) for layer in self._viewer.layers]
+        return [p for p in paths if p is not None and nifti_stem(p).lower().endswith(MASK_SUFFIX.lower())]
+
+    def _autosave_on_disk(self) -> tuple[Path, Layer] | None:
+        """The open subject's autosaved corrections and a layer of that subject, if any."""
+        for layer in self._viewer.layers:
+            path = _source_path(layer)
+            parsed = subject_of(path) if path is not None else None
+            if parsed is not None and geometry_from_layer_metadata(layer.metadata) is not None:
+                found = find_corrected_mask(*parsed)
+                if found is not None:
+                    return found, layer
+        return None
+
+    def _offer_autosave(self) -> None:
+        found = self._autosave_on_disk()
+        self._restore.enabled = found is not None
+        current = self._autosaver.target.path if self._autosaver.target is not None else None
+        if found is None or found[0] in self._offered or found[0] == current:  # not this session's own autosave
+            return
+        self._offered.add(found[0])
+        if not any(_source_path(layer) == found[0] for layer in self._viewer.layers):
+            show_info(
+                f"Found autosaved corrections for this subject ({found[0]}): click 'Restore autosave' in the "
+                "Lesion review dock to continue from them."
+            )
+
+    # --- choices ---------------------------------------------------------------------------------
+
+    def _mask_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and layer is not self._overlay]
+
+    def _correctable_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
+        """Labels layers that may be edited: no computed result (a run's mask, the overlay), no reference file."""
+        reference_files = set(self._reference_files())
+        return [
+            (name, layer)
+            for name, layer in self._mask_layers()
+            if not is_result(layer) and _source_path(layer) not in reference_files
+        ]
+
+    def _refresh_choices(self) -> None:
+        for combo in (self._prediction, self._reference, self._corrected):
+            combo.reset_choices()
+
+    def _pick_defaults(self) -> None:
+        layers = dict(self._mask_layers())
+        references = [layer for layer in layers.values() if _source_path(layer) in self._reference_files()]
+        if self._reference.value is None and references:
+            self._reference.value = references[0]
+        run = self._session.latest
+        if run is not None and run.layers.get("mask") in layers:
+            self._prediction.value = layers[run.layers["mask"]]
+        self._offer_autosave()
+
+
+def _row(*widgets: Any) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """The review metrics two to a row (name, value, name, value), so the table stays short."""
+    cells = [(METRIC_LABELS[key], _format(metrics[key])) for key in REVIEW_METRICS]
+    cells += [("", "")] * (len(cells) % 2)
+    return [[*cells[i], *cells[i + 1]] for i in range(0, len(cells), 2)]
+
+
+def _format(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _coverage_word(fraction: float) -> str:
+    return "kept" if fraction >= 1.0 else "removed" if fraction <= 0.0 else f"{fraction:.0%} kept"
+
+
+def _source_path(layer: Layer) -> Path | None:
+    entry = layer.metadata.get("lesionseg") if isinstance(layer.metadata, dict) else None
+    path = entry.get("path") if isinstance(entry, dict) else None
+    return Path(path) if path else None
+
+
+def _grid_metadata(layer: Layer, geometry: Geometry | None) -> dict[str, Any]:
+    return layer_metadata(geometry) if geometry is not None else {}
+
+
+def _no_grid_message(layer: Labels) -> str:
+    return (
+        f"{layer.name!r} is not on the grid of a subject opened from NIfTI files (open the subject with this "
+        "plugin, then create the corrected mask from a prediction on it)"
+    )

@@ -1,0 +1,147 @@
+"""napari reader: NIfTI files and MS subject folders -> Image / Labels layers on scanner coordinates.
+
+A subject folder (see `io.find_subject_files`) opens as one Image layer per modality, named by
+modality, in `constants.MODALITIES` order, plus the reference mask as a Labels layer named
+``"reference mask"``. Only the FLAIR (or, without a FLAIR, the first modality) is visible; the other
+modalities are loaded hidden, so toggling one shows that channel instead of a blend. A single file
+opens as an Image, or as Labels when its name ends with a mask suffix (``_label-lesion_mask``,
+``_mask``, ``_dseg``); label values are kept as they are.
+
+Layers carry ``scale = geometry.spacing``, ``translate = geometry.napari_translate`` and
+``metadata = {"lesionseg": {"geometry", "modality", "path"}}``, so the writer can put edits back
+on the source grid.
+
+Bad input (`LesionSegError`) is reported as a napari error notification carrying exactly the
+engine's message, and the reader returns napari's "no layers" sentinel ``[(None,)]``: napari
+would otherwise wrap the message in a generic "Tried opening with ..., but failed" error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.errors import LesionSegError
+from napari_lesionseg.data.volumes import (
+    Subject,
+    Volume,
+    is_nifti_path,
+    layer_metadata,
+    load_subject,
+    load_volume,
+    nifti_stem,
+)
+
+__all__ = [
+    "LABEL_SUFFIXES",
+    "napari_get_reader",
+    "read_paths",
+    "robust_contrast_limits",
+    "subject_layer_data",
+    "volume_layer_data",
+]
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+#: File name endings (before .nii/.nii.gz, case-insensitive) that open as a Labels layer.
+LABEL_SUFFIXES: tuple[str, ...] = (MASK_SUFFIX.lower(), "_mask", "_dseg")
+#: Percentiles of the non-background voxels used as an image layer's contrast limits.
+_CONTRAST_PERCENTILES = (0.5, 99.5)
+_CONTRAST_SAMPLE = 1_000_000
+
+
+def napari_get_reader(path: str | Sequence[str]) -> Callable[[str | Sequence[str]], list[LayerDataTuple]] | None:
+    """Return `read_paths` for NIfTI files and for folders that hold NIfTI files, else None."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if paths and all(_is_nifti_file(p) or _is_folder_with_nifti(p) for p in paths):
+        return read_paths
+    return None
+
+
+def read_paths(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Layer data for each path (file or subject folder); bad input becomes an error notification."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    try:
+        return [layer for p in paths for layer in _read_one(Path(p))]
+    except LesionSegError as err:
+        from napari.utils.notifications import show_error
+
+        show_error(str(err))
+        return [(None,)]  # type: ignore[list-item]
+
+
+def subject_layer_data(subject: Subject) -> list[LayerDataTuple]:
+    """Image layers of a subject's modalities (only the reference one visible) and its mask as Labels."""
+    layers = [
+        volume_layer_data(volume, visible=modality == subject.reference) for modality, volume in subject.images.items()
+    ]
+    if subject.mask is not None:
+        layers.append(volume_layer_data(subject.mask, layer_type="labels", name="reference mask"))
+    return layers
+
+
+def volume_layer_data(
+    volume: Volume, *, layer_type: str = "image", visible: bool = True, name: str | None = None
+) -> LayerDataTuple:
+    """A napari layer data tuple showing `volume` at its scanner position.
+
+    Args:
+        volume: the canonical volume.
+        layer_type: ``"image"`` or ``"labels"``.
+        visible: initial visibility.
+        name: layer name; the volume's name when None.
+    """
+    kwargs: dict[str, Any] = {
+        "name": name or volume.name,
+        "scale": volume.geometry.spacing,
+        "translate": volume.geometry.napari_translate,
+        "metadata": layer_metadata(volume.geometry, modality=volume.modality, path=volume.path),
+        "visible": visible,
+    }
+    if layer_type == "image":
+        kwargs.update(
+            contrast_limits=robust_contrast_limits(volume.data),
+            colormap="gray",
+            blending="translucent_no_depth",
+        )
+    elif layer_type == "labels":
+        kwargs.update(opacity=0.6, blending="translucent")
+    else:
+        raise ValueError(f"layer_type must be 'image' or 'labels', not {layer_type!r}")
+    return volume.data, kwargs, layer_type
+
+
+def robust_contrast_limits(data: np.ndarray) -> tuple[float, float]:
+    """[0.5, 99.5] percentiles of the voxels above the minimum (background), from a subsample."""
+    flat = data.ravel()
+    flat = flat[:: max(1, flat.size // _CONTRAST_SAMPLE)]
+    above = flat[flat > flat.min()]
+    values = above if above.size else flat
+    low, high = (float(v) for v in np.percentile(values, _CONTRAST_PERCENTILES))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def _read_one(path: Path) -> list[LayerDataTuple]:
+    if path.is_dir():
+        return subject_layer_data(load_subject(path))
+    if _is_label_name(path):
+        return [volume_layer_data(load_volume(path, kind="labels"), layer_type="labels")]
+    return [volume_layer_data(load_volume(path, kind="image"))]
+
+
+def _is_label_name(path: Path) -> bool:
+    return nifti_stem(path).lower().endswith(LABEL_SUFFIXES)
+
+
+def _is_nifti_file(path: str | Path) -> bool:
+    path = Path(path)
+    return is_nifti_path(path) and not path.is_dir()
+
+
+def _is_folder_with_nifti(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and any(is_nifti_path(p) and not p.name.startswith(".") for p in path.iterdir())

@@ -1,0 +1,1 @@
+"""Files -> volumes: NIfTI geometry, subject naming and loading, resampling, normalisation, corrections, sample data and the phantom."""

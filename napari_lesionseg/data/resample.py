@@ -1,0 +1,69 @@
+"""Explicit resampling of a modality (or mask) onto another grid, normally the subject's FLAIR.
+
+Only used when asked for (``load_subject(..., resample=True)``, CLI ``--resample``): modalities on
+different grids are otherwise refused, because silent interpolation changes the data the network
+sees. Images are interpolated linearly, masks by nearest neighbour; voxels outside the moving
+volume's field of view get the image's minimum (background) or 0 for masks.
+
+Example:
+    >>> t1_on_flair = resample_volume(t1, flair.geometry, kind="image")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from scipy import ndimage
+
+if TYPE_CHECKING:
+    from napari_lesionseg.data.volumes import Geometry, Volume
+
+__all__ = ["resample_to_grid", "resample_volume"]
+
+
+def resample_to_grid(
+    data: np.ndarray, source: Geometry, target: Geometry, *, order: Literal[0, 1] = 1, cval: float | None = None
+) -> np.ndarray:
+    """Resample a canonical array on `source` onto the canonical grid of `target`.
+
+    Args:
+        data: canonical (S, P, L) array of shape ``source.shape``.
+        source: the geometry `data` lives on.
+        target: the geometry to resample onto.
+        order: 1 for linear interpolation (images), 0 for nearest neighbour (masks, labels).
+        cval: value outside the source field of view; the minimum of `data` when None.
+
+    Returns:
+        Array of shape ``target.shape``: float32 for ``order=1``, `data`'s dtype for ``order=0``.
+    """
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 (nearest) or 1 (linear), not {order!r}")
+    if tuple(data.shape) != source.shape:
+        raise ValueError(f"data of shape {tuple(data.shape)} does not fit its source grid {source.shape}")
+    # Target voxel -> scanner mm -> source voxel; affine_transform pulls source values at those points.
+    target_to_source = np.linalg.inv(source.canonical_affine) @ target.canonical_affine
+    if order == 1:
+        data = data.astype(np.float32, copy=False)
+    fill = float(data.min()) if cval is None else float(cval)
+    return ndimage.affine_transform(
+        data,
+        target_to_source[:3, :3],
+        offset=target_to_source[:3, 3],
+        output_shape=target.shape,
+        output=data.dtype,
+        order=order,
+        mode="constant",
+        cval=fill,
+        prefilter=False,
+    )
+
+
+def resample_volume(volume: Volume, target: Geometry, *, kind: Literal["image", "mask"] = "image") -> Volume:
+    """A copy of `volume` resampled onto `target` (linear for images, nearest for masks), with that geometry."""
+    if kind not in ("image", "mask"):
+        raise ValueError(f"kind must be 'image' or 'mask', not {kind!r}")
+    order, cval = (1, None) if kind == "image" else (0, 0.0)
+    data = resample_to_grid(volume.data, volume.geometry, target, order=order, cval=cval)
+    return dataclasses.replace(volume, data=data, geometry=target)

@@ -1,0 +1,563 @@
+"""The patch inference engine: batches of patches, test-time augmentation, fusion, progress, cancel.
+
+One run cuts a ``(C, Z, Y, X)`` normalised stack into the patches of a :class:`PatchGrid`,
+predicts each batch of patches under every augmentation (one network call on all variants),
+maps the predictions back, and adds them to a :class:`FusionAccumulator` at once, so memory is
+O(volume), not O(patches). Several fusion modes are fused from the same predictions; the first is
+the primary one (mask, uncertainty, streamed partial result).
+
+* Device ``"auto"``: CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``,
+  with float16 autocast on CUDA; the sigmoid is applied in float32. The sums live on the network's
+  device when they fit in half its free memory, else on the CPU.
+* CUDA out of memory: the batch is halved and retried; at one patch the sums move to the CPU; only
+  if one patch still does not fit is a `LesionSegError` raised. Each step is reported as a message.
+* Streaming: :func:`iter_inference` yields a :class:`ProgressEvent` after every batch and returns
+  the :class:`InferenceResult`; :func:`run_inference` drives it with an optional callback. A
+  :class:`CancelToken` is checked before every batch, so a run stops within one batch and returns
+  what it has fused so far (``completed=False``; voxels no patch reached are 0).
+
+Example:
+    >>> settings = InferenceSettings(patch_size=(32, 32, 32), fusion=("spline", "uniform"))
+    >>> result = run_inference(model, stack, settings, callback=print)  # doctest: +SKIP
+    >>> result.probability.shape, result.mask.dtype  # doctest: +SKIP
+    ((Z, Y, X), dtype('bool'))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_lesionseg._progress import drain
+from napari_lesionseg.constants import OVERLAP, PATCH_SIZE, THRESHOLD
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.engine.fusion import FusionAccumulator, check_modes
+from napari_lesionseg.engine.patches import BORDER_MODES, PatchGrid, augment, check_overlap, invert, make_grid, tta_variants
+
+if TYPE_CHECKING:
+    from napari_lesionseg.data.volumes import Subject
+
+__all__ = [
+    "DEVICES",
+    "CancelToken",
+    "InferenceResult",
+    "InferenceSettings",
+    "ProgressEvent",
+    "autocast",
+    "iter_inference",
+    "predict_subject",
+    "resolve_device",
+    "run_inference",
+]
+
+log = logging.getLogger(__name__)
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+#: Share of the free device memory the fusion sums may take before they go to the CPU instead.
+_DEVICE_MEMORY_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How to cut, predict and fuse.
+
+    Attributes:
+        patch_size: patch shape; None takes the checkpoint's (``predict_subject``) or 64^3.
+        overlap: overlap fraction in ``[0, 1)`` (0.5 in the paper).
+        fusion: fusion modes to compute; the first is the primary one.
+        tta: ``"none"``, ``"paper"`` (identity + 180-degree rotation in each plane) or ``"mirror8"``.
+        border: ``"flush"`` (last patch flush with the border) or ``"pad"`` (the paper's grid).
+        batch_size: patches per network call (each call holds ``batch_size * len(tta)`` inputs).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+        threshold: probability at or above which a voxel is lesion.
+        priority_slice: patches covering this slice along `priority_axis` are predicted first.
+        priority_axis: the axis of `priority_slice` (0: napari's slider axis).
+        amp: float16 autocast on CUDA.
+        uncertainty: also accumulate the spread of the predictions.
+        stream_partial: attach the fused probability of each batch's region to its event.
+    """
+
+    patch_size: tuple[int, int, int] | None = None
+    overlap: float = OVERLAP
+    fusion: tuple[str, ...] = ("spline",)
+    tta: str = "paper"
+    border: str = "flush"
+    batch_size: int = 2
+    device: str = "auto"
+    threshold: float = THRESHOLD
+    priority_slice: int | None = None
+    priority_axis: int = 0
+    amp: bool = True
+    uncertainty: bool = True
+    stream_partial: bool = True
+
+    def __post_init__(self) -> None:
+        fusion = (self.fusion,) if isinstance(self.fusion, str) else tuple(self.fusion)
+        object.__setattr__(self, "fusion", check_modes(dict.fromkeys(fusion)))
+        check_overlap(self.overlap)
+        tta_variants(self.tta)
+        if self.border not in BORDER_MODES:
+            raise InvalidInputError(f"border must be one of {BORDER_MODES}, got {self.border!r}")
+        if int(self.batch_size) < 1:
+            raise InvalidInputError(f"batch size must be at least 1, got {self.batch_size}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise InvalidInputError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+        if self.priority_axis not in (0, 1, 2):
+            raise InvalidInputError(f"priority axis must be 0, 1 or 2, got {self.priority_axis}")
+
+
+class CancelToken:
+    """A thread-safe flag that asks a running inference to stop before its next batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the run to stop."""
+        self._event.set()
+
+    def is_set(self) -> bool:
+        """Whether cancellation was asked."""
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Progress after one batch.
+
+    Attributes:
+        done: patches predicted and fused so far.
+        total: patches in the grid.
+        box: ``(2, 3)`` start/stop of the region this batch changed (its patches' bounding box,
+            clipped to the volume).
+        patch_boxes: ``(k, 2, 3)`` boxes of the batch's patches.
+        partial: the primary mode's fused probability inside `box` (a copy, so it stays valid
+            while the run goes on), or None when the settings turn streaming off. Paste it at
+            `box` to keep a live view without copying the whole volume every batch.
+        message: a notice from this batch (e.g. an out-of-memory fallback), else None.
+    """
+
+    done: int
+    total: int
+    box: np.ndarray
+    patch_boxes: np.ndarray
+    partial: np.ndarray | None = None
+    message: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the patches done, in [0, 1]."""
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class InferenceResult:
+    """Fused outputs of a run, ``(Z, Y, X)`` on the input's grid.
+
+    Attributes:
+        probabilities: fused float32 probability per fusion mode.
+        weight_sums: per-voxel sum of the fusion weights per mode (for heatmaps).
+        uncertainty: weighted standard deviation of all predictions covering each voxel, around
+            the primary probability (None when turned off).
+        mask: primary probability >= threshold.
+        grid: the patch grid (its boxes are the patches the viewer can show).
+        primary: the primary fusion mode.
+        threshold: the mask threshold.
+        done: patches predicted; ``total``: patches in the grid.
+        timings: seconds per stage (``extract``, ``network``, ``fusion``, ``total``).
+        device: where the network ran.
+        messages: notices from the run (fallbacks).
+    """
+
+    probabilities: dict[str, np.ndarray]
+    weight_sums: dict[str, np.ndarray]
+    uncertainty: np.ndarray | None
+    mask: np.ndarray
+    grid: PatchGrid
+    primary: str
+    threshold: float
+    done: int
+    total: int
+    timings: dict[str, float]
+    device: str
+    messages: tuple[str, ...] = field(default=())
+
+    @property
+    def probability(self) -> np.ndarray:
+        """The primary mode's fused probability."""
+        return self.probabilities[self.primary]
+
+    @property
+    def completed(self) -> bool:
+        """False when the run was cancelled before the last patch."""
+        return self.done == self.total
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for `device`: ``"auto"`` picks CUDA, then MPS, then the CPU."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as err:
+        raise InvalidInputError(f"unknown device {name!r}; expected one of {DEVICES} (or cuda:N)") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} was asked for but CUDA is not available here; use cpu or auto")
+    if resolved.type == "mps" and not _mps_available():
+        raise InvalidInputError(f"device {name!r} was asked for but MPS is not available here; use cpu or auto")
+    return resolved
+
+
+def iter_inference(
+    model: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    settings: InferenceSettings | None = None,
+    *,
+    cancel: CancelToken | threading.Event | None = None,
+    size_divisor: int = 1,
+) -> Generator[ProgressEvent, None, InferenceResult]:
+    """Predict a normalised ``(C, Z, Y, X)`` stack patch by patch, yielding progress after every batch.
+
+    Args:
+        model: a network mapping ``(B, C, D, H, W)`` float32 to logits ``(B, 1, D, H, W)``; it is
+            moved to the device and put in eval mode for the run (its mode is restored after).
+        image: the normalised stack (finite values), channels in the network's order.
+        settings: how to cut, predict and fuse (defaults: 64^3, 50 %, spline, paper TTA).
+        cancel: stops the run before the next batch when set.
+        size_divisor: every patch axis must be a multiple of it (2 ** poolings of the network).
+
+    Returns:
+        The generator's return value (``StopIteration.value``) is the `InferenceResult`.
+    """
+    started = time.perf_counter()
+    settings = settings or InferenceSettings()
+    volume = _checked_image(image, model)
+    patch = _checked_patch_size(settings.patch_size or PATCH_SIZE, size_divisor)
+    grid = make_grid(tuple(volume.shape[1:]), patch, settings.overlap, settings.border)
+    run = _Run(model, volume, grid, settings, resolve_device(settings.device))
+    order = grid.order(settings.priority_slice, settings.priority_axis)
+    position = 0
+    with _evaluation(model, run.device):
+        while position < len(order):
+            if cancel is not None and cancel.is_set():
+                break
+            indices = order[position : position + run.batch_size]
+            if not run.step(indices):  # out of memory: the run has adapted, try the batch again
+                continue
+            position += len(indices)
+            yield run.event(indices, position)
+    return run.result(position, time.perf_counter() - started)
+
+
+def run_inference(
+    model: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    settings: InferenceSettings | None = None,
+    *,
+    callback: Callable[[ProgressEvent], Any] | None = None,
+    cancel: CancelToken | threading.Event | None = None,
+    size_divisor: int = 1,
+) -> InferenceResult:
+    """Run :func:`iter_inference` to the end (or to cancellation), passing every event to `callback`."""
+    return drain(iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor), callback)
+
+
+def predict_subject(
+    subject: Subject,
+    checkpoint: str | Path | tuple[nn.Module, Any],
+    settings: InferenceSettings | None = None,
+    *,
+    callback: Callable[[ProgressEvent], Any] | None = None,
+    cancel: CancelToken | threading.Event | None = None,
+) -> InferenceResult:
+    """Segment a loaded subject with a checkpoint: match modalities, normalise, infer.
+
+    Args:
+        subject: from `io.load_subject`; its modalities are matched to the checkpoint's by name.
+        checkpoint: a bundled checkpoint name, a checkpoint file, or an already loaded
+            ``(model, metadata)`` pair.
+        settings: inference settings; a missing patch size takes the checkpoint's.
+        callback: receives every `ProgressEvent`.
+        cancel: stops the run before its next batch.
+
+    Returns:
+        The result on the subject's grid (`subject.geometry`), with ``timings["normalisation"]``.
+    """
+    from napari_lesionseg.engine.checkpoints import check_modalities, load_checkpoint
+    from napari_lesionseg.data.intensity import normalize_stack
+    from napari_lesionseg.models import size_divisor
+
+    settings = settings or InferenceSettings()
+    if isinstance(checkpoint, tuple):
+        model, metadata = checkpoint
+    else:
+        model, metadata = load_checkpoint(checkpoint, device="cpu")
+    modalities = check_modalities(metadata, subject.modalities)
+    _check_normalisation(metadata)
+    started = time.perf_counter()
+    stack = normalize_stack(subject.stack(modalities))
+    normalisation = time.perf_counter() - started
+    if settings.patch_size is None:
+        settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
+    result = run_inference(
+        model, stack, settings, callback=callback, cancel=cancel, size_divisor=size_divisor(metadata.model)
+    )
+    return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
+
+
+class _Run:
+    """The state of one inference run: device tensors, accumulator, batch size, timers."""
+
+    def __init__(
+        self, model: nn.Module, volume: torch.Tensor, grid: PatchGrid, settings: InferenceSettings, device: torch.device
+    ) -> None:
+        self.model, self.grid, self.settings, self.device = model, grid, settings, device
+        self.variants = tta_variants(settings.tta)
+        self.batch_size = int(settings.batch_size)
+        self.primary = settings.fusion[0]
+        self.messages: list[str] = []
+        self._pending: list[str] = []
+        self.volume = volume.to(device)
+        self.origins = grid.origins
+        self.boxes = grid.boxes()
+        self.timer = _StageTimer(device)
+        self.accumulator = FusionAccumulator(
+            grid,
+            settings.fusion,
+            device=self._accumulation_device(),
+            uncertainty_mode=self.primary if settings.uncertainty else None,
+        )
+
+    def step(self, indices: np.ndarray) -> bool:
+        """Predict and fuse one batch; False after an out-of-memory error the run has adapted to."""
+        try:
+            with torch.inference_mode():
+                with self.timer("extract"):
+                    batch = self._extract(indices)
+                with self.timer("network"):
+                    probabilities = self._predict(batch)
+                with self.timer("fusion"):
+                    self.accumulator.add(probabilities, indices)
+        except torch.cuda.OutOfMemoryError as err:
+            self._recover_from_oom(err)
+            return False
+        return True
+
+    def event(self, indices: np.ndarray, done: int) -> ProgressEvent:
+        """The progress event after the batch `indices`, carrying the notices raised since the last one."""
+        boxes = self.boxes[indices]
+        box = np.stack([boxes[:, 0].min(axis=0), boxes[:, 1].max(axis=0)])
+        partial = self.accumulator.partial(self.primary, box) if self.settings.stream_partial else None
+        message = "; ".join(self._pending) or None
+        self._pending.clear()
+        return ProgressEvent(done, len(self.grid), box, boxes, partial, message)
+
+    def result(self, done: int, seconds: float) -> InferenceResult:
+        acc = self.accumulator
+        probabilities = {mode: acc.result(mode) for mode in acc.modes}
+        timings = {**self.timer.seconds(), "total": seconds}
+        return InferenceResult(
+            probabilities=probabilities,
+            weight_sums={mode: acc.weight_sum(mode) for mode in acc.modes},
+            uncertainty=acc.uncertainty() if acc.uncertainty_mode else None,
+            mask=probabilities[self.primary] >= self.settings.threshold,
+            grid=self.grid,
+            primary=self.primary,
+            threshold=float(self.settings.threshold),
+            done=done,
+            total=len(self.grid),
+            timings=timings,
+            device=str(self.device),
+            messages=tuple(self.messages),
+        )
+
+    def _extract(self, indices: np.ndarray) -> torch.Tensor:
+        """The batch of patches, zero where a patch reaches outside the volume."""
+        channels = self.volume.shape[0]
+        batch = torch.zeros((len(indices), channels, *self.grid.patch_size), device=self.device)
+        for b, index in enumerate(indices):
+            origin = self.origins[index]
+            start, stop = self.boxes[index]
+            src = (slice(None), *(slice(int(a), int(c)) for a, c in zip(start, stop)))
+            dst = (slice(None), *(slice(int(a - o), int(c - o)) for a, c, o in zip(start, stop, origin)))
+            batch[b][dst] = self.volume[src]
+        return batch
+
+    def _predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(B, V, pz, py, px)`` float32 probabilities, one per augmentation, mapped back."""
+        inputs = torch.cat([augment(batch, v) for v in self.variants]) if len(self.variants) > 1 else batch
+        with autocast(self.device, self.settings.amp):
+            logits = self.model(inputs)
+        expected = (inputs.shape[0], 1, *self.grid.patch_size)
+        if tuple(logits.shape) != expected:
+            raise InvalidInputError(
+                f"the network returned logits of shape {tuple(logits.shape)} for input {tuple(inputs.shape)}; "
+                f"expected {expected} (one lesion channel, same spatial size)"
+            )
+        probabilities = torch.sigmoid(logits.float())[:, 0].unflatten(0, (len(self.variants), batch.shape[0]))
+        return torch.stack([invert(probabilities[k], v) for k, v in enumerate(self.variants)], dim=1)
+
+    def _accumulation_device(self) -> torch.device:
+        if self.device.type != "cuda":
+            return self.device
+        needed = FusionAccumulator.required_bytes(self.grid.shape, len(self.settings.fusion), self.settings.uncertainty)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if needed <= _DEVICE_MEMORY_SHARE * free:
+            return self.device
+        self._note(f"fusion sums ({needed / 2**20:.0f} MiB) do not fit beside the network on {self.device}: on the CPU")
+        return torch.device("cpu")
+
+    def _recover_from_oom(self, err: Exception) -> None:
+        """Halve the batch, else move the fusion sums to the CPU, else give up with a clear error."""
+        if self.batch_size > 1:
+            self.batch_size //= 2
+            self._note(f"out of memory on {self.device}; retrying with batches of {self.batch_size} patches")
+        elif self.accumulator.device.type != "cpu":
+            self.accumulator.to("cpu")
+            self._note(f"out of memory on {self.device} with one patch per batch; fusion sums moved to the CPU")
+        else:
+            raise LesionSegError(
+                f"out of memory on {self.device} predicting one {self.grid.patch_size} patch with "
+                f"{len(self.variants)} augmentation(s); use --device cpu, a smaller patch size or --no-tta"
+            ) from err
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _note(self, message: str) -> None:
+        log.warning(message)
+        self.messages.append(message)
+        self._pending.append(message)
+
+
+class _StageTimer:
+    """Seconds per stage; on CUDA measured with events, so timing never stalls the GPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self._seconds: dict[str, float] = defaultdict(float)
+        self._events: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._events[stage].append((start, end))
+        else:
+            started = time.perf_counter()
+            yield
+            self._seconds[stage] += time.perf_counter() - started
+
+    def seconds(self) -> dict[str, float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            for stage, pairs in self._events.items():
+                self._seconds[stage] += sum(s.elapsed_time(e) for s, e in pairs) / 1000.0
+            self._events.clear()
+        return {stage: self._seconds.get(stage, 0.0) for stage in ("extract", "network", "fusion")}
+
+
+def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA when `amp` is set; nothing elsewhere (CPU and MPS run in float32)."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _evaluation(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Eval mode on `device` for the run (cuDNN autotuning for the fixed patch shape); restored after."""
+    was_training = model.training
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    model.to(device).eval()
+    torch.backends.cudnn.benchmark = device.type == "cuda" or cudnn_benchmark
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _checked_image(image: np.ndarray | torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """The stack as a float32 CPU tensor, after checking its shape, values and channel count."""
+    if not isinstance(image, (np.ndarray, torch.Tensor)):
+        raise InvalidInputError(f"expected a (C, Z, Y, X) array of normalised modalities, got {type(image).__name__}")
+    volume = torch.as_tensor(image).detach().to("cpu", torch.float32)
+    if volume.ndim != 4 or 0 in volume.shape:
+        raise InvalidInputError(f"expected a non-empty (C, Z, Y, X) stack of modalities, got {tuple(volume.shape)}")
+    bad = int((~torch.isfinite(volume)).sum())
+    if bad:
+        raise InvalidInputError(
+            f"the input stack of shape {tuple(volume.shape)} has {bad} NaN or infinite voxel(s); "
+            "fix or mask them before inference (the network would spread them over whole patches)"
+        )
+    expected = _input_channels(model)
+    if expected is not None and expected != volume.shape[0]:
+        raise InvalidInputError(
+            f"the network takes {expected} modalities but the input stack has {volume.shape[0]} channels; "
+            "give one channel per modality the network was trained on, in its order"
+        )
+    return volume
+
+
+def _check_normalisation(metadata: Any) -> None:
+    """Refuse a checkpoint trained with another normalisation method; warn if only its settings differ."""
+    from napari_lesionseg.data.intensity import NORMALIZATION
+
+    stored = dict(getattr(metadata, "normalization", None) or {})
+    if not stored or stored == NORMALIZATION:
+        return
+    if stored.get("method") != NORMALIZATION["method"]:
+        raise CheckpointError(
+            f"checkpoint {metadata.name!r} was trained on intensities normalised with {stored.get('method')!r}, "
+            f"but this version normalises with {NORMALIZATION['method']!r}; its predictions would be meaningless"
+        )
+    changed = sorted(k for k in set(stored) | set(NORMALIZATION) if stored.get(k) != NORMALIZATION.get(k))
+    warnings.warn(
+        f"checkpoint {metadata.name!r} was trained with different normalisation settings ({', '.join(changed)}); "
+        "predictions may be less accurate",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _checked_patch_size(patch_size: Sequence[int] | int, divisor: int) -> tuple[int, int, int]:
+    patch = (patch_size,) * 3 if isinstance(patch_size, int) else tuple(int(p) for p in patch_size)
+    if len(patch) != 3 or any(p < 1 for p in patch):
+        raise InvalidInputError(f"patch size must be three positive integers (Z, Y, X), got {patch_size!r}")
+    if any(p % divisor for p in patch):
+        raise InvalidInputError(
+            f"patch size {patch} does not fit the network: every side must be a multiple of {divisor} "
+            f"(2 ** its poolings), e.g. {tuple(max(divisor, round(p / divisor) * divisor) for p in patch)}"
+        )
+    return patch  # type: ignore[return-value]
+
+
+def _input_channels(model: nn.Module) -> int | None:
+    """In-channels of the network's first 3-D convolution, if it has one."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))), None)
+    return None if first is None else int(first.in_channels)
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

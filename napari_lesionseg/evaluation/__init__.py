@@ -1,0 +1,1 @@
+"""Metrics, lesion-wise matching, surface distances, the lesion review and the fusion-mode comparison."""

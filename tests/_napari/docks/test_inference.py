@@ -1,0 +1,356 @@
+"""Inference dock in a real headless viewer: live fill-in, cancel, beta switch, threshold, bad states.
+
+A tiny randomly initialised FC-DenseNet (16^3 patches) on a 24^3 synthetic subject: 8 patches, so a
+run is a handful of batches; what is checked is the plumbing, not the segmentation quality.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from napari_lesionseg.engine import checkpoints
+from napari_lesionseg._napari.reader import read_paths
+from napari_lesionseg._napari.docks import InferenceWidget
+from napari_lesionseg._napari._session import session_for
+from napari_lesionseg._napari.docks.inference import result_layer_names
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint, user_checkpoint_dir
+from napari_lesionseg.models import build_model, model_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SHAPE = (24, 24, 24)
+PATCH = [16, 16, 16]
+MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
+RUN_TIMEOUT_MS = 120_000
+GUI_TICK_MS = 25
+#: The issue's bound on a GUI-thread stall while inference runs (the test prints the longest one).
+GUI_BLOCK_LIMIT_S = 0.5
+#: Bound on a stall while the run's layers are added (before the network starts) or removed (after
+#: its result): one napari layer add or removal is one step that cannot be split, about 0.3 s here
+#: (software OpenGL, 2 shared cores), more late in a long test session or beside other jobs.
+LAYER_STEP_LIMIT_S = 1.0
+
+
+def save_tiny_checkpoint(name: str, beta: float | None, modalities=MODALITIES, seed: int = 0):
+    """A randomly initialised tiny network saved in the user checkpoint folder."""
+    config = model_config(
+        "compact", in_channels=len(modalities), dense_blocks_down=1, layers_per_block=1, initial_features=8,
+        growth_rate=4, patch_size=PATCH,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    metadata = CheckpointMetadata(
+        name=name, model=config, loss="fbeta", beta=beta, modalities=list(modalities), patch_size=PATCH,
+        training={"data": ["phantoms/sub-01", "phantoms/sub-02"], "steps": 40}, validation={"mean": {"dsc": 0.61}},
+    )  # fmt: skip
+    return save_checkpoint(user_checkpoint_dir() / f"{name}.pt", build_model(config), metadata)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """User checkpoints under tmp_path/home and no bundled ones, with two betas to choose from."""
+    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(checkpoints, "BUNDLED_DIR", tmp_path / "bundled")
+    save_tiny_checkpoint("tiny-beta1", 1.0, seed=0)
+    save_tiny_checkpoint("tiny-beta3", 3.0, seed=1)
+    return tmp_path / "home"
+
+
+def add_subject(viewer, folder):
+    from napari.layers import Layer
+
+    for data, kwargs, layer_type in read_paths(str(folder)):
+        viewer.add_layer(Layer.create(data, kwargs, layer_type))
+
+
+@pytest.fixture
+def app(home, make_napari_viewer, make_subject):
+    """A shown viewer holding a subject, with the Inference dock (no TTA, all 8 patches in one batch)."""
+    viewer = make_napari_viewer(show=True)
+    add_subject(viewer, make_subject(shape=SHAPE))
+    dock = InferenceWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Inference")
+    dock.set_options(tta=False, batch_size=8)
+    return viewer, dock
+
+
+def wait_until_idle(qtbot, dock):
+    qtbot.waitUntil(lambda: not dock.busy, timeout=RUN_TIMEOUT_MS)
+
+
+def wait_until_paused(qtbot, dock, worker, batches: int) -> None:
+    """Until the worker pauses after `batches` batches and the dock has drawn them in all the run's layers."""
+
+    def paused_and_drawn():
+        return worker.is_paused and dock.progress[0] == batches and dock._active.layers.complete
+
+    qtbot.waitUntil(paused_and_drawn, timeout=RUN_TIMEOUT_MS)
+
+
+def notifications_since(start: int) -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records[start:]]
+
+
+def notification_count() -> int:
+    from napari.utils.notifications import notification_manager
+
+    return len(notification_manager.records)
+
+
+class TestSelector:
+    def test_lists_each_checkpoint_with_its_beta_and_matches_layers_by_name(self, app):
+        _, dock = app
+        assert dock.checkpoint_names == ["tiny-beta1", "tiny-beta3"]
+        from qtpy.QtWidgets import QRadioButton
+
+        texts = [button.text() for button in dock._checkpoint.native.findChildren(QRadioButton)]
+        assert any("β = 1" in text and "fbeta" in text for text in texts)
+        assert any("β = 3" in text for text in texts)
+        assert "2 folder(s) (sub-01, sub-02)" in dock._checkpoint_details.value
+        assert "validation DSC 0.610" in dock._checkpoint_details.value
+        assert [(combo.label, combo.value.name) for combo in dock._inputs] == [(m, m) for m in MODALITIES]
+
+    def test_a_new_checkpoint_appears_when_the_session_says_so(self, app):
+        viewer, dock = app
+        save_tiny_checkpoint("tiny-beta2", 2.0)
+        session_for(viewer).checkpoints_changed.emit()
+        assert "tiny-beta2" in dock.checkpoint_names
+
+
+@pytest.mark.slow
+class TestRun:
+    def test_probability_fills_in_batch_by_batch_and_the_viewer_stays_responsive(self, qtbot, app):
+        from qtpy.QtCore import QTimer
+
+        viewer, dock = app
+        # 85 % overlap: 125 patches, 4 predictions each, 1 patch per batch: a run of a few seconds, long
+        # enough for the run's layers to come in one by one and the GUI to tick between batches
+        dock.set_options(tta=True, batch_size=1, overlap=0.85)
+        flair = viewer.layers["FLAIR"]
+        viewer.dims.set_point(0, flair.data_to_world((20, 0, 0))[0])
+        qtbot.wait(200)  # let the viewer draw its first frame before the clock starts
+        ticks, events = [], []
+        timer = QTimer()
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        timer.start(GUI_TICK_MS)
+
+        names = result_layer_names("beta 1")
+        started = time.perf_counter()
+        worker = dock.run()
+
+        def on_event(event):  # connected after the dock's own slot, so it sees the pasted batch
+            shown = names["probability"] in viewer.layers
+            count = np.count_nonzero(viewer.layers[names["probability"]].data) if shown else None
+            events.append((time.perf_counter(), count, names["patches"] in viewer.layers, event))
+
+        worker.yielded.connect(on_event)
+        returned = []
+        worker.returned.connect(lambda result: returned.append(time.perf_counter()))
+        wait_until_idle(qtbot, dock)
+        finished = time.perf_counter()
+        timer.stop()
+
+        probability, mask = viewer.layers[names["probability"]], viewer.layers[names["mask"]]
+        counts = [count for _, count, _, _ in events if count is not None]
+        assert len(events) == 125  # 125 patches, one per batch
+        assert len(counts) >= 2 and 0 < counts[0] < counts[1] <= counts[-1]  # the layer changes between two events
+        assert any(outlined for _, _, outlined, _ in events)  # the current patch was outlined
+        first_boxes = events[0][3].patch_boxes
+        assert np.all((first_boxes[:, 0, 0] <= 20) & (20 < first_boxes[:, 1, 0]))  # the displayed slice goes first
+        np.testing.assert_array_equal(mask.data, probability.data >= 0.5)  # the mask filled in too
+
+        # Longest stretch without a timer tick while the network runs (from its first batch to its
+        # result), and over the whole run from the click on Run to the last layer step (adding the
+        # run's layers, showing the result, removing the patch outline).
+        def longest_gap(start, end):
+            stamps = [start, *(t for t in ticks if start < t < end), end]
+            gaps = np.diff(stamps)
+            return float(gaps.max()), float(stamps[int(gaps.argmax())] - started)
+
+        network, at = longest_gap(events[0][0], returned[0])
+        whole, whole_at = longest_gap(started, finished)
+        print(f"longest GUI-thread block: {network:.2f} s at {at:.2f} s while the network ran (result at "
+              f"{returned[0] - started:.2f} s); {whole:.2f} s at {whole_at:.2f} s from the click to the end")
+        assert sum(started < t < events[-1][0] for t in ticks) >= 10  # the GUI kept ticking while the batches came
+        assert network < GUI_BLOCK_LIMIT_S, f"GUI thread blocked for {network:.2f} s while the network ran"
+        assert whole < LAYER_STEP_LIMIT_S, f"GUI thread blocked for {whole:.2f} s while the run's layers changed"
+
+        names = [layer.name for layer in viewer.layers]
+        assert {"lesion probability [beta 1]", "lesion mask [beta 1]", "uncertainty [beta 1]"} <= set(names)
+        qtbot.waitUntil(lambda: "current patch [beta 1]" not in viewer.layers)
+        assert dock.progress == (125, 125)
+
+    def test_result_layers_are_styled_and_recorded_for_the_other_docks(self, qtbot, app):
+        viewer, dock = app
+        finished = []
+        session_for(viewer).run_finished.connect(finished.append)
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        probability = viewer.layers["lesion probability [beta 1]"]
+        mask = viewer.layers["lesion mask [beta 1]"]
+        uncertainty = viewer.layers["uncertainty [beta 1]"]
+        assert probability.colormap.name == "magma" and probability.blending == "additive"
+        assert tuple(probability.contrast_limits) == (0.0, 1.0)
+        assert probability.scale == pytest.approx(viewer.layers["FLAIR"].scale)
+        assert uncertainty.colormap.name == "viridis" and not uncertainty.visible
+        assert type(mask).__name__ == "Labels"
+        one, two, zero = mask.colormap.map(np.array([1, 2, 0]))
+        assert np.allclose(one, two) and one[3] > 0 and zero[3] == 0  # one colour, transparent background
+        (record,) = finished
+        assert record.name == "beta 1" and record.checkpoint.beta == 1.0
+        assert record.result.completed and set(record.result.probabilities) == {"spline", "tiling", "uniform"}
+        np.testing.assert_array_equal(probability.data, record.result.probability)
+        np.testing.assert_array_equal(mask.data, record.result.probability >= 0.5)
+        assert record.layers["probability"] == probability.name and record.layers["backdrop"] == "FLAIR"
+        assert record.geometry is not None and record.geometry.shape == probability.data.shape
+
+    def test_threshold_slider_recomputes_the_mask_without_running_again(self, qtbot, app):
+        viewer, dock = app
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        probability = viewer.layers["lesion probability [beta 1]"].data
+        threshold = float(np.median(probability[probability > 0]))
+        dock.set_threshold(threshold)
+        assert not dock.busy
+        rounded = dock._threshold.value  # the slider's step
+        np.testing.assert_array_equal(viewer.layers["lesion mask [beta 1]"].data, probability >= rounded)
+        assert session_for(viewer).latest.settings.threshold == pytest.approx(rounded)
+
+
+@pytest.mark.slow
+class TestCancel:
+    def test_cancel_stops_the_run_and_keeps_the_partial_probability(self, qtbot, app):
+        viewer, dock = app
+        dock.set_options(batch_size=1)
+        worker = dock.run(pause_after=1)
+        wait_until_paused(qtbot, dock, worker, batches=1)
+        seen = []
+        worker.yielded.connect(lambda event: seen.append(event.done))
+        dock.cancel()
+        wait_until_idle(qtbot, dock)
+        assert seen == []  # not one batch more
+        done = 1
+        qtbot.waitUntil(lambda: "lesion mask [beta 1]" not in viewer.layers)  # removed one layer per pass
+        names = [layer.name for layer in viewer.layers]
+        assert "lesion probability [beta 1]" in names
+        assert "lesion mask [beta 1]" not in names and "current patch [beta 1]" not in names
+        assert np.count_nonzero(viewer.layers["lesion probability [beta 1]"].data) > 0
+        assert f"cancelled after {done} of 8 patches" in dock._status.value
+        assert session_for(viewer).latest is None  # an incomplete run is not handed to the other docks
+
+    def test_the_cancel_token_alone_also_ends_the_run_as_cancelled(self, qtbot, app):
+        viewer, dock = app
+        dock.set_options(batch_size=1)
+        worker = dock.run(pause_after=1)  # a tiny network can finish every batch before a GUI slot runs
+        wait_until_paused(qtbot, dock, worker, 1)
+        dock._active.cancel.cancel()  # the token only, no worker.quit()
+        worker.resume()
+        wait_until_idle(qtbot, dock)
+        assert "cancelled" in dock._status.value and session_for(viewer).latest is None
+        assert dock.progress[0] < 8
+
+    def test_pause_after_leaves_the_run_midway_with_the_patch_outlined(self, qtbot, app):
+        viewer, dock = app
+        dock.set_options(batch_size=1)
+        worker = dock.run(pause_after=2)
+        wait_until_paused(qtbot, dock, worker, batches=2)
+        assert dock.busy and dock.progress == (2, 8)
+        outline = viewer.layers["current patch [beta 1]"]
+        assert outline.visible and len(outline.data) >= 4  # at least one rectangle: 4 edges on the slice
+        dock.cancel()
+        wait_until_idle(qtbot, dock)
+        qtbot.waitUntil(lambda: "current patch [beta 1]" not in viewer.layers)
+
+
+@pytest.mark.slow
+class TestBeta:
+    def test_switching_beta_replaces_the_run_or_keeps_both_on_request(self, qtbot, app):
+        viewer, dock = app
+        for _ in range(2):  # running again replaces the run's own layers
+            dock.run()
+            wait_until_idle(qtbot, dock)
+        names = [layer.name for layer in viewer.layers]
+        assert names.count("lesion probability [beta 1]") == 1 and names.count("lesion mask [beta 1]") == 1
+        dock.select_checkpoint("tiny-beta3")
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        names = [layer.name for layer in viewer.layers]
+        assert "lesion probability [beta 3]" in names and "lesion probability [beta 1]" not in names
+
+        dock.set_options(keep_runs=True)
+        dock.select_checkpoint("tiny-beta1")
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        names = [layer.name for layer in viewer.layers]
+        assert "lesion probability [beta 1]" in names and "lesion probability [beta 3]" in names
+        assert len([n for n in names if n.startswith("lesion probability")]) == 2
+        beta1 = viewer.layers["lesion probability [beta 1]"].data
+        assert not np.array_equal(beta1, viewer.layers["lesion probability [beta 3]"].data)  # two different networks
+        assert set(dock.runs) == {"beta 1", "beta 3"}
+
+
+class TestBadStates:
+    def test_no_image_layers(self, home, make_napari_viewer):
+        viewer = make_napari_viewer()
+        dock = InferenceWidget(viewer)
+        start = notification_count()
+        assert dock.run() is None
+        assert any("no image layers" in m for m in notifications_since(start))
+
+    def test_a_layer_of_another_shape(self, app):
+        viewer, dock = app
+        odd = viewer.add_image(np.zeros((24, 24, 20), dtype=np.float32), name="T2w resampled")
+        next(combo for combo in dock._inputs if combo.label == "T2w").value = odd
+        start = notification_count()
+        assert dock.run() is None
+        messages = notifications_since(start)
+        assert any("'T2w resampled' (T2w) has shape (24, 24, 20)" in m and "one voxel grid" in m for m in messages)
+
+    def test_a_checkpoint_whose_modalities_are_not_loaded(self, app):
+        viewer, dock = app
+        save_tiny_checkpoint("needs-t1c", 1.5, modalities=["FLAIR", "T1c"])
+        dock.refresh_checkpoints()
+        dock.select_checkpoint("needs-t1c")
+        start = notification_count()
+        assert dock.run() is None
+        messages = notifications_since(start)
+        assert any("needs the modalities FLAIR, T1c" in m and "is chosen for T1c" in m for m in messages)
+        assert "lesion probability [beta 1.5]" not in viewer.layers
+
+
+def test_opening_a_subject_folder_fills_the_inputs(qtbot, home, make_napari_viewer, make_subject):
+    viewer = make_napari_viewer()
+    dock = InferenceWidget(viewer)
+    worker = dock.open_folder(make_subject(shape=SHAPE))
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    assert [combo.value.name for combo in dock._inputs] == MODALITIES
+
+
+@pytest.mark.slow
+def test_the_dock_and_its_overlays_are_visible_on_screen(qtbot, app, tmp_path):
+    viewer, dock = app
+    dock.set_options(batch_size=1)
+    viewer.window._qt_window.resize(1300, 900)
+    worker = dock.run(pause_after=1)
+    wait_until_paused(qtbot, dock, worker, batches=1)
+    outline = viewer.layers["current patch [beta 1]"]
+    with_outline = viewer.screenshot(canvas_only=True)
+    outline.visible = False
+    without_outline = viewer.screenshot(canvas_only=True)
+    assert np.abs(with_outline.astype(int) - without_outline.astype(int)).sum() > 0  # the patch outline shows
+    dock.cancel()
+    wait_until_idle(qtbot, dock)
+    probability = viewer.layers["lesion probability [beta 1]"]
+    with_probability = viewer.screenshot(canvas_only=True)
+    probability.visible = False
+    without_probability = viewer.screenshot(canvas_only=True)
+    assert np.abs(with_probability.astype(int) - without_probability.astype(int)).sum() > 0
+    probability.visible = True
+    shot = viewer.screenshot(str(tmp_path / "inference.png"), canvas_only=False)
+    assert shot.shape[0] > 400 and (tmp_path / "inference.png").stat().st_size > 0

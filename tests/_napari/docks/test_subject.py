@@ -1,0 +1,72 @@
+"""Subject dock in a real headless viewer: open a folder, list geometry, save back onto the source grid."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_lesionseg._napari.docks import SubjectWidget
+from napari_lesionseg.data.volumes import load_volume
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock = SubjectWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="Subject")
+    return viewer, dock
+
+
+def _open(qtbot, dock, folder):
+    dock.open_subject(folder)
+    qtbot.waitUntil(lambda: not dock.busy, timeout=20_000)
+
+
+def test_open_folder_adds_layers_and_lists_geometry(qtbot, widget, make_subject):
+    viewer, dock = widget
+    folder = make_subject(axcodes="LPS")
+    _open(qtbot, dock, folder)
+    assert [layer.name for layer in viewer.layers] == ["FLAIR", "T1w", "T2w", "PDw", "reference mask"]
+    rows = dock._table.data.to_list()
+    assert [row[0] for row in rows] == ["FLAIR", "T1w", "T2w", "PDw", "reference mask"]
+    assert all(row[3] == "LPS" for row in rows)  # the file's own axes, shown to the user
+    assert "sub-01" in dock._status.value
+
+
+def test_bad_folder_gives_a_notification_and_no_layers(qtbot, widget, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer, dock = widget
+    (tmp_path / "empty").mkdir()
+    before = len(notification_manager.records)
+    _open(qtbot, dock, tmp_path / "empty")
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("no recognisable modality" in m for m in messages)
+    assert len(viewer.layers) == 0
+
+
+def test_save_edited_mask_lands_on_the_source_grid(qtbot, widget, make_subject, tmp_path):
+    viewer, dock = widget
+    folder = make_subject(axcodes="LAS")
+    _open(qtbot, dock, folder)
+    mask_layer = viewer.layers["reference mask"]
+    mask_layer.data[0, 0, 0] = 1  # a user's correction
+    source = next(folder.glob("*_label-lesion_mask.nii.gz"))
+    target = tmp_path / "corrected.nii.gz"
+    dock.save_layer(mask_layer, target)
+    written, original = nib.load(target), nib.load(source)
+    assert np.array_equal(written.affine, original.affine)
+    assert written.shape == original.shape
+    assert np.array_equal(load_volume(target, kind="mask").data, mask_layer.data)
+
+
+def test_save_layer_without_geometry_is_refused_clearly(widget):
+    from napari_lesionseg.errors import LesionSegError
+
+    viewer, dock = widget
+    layer = viewer.add_labels(np.zeros((4, 4, 4), dtype=np.uint8), name="drawn")
+    with pytest.raises(LesionSegError, match="'drawn' has no source geometry"):
+        dock.save_layer(layer, "x.nii.gz")
