@@ -21,7 +21,7 @@ from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer
 
 from napari_lesionseg.data.corrections import keep_previous, save_corrected_mask
-from napari_lesionseg.data.volumes import Geometry
+from napari_lesionseg.data.geometry import Geometry
 
 __all__ = ["AutosaveTarget", "MaskAutosaver"]
 

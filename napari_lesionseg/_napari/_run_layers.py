@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Layer
 
-from napari_lesionseg._napari._layers import BoxOverlay, placement, remove_layers, show_layer, single_color_labels
+from napari_lesionseg._napari._layers import (
+    BoxOverlay,
+    placement,
+    remove_layers,
+    show_layer,
+    single_color_labels,
+)
 
 if TYPE_CHECKING:
     import napari.viewer

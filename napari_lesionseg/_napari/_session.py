@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from psygnal import Signal
 
 if TYPE_CHECKING:
+    from napari_lesionseg.data.geometry import Geometry
     from napari_lesionseg.engine.checkpoints import CheckpointMetadata
     from napari_lesionseg.engine.run import InferenceResult, InferenceSettings
-    from napari_lesionseg.data.volumes import Geometry
 
 __all__ = ["RunRecord", "Session", "session_for"]
 

@@ -24,17 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_lesionseg._napari.metadata import layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.naming import is_nifti_path, nifti_stem
+from napari_lesionseg.data.subject import Subject, load_subject
+from napari_lesionseg.data.volumes import Volume, load_volume
 from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.data.volumes import (
-    Subject,
-    Volume,
-    is_nifti_path,
-    layer_metadata,
-    load_subject,
-    load_volume,
-    nifti_stem,
-)
 
 __all__ = [
     "LABEL_SUFFIXES",

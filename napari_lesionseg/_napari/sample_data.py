@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg.data.volumes import load_subject
 from napari_lesionseg.data.samples import sample_subject as sample_subject_folder
+from napari_lesionseg.data.subject import load_subject
 
 __all__ = ["sample_subject"]
 

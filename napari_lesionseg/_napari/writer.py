@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
+from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.volumes import save_volume
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.data.volumes import Geometry, geometry_from_layer_metadata, save_volume
 
 __all__ = ["write_image", "write_labels"]
 

@@ -41,10 +41,22 @@ import torch
 from torch import nn
 
 from napari_lesionseg.constants import MODALITIES, OVERLAP, PATCH_SIZE
-from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.engine.fusion import FusionAccumulator
-from napari_lesionseg.engine.run import CancelToken, InferenceSettings, autocast, resolve_device, run_inference
-from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
+from napari_lesionseg.engine.patches import (
+    PatchGrid,
+    augment,
+    invert,
+    make_grid,
+    tta_variants,
+)
+from napari_lesionseg.engine.run import (
+    CancelToken,
+    InferenceSettings,
+    autocast,
+    resolve_device,
+    run_inference,
+)
+from napari_lesionseg.errors import LesionSegError
 
 __all__ = ["PAPER_SHAPE", "TARGETS", "default_devices", "run_inference_benchmark"]
 
@@ -164,7 +176,7 @@ def _prepare(
             folder = Path(sample_folder) if sample_folder is not None else _sample_folder(tmp)
         except (LesionSegError, ImportError, OSError) as err:
             return f"sample:no sample subject ({err}); make one with `lesionseg sample`"
-        from napari_lesionseg.data.volumes import find_subject_files
+        from napari_lesionseg.data.naming import find_subject_files
 
         modalities = tuple(find_subject_files(folder)[0])
         return _Workload("sample", folder, modalities, None, "flush", f"sample subject {folder.name}")
@@ -185,7 +197,8 @@ def _sample_folder(tmp: Path) -> Path:
 
 def _write_synthetic_subject(folder: Path, shape: tuple[int, int, int], modalities: Sequence[str], seed: int) -> Path:
     """An ellipsoidal 'head' with noise per modality, as 1 mm NIfTI files stored in canonical (S, P, L) order."""
-    from napari_lesionseg.data.volumes import Geometry, save_volume
+    from napari_lesionseg.data.geometry import Geometry
+    from napari_lesionseg.data.volumes import save_volume
 
     rng = np.random.default_rng(seed)
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) for n in shape]
@@ -212,8 +225,13 @@ def _run_one(
     seed: int,
 ) -> dict[str, Any]:
     from napari_lesionseg.data.intensity import normalize_stack
-    from napari_lesionseg.data.volumes import load_subject
-    from napari_lesionseg.models import build_model, default_patch_size, model_config, size_divisor
+    from napari_lesionseg.data.subject import load_subject
+    from napari_lesionseg.models import (
+        build_model,
+        default_patch_size,
+        model_config,
+        size_divisor,
+    )
 
     device = resolve_device(device_name)
     config = model_config(preset, in_channels=len(workload.modalities), **overrides)

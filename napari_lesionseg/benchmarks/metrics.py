@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_lesionseg.evaluation import lesions, metrics, surface
 from napari_lesionseg.constants import THRESHOLD
+from napari_lesionseg.evaluation import lesions, metrics, surface
 
 __all__ = ["BRAIN_SHAPE", "synthetic_case", "run_metrics_benchmark", "main"]
 

@@ -141,7 +141,11 @@ def _run_folder(args: argparse.Namespace) -> int:
 def _evaluate(case: _Case, args: argparse.Namespace) -> tuple[dict[str, Any], tuple[Any, Any, Any]]:
     """Load one case's files, check they share a grid, and compute the metrics."""
     from napari_lesionseg.data.volumes import load_volume
-    from napari_lesionseg.evaluation.metrics import as_binary_mask, check_probability, compute_metrics
+    from napari_lesionseg.evaluation.metrics import (
+        as_binary_mask,
+        check_probability,
+        compute_metrics,
+    )
 
     gt = load_volume(case.gt, kind="mask")
     if args.threshold is None:
@@ -194,7 +198,7 @@ def _match_cases(args: argparse.Namespace) -> tuple[list[_Case], dict[str, list[
 
 def _files_by_subject(folder: Path, pattern: str, option: str) -> dict[str, Path]:
     """NIfTI files matching `pattern` in `folder` and its subfolders, keyed by subject prefix."""
-    from napari_lesionseg.data.volumes import is_nifti_path, nifti_stem
+    from napari_lesionseg.data.naming import is_nifti_path, nifti_stem
 
     if not folder.is_dir():
         raise InvalidInputError(f"{folder}: not a folder")

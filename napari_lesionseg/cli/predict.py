@@ -26,8 +26,8 @@ from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from napari_lesionseg.data.subject import Subject
     from napari_lesionseg.engine.run import InferenceResult, InferenceSettings
-    from napari_lesionseg.data.volumes import Subject
 
 __all__ = ["register"]
 
@@ -190,7 +190,8 @@ def _shard(shard: str | None) -> tuple[int, int]:
 
 def _subject_loaders(inputs: list[str], *, resample: bool) -> list[tuple[str, Any]]:
     """(name, loader) per subject: loading is deferred so that a shard reads only its own subjects."""
-    from napari_lesionseg.data.volumes import is_nifti_path, load_subject
+    from napari_lesionseg.data.naming import is_nifti_path
+    from napari_lesionseg.data.subject import load_subject
 
     folders = [Path(i) for i in inputs if Path(i).is_dir()]
     if folders and len(folders) != len(inputs):
@@ -204,7 +205,7 @@ def _subject_loaders(inputs: list[str], *, resample: bool) -> list[tuple[str, An
 
 def _subject_folders(folder: Path) -> list[Path]:
     """`folder` itself when it holds modality files, else its subfolders that do."""
-    from napari_lesionseg.data.volumes import find_subject_files
+    from napari_lesionseg.data.naming import find_subject_files
 
     try:
         find_subject_files(folder)
@@ -218,7 +219,7 @@ def _subject_folders(folder: Path) -> list[Path]:
 
 
 def _is_subject(folder: Path) -> bool:
-    from napari_lesionseg.data.volumes import find_subject_files
+    from napari_lesionseg.data.naming import find_subject_files
 
     try:
         find_subject_files(folder)
@@ -230,7 +231,7 @@ def _is_subject(folder: Path) -> bool:
 def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
     """(modality, path) from ``NAME=PATH`` or from a BIDS-like file name."""
     from napari_lesionseg.constants import MODALITIES
-    from napari_lesionseg.data.volumes import modality_of
+    from napari_lesionseg.data.naming import modality_of
 
     name, sep, path_text = text.partition("=")
     if sep and not Path(text).exists():
@@ -249,7 +250,7 @@ def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
 
 
 def _files_subject_name(files: list[tuple[str, Path]]) -> str:
-    from napari_lesionseg.data.volumes import nifti_stem
+    from napari_lesionseg.data.naming import nifti_stem
 
     stem = nifti_stem(files[0][1])
     suffix = f"_{files[0][0]}"
@@ -259,8 +260,9 @@ def _files_subject_name(files: list[tuple[str, Path]]) -> str:
 def _subject_from_files(files: list[tuple[str, Path]], *, resample: bool) -> Subject:
     """A subject made of explicitly given modality files, checked to share the FLAIR's grid."""
     from napari_lesionseg.constants import MODALITIES
-    from napari_lesionseg.data.volumes import Subject, load_volume
     from napari_lesionseg.data.resample import resample_volume
+    from napari_lesionseg.data.subject import Subject
+    from napari_lesionseg.data.volumes import load_volume
 
     modalities = [m for m, _ in files]
     duplicates = sorted({m for m in modalities if modalities.count(m) > 1})

@@ -23,26 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_lesionseg.constants import MASK_SUFFIX, MODALITIES
+from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.naming import CORRECTED_SUFFIX, nifti_stem
+from napari_lesionseg.data.volumes import load_volume, save_volume
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.data.volumes import Geometry, load_volume, nifti_stem, save_volume
 
 __all__ = [
-    "CORRECTED_SUFFIX",
     "corrected_mask_path",
     "find_corrected_mask",
     "keep_previous",
     "load_corrected_mask",
     "save_corrected_mask",
-    "subject_of",
     "user_corrections_dir",
 ]
 
-#: File name suffix of a corrected mask (``<sub>_label-lesion_corrected.nii.gz``); the subject reader
-#: does not take it for a modality or for the reference mask.
-CORRECTED_SUFFIX = "label-lesion_corrected"
 _EXTENSION = ".nii.gz"
-_ROLES = (*MODALITIES, MASK_SUFFIX, CORRECTED_SUFFIX)
 
 
 def user_corrections_dir() -> Path:
@@ -50,22 +46,6 @@ def user_corrections_dir() -> Path:
     from napari_lesionseg.engine.checkpoints import user_checkpoint_dir
 
     return user_checkpoint_dir().parent / "corrections"
-
-
-def subject_of(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
-    """Folder and subject name of a subject file ``<folder>/<sub>_<ROLE>.nii[.gz]``, else None.
-
-    ROLE is a modality, the reference mask or the corrected mask (case-insensitive); a file named
-    only by its role (``FLAIR.nii.gz``) takes the folder's name as the subject name.
-    """
-    path = Path(path)
-    stem = nifti_stem(path)
-    for role in _ROLES:
-        if stem.lower() == role.lower():
-            return path.parent, path.parent.name
-        if stem.lower().endswith(f"_{role.lower()}"):
-            return path.parent, stem[: -len(role) - 1]
-    return None
 
 
 def corrected_mask_path(folder: str | os.PathLike[str], name: str) -> Path:

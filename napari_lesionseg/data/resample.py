@@ -18,7 +18,8 @@ import numpy as np
 from scipy import ndimage
 
 if TYPE_CHECKING:
-    from napari_lesionseg.data.volumes import Geometry, Volume
+    from napari_lesionseg.data.geometry import Geometry
+    from napari_lesionseg.data.volumes import Volume
 
 __all__ = ["resample_to_grid", "resample_volume"]
 

@@ -43,12 +43,20 @@ from torch import nn
 
 from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import OVERLAP, PATCH_SIZE, THRESHOLD
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.engine.fusion import FusionAccumulator, check_modes
-from napari_lesionseg.engine.patches import BORDER_MODES, PatchGrid, augment, check_overlap, invert, make_grid, tta_variants
+from napari_lesionseg.engine.patches import (
+    BORDER_MODES,
+    PatchGrid,
+    augment,
+    check_overlap,
+    invert,
+    make_grid,
+    tta_variants,
+)
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 
 if TYPE_CHECKING:
-    from napari_lesionseg.data.volumes import Subject
+    from napari_lesionseg.data.subject import Subject
 
 __all__ = [
     "DEVICES",
@@ -301,8 +309,8 @@ def predict_subject(
     Returns:
         The result on the subject's grid (`subject.geometry`), with ``timings["normalisation"]``.
     """
-    from napari_lesionseg.engine.checkpoints import check_modalities, load_checkpoint
     from napari_lesionseg.data.intensity import normalize_stack
+    from napari_lesionseg.engine.checkpoints import check_modalities, load_checkpoint
     from napari_lesionseg.models import size_divisor
 
     settings = settings or InferenceSettings()

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.engine.fusion import FusionAccumulator, check_modes
-from napari_lesionseg.evaluation.metrics import as_binary_mask, compute_metrics
 from napari_lesionseg.engine.patches import PatchGrid
+from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation.metrics import as_binary_mask, compute_metrics
 
 __all__ = ["COMPARED_MODES", "central_patch", "disagreement", "mask_disagreement", "mode_metrics", "weight_sum"]
 

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from napari_lesionseg.evaluation import lesions, surface
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation import lesions, surface
 
 __all__ = [
     "METRIC_KEYS",

@@ -80,7 +80,7 @@ def load_training_subjects(
     paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str]
 ) -> list[TrainingSubject]:
     """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask."""
-    from napari_lesionseg.data.volumes import load_subject
+    from napari_lesionseg.data.subject import load_subject
 
     subjects = []
     for folder in (d for p in paths for d in find_subject_dirs(p)):
@@ -113,6 +113,6 @@ def pad_to_patch(subject: TrainingSubject, patch_size: Sequence[int]) -> Trainin
 
 
 def _has_nifti(folder: Path) -> bool:
-    from napari_lesionseg.data.volumes import is_nifti_path
+    from napari_lesionseg.data.naming import is_nifti_path
 
     return any(is_nifti_path(p) for p in folder.iterdir() if p.is_file())

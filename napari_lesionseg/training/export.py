@@ -40,8 +40,8 @@ def write_checkpoint(
     world_size: int,
 ) -> Path:
     """Save `model` to `out` (atomically) with complete `checkpoints.CheckpointMetadata`."""
-    from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
     from napari_lesionseg.data.intensity import NORMALIZATION
+    from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
 
     metadata = CheckpointMetadata(
         name=config.checkpoint_name,

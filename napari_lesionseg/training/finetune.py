@@ -6,7 +6,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
+from napari_lesionseg.training.config import (
+    TrainingConfig,
+    TrainingProgress,
+    TrainingResult,
+)
 from napari_lesionseg.training.data import TrainingSubject
 from napari_lesionseg.training.loop import CancelToken, train
 

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from napari_lesionseg.constants import MIN_LESION_VOXELS
-from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.engine.patches import TTA_SETS
 from napari_lesionseg.engine.patches import augment as flip_variant
+from napari_lesionseg.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from napari_lesionseg.training.data import TrainingSubject

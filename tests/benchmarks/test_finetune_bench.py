@@ -9,8 +9,8 @@ import torch
 from conftest import TINY_FCDENSENET, write_subject
 
 from napari_lesionseg.benchmarks.finetune import run_finetune_benchmark
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
 from napari_lesionseg.cli.bench import format_report
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
 from napari_lesionseg.models import build_model, model_config
 
 

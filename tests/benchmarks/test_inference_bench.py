@@ -10,8 +10,8 @@ from conftest import TINY_FCDENSENET, write_subject
 
 from napari_lesionseg.benchmarks.inference import TARGETS, run_inference_benchmark
 from napari_lesionseg.cli.bench import format_report
-from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.engine.patches import make_grid
+from napari_lesionseg.errors import InvalidInputError
 
 PAPER_SHAPE = (8, 16, 12)  # not symmetric, so that a transposed volume would show
 

@@ -11,17 +11,20 @@ import numpy as np
 import pytest
 
 from napari_lesionseg.data.corrections import (
-    CORRECTED_SUFFIX,
     corrected_mask_path,
     find_corrected_mask,
     keep_previous,
     load_corrected_mask,
     save_corrected_mask,
-    subject_of,
     user_corrections_dir,
 )
+from napari_lesionseg.data.naming import (
+    CORRECTED_SUFFIX,
+    find_subject_files,
+    subject_of,
+)
+from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.data.volumes import find_subject_files, load_subject
 
 
 @pytest.fixture(autouse=True)

@@ -8,17 +8,17 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import CORE_MODALITIES, MASK_SUFFIX
-from napari_lesionseg.errors import InvalidInputError, LesionSegError
 from napari_lesionseg.data.phantom import (
     LESION_LOADS,
     Phantom,
+    anatomy,
     make_phantom,
     subject_name,
     write_phantom,
     write_phantoms,
 )
-from napari_lesionseg.data.phantom import anatomy
 from napari_lesionseg.data.phantom._fields import Grid, smooth_field
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
 SPACING = 4.0
 

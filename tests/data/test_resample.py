@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import make_affine, reorient
 
-from napari_lesionseg.data.volumes import Geometry, Volume
+from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.resample import resample_to_grid, resample_volume
+from napari_lesionseg.data.volumes import Volume
 
 
 def _geometry(spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), shape=(6, 7, 5), axcodes="RAS") -> Geometry:

@@ -8,22 +8,24 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_affine, reorient, synthetic_anatomy, write_nifti, write_subject
+from conftest import (
+    make_affine,
+    reorient,
+    synthetic_anatomy,
+    write_nifti,
+    write_subject,
+)
 
-from napari_lesionseg.constants import MASK_SUFFIX
-from napari_lesionseg.errors import InvalidInputError, LesionSegError
-from napari_lesionseg.data.volumes import (
-    Geometry,
-    Subject,
-    find_subject_files,
+from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
     layer_metadata,
-    load_subject,
-    load_volume,
-    modality_of,
-    nifti_stem,
-    save_volume,
 )
+from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.naming import find_subject_files, modality_of, nifti_stem
+from napari_lesionseg.data.subject import Subject, load_subject
+from napari_lesionseg.data.volumes import load_volume, save_volume
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
 ANISOTROPIC = make_affine(spacing=(0.9, 1.1, 3.0), origin=(-10.0, 20.0, 5.0))
 

@@ -13,7 +13,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from napari_lesionseg.constants import FUSION_MODES
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.engine.patches import augment, invert, make_grid, tta_variants
 from napari_lesionseg.engine.run import (
     CancelToken,
     InferenceSettings,
@@ -22,8 +22,8 @@ from napari_lesionseg.engine.run import (
     resolve_device,
     run_inference,
 )
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.models import build_model, model_config
-from napari_lesionseg.engine.patches import augment, invert, make_grid, tta_variants
 
 PATCH = (8, 8, 8)
 
@@ -236,8 +236,12 @@ class TestDevice:
 
 class TestPredictSubject:
     def _checkpoint(self, tmp_path, modalities=("FLAIR", "T1w"), normalization=None):
-        from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
         from napari_lesionseg.data.intensity import NORMALIZATION
+        from napari_lesionseg.engine.checkpoints import (
+            CheckpointMetadata,
+            load_checkpoint,
+            save_checkpoint,
+        )
         from napari_lesionseg.models import build_model, model_config
 
         config = model_config("compact", in_channels=len(modalities), **TINY_FCDENSENET)
@@ -255,7 +259,7 @@ class TestPredictSubject:
         return load_checkpoint(path)
 
     def test_modalities_are_matched_by_name_and_the_patch_size_comes_from_the_checkpoint(self, tmp_path, make_subject):
-        from napari_lesionseg.data.volumes import load_subject
+        from napari_lesionseg.data.subject import load_subject
 
         subject = load_subject(make_subject(shape=(12, 10, 9)))
         model, metadata = self._checkpoint(tmp_path, ("T2w", "FLAIR"))
@@ -264,14 +268,14 @@ class TestPredictSubject:
         assert result.grid.patch_size == (8, 8, 8) and "normalisation" in result.timings
 
     def test_missing_modality_names_it(self, tmp_path, make_subject):
-        from napari_lesionseg.data.volumes import load_subject
+        from napari_lesionseg.data.subject import load_subject
 
         subject = load_subject(make_subject(shape=(12, 10, 9), modalities=("FLAIR", "T1w")))
         with pytest.raises(CheckpointError, match="missing: T2w"):
             predict_subject(subject, self._checkpoint(tmp_path, ("FLAIR", "T2w")), InferenceSettings(device="cpu"))
 
     def test_checkpoint_trained_with_another_normalisation_is_refused(self, tmp_path, make_subject):
-        from napari_lesionseg.data.volumes import load_subject
+        from napari_lesionseg.data.subject import load_subject
 
         subject = load_subject(make_subject(shape=(12, 10, 9)))
         checkpoint = self._checkpoint(tmp_path, normalization={"method": "minmax"})

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_lesionseg.evaluation import lesions
 from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, TP
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation import lesions
 
 
 def _mask(shape=(6, 10, 12), boxes=()) -> np.ndarray:

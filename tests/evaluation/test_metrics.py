@@ -12,8 +12,8 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from scipy import ndimage
 
-from napari_lesionseg.evaluation import metrics
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation import metrics
 
 SPACING = (3.0, 0.8, 1.1)  # anisotropic on purpose
 RTOL = 1e-6

@@ -11,8 +11,8 @@ from monai.metrics import compute_average_surface_distance, compute_hausdorff_di
 from monai.metrics.utils import get_mask_edges
 from scipy import ndimage
 
-from napari_lesionseg.evaluation import surface
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation import surface
 
 SPACING = (2.5, 0.9, 1.3)  # anisotropic on purpose
 RTOL = 1e-6

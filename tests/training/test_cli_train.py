@@ -1,13 +1,12 @@
 """`lesionseg train` through the real command line."""
 
 import pytest
+from conftest import write_subject
 
-from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.cli import main
 from napari_lesionseg.cli.train import _LOSSES
+from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.training import LOSSES
-
-from conftest import write_subject
 
 TINY_ARGS = [
     "--model-param", "growth_rate=2", "--model-param", "initial_features=4", "--model-param", "dense_blocks_down=1",

@@ -8,18 +8,21 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_anatomy
 
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
+from napari_lesionseg.engine.checkpoints import (
+    CheckpointMetadata,
+    load_checkpoint,
+    save_checkpoint,
+)
+from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.corrections import (
     FineTuneRequest,
     check_correction,
     fine_tune_on_correction,
     new_checkpoint_path,
 )
-from napari_lesionseg.errors import CheckpointError, InvalidInputError
-from napari_lesionseg.models import build_model, model_config
-
-from conftest import synthetic_anatomy
 
 MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
 TINY = {

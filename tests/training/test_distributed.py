@@ -8,10 +8,9 @@ import textwrap
 
 import pytest
 import torch
+from conftest import write_subject
 
 from napari_lesionseg.engine.checkpoints import load_checkpoint
-
-from conftest import write_subject
 
 #: Each rank trains with the engine and writes a digest of its final network (weights and buffers).
 RANK_SCRIPT = textwrap.dedent(

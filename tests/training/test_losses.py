@@ -10,6 +10,7 @@ import torch
 
 from napari_lesionseg import constants
 from napari_lesionseg.errors import LesionSegError
+from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.losses import (
     LOSS_NAMES,
     boundary_alpha,
@@ -23,7 +24,6 @@ from napari_lesionseg.training.losses import (
     signed_distance_maps,
     tversky_loss,
 )
-from napari_lesionseg.models import build_model, model_config
 
 # Four voxels: probabilities 0.8, 0.6, 0.3, 0.1 against lesion labels 1, 1, 0, 1.
 # TP = 0.8 + 0.6 + 0.1 = 1.5, FN = 0.2 + 0.4 + 0.9 = 1.5, FP = 0.3.

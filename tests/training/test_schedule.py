@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from napari_lesionseg.training.schedule import PaperSchedule, decay_count, make_scheduler
+from napari_lesionseg.training.schedule import (
+    PaperSchedule,
+    decay_count,
+    make_scheduler,
+)
 
 
 @pytest.mark.parametrize(

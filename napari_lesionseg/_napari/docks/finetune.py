@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
@@ -24,9 +35,17 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._plot import CurvePlot
-from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari._session import session_for
+from napari_lesionseg._napari._table import make_table, split
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    modality_from_layer_metadata,
+    path_from_layer_metadata,
+)
+from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.evaluation.review import METRIC_LABELS
 from napari_lesionseg.training.corrections import (
     LOSS_LABELS,
     FineTuneOutcome,
@@ -34,10 +53,6 @@ from napari_lesionseg.training.corrections import (
     check_correction,
     fine_tune_on_correction,
 )
-from napari_lesionseg.data.corrections import subject_of
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
-from napari_lesionseg.data.volumes import geometry_from_layer_metadata
-from napari_lesionseg.evaluation.review import METRIC_LABELS
 
 if TYPE_CHECKING:
     import napari
@@ -439,7 +454,7 @@ class FineTuneWidget(Container):
         key = modality.casefold()
         for layer in self._viewer.layers:
             if isinstance(layer, Image) and not is_result(layer):
-                loaded_as = (layer.metadata.get("lesionseg") or {}).get("modality") or ""
+                loaded_as = modality_from_layer_metadata(layer.metadata) or ""
                 if key in (layer.name.casefold(), loaded_as.casefold()):
                     return layer
         return None
@@ -482,7 +497,7 @@ def _spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:
 
 
 def _subject_name(image: Layer) -> str:
-    path = (image.metadata.get("lesionseg") or {}).get("path")
+    path = path_from_layer_metadata(image.metadata)
     parsed = subject_of(path) if path else None
     return parsed[1] if parsed is not None else image.name
 

@@ -28,6 +28,10 @@ from napari_lesionseg._napari._layers import (
 )
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.docks.inference import MASK_COLOR, PROBABILITY_COLORMAP
+from napari_lesionseg._napari.metadata import METADATA_KEY
+from napari_lesionseg.constants import FUSION_MODES
+from napari_lesionseg.engine.fusion import weight_kernel
+from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.compare import (
     COMPARED_MODES,
     central_patch,
@@ -36,9 +40,6 @@ from napari_lesionseg.evaluation.compare import (
     mode_metrics,
     weight_sum,
 )
-from napari_lesionseg.constants import FUSION_MODES
-from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.engine.fusion import weight_kernel
 
 if TYPE_CHECKING:
     import napari
@@ -257,7 +258,7 @@ class FusionExplorerWidget(Container):
         where = self._where(record, "weight kernel")
         origin = grid.origins[central_patch(grid)]
         where["translate"] = tuple(t + o * s for t, o, s in zip(where["translate"], origin, where["scale"]))
-        where["metadata"].pop("lesionseg", None)  # the kernel is not on the volume's grid: never save it there
+        where["metadata"].pop(METADATA_KEY, None)  # the kernel is not on the volume's grid: never save it there
         show_layer(
             self._viewer,
             f"weight kernel [{mode} · {record.name}]",

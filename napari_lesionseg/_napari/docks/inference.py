@@ -43,7 +43,6 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 
-from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg._napari._layers import is_result, remove_layers
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
@@ -52,6 +51,14 @@ from napari_lesionseg._napari._run_layers import (
     RunLayers,
 )
 from napari_lesionseg._napari._session import RunRecord, session_for
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    modality_from_layer_metadata,
+)
+from napari_lesionseg._napari.reader import subject_layer_data
+from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
+from napari_lesionseg.data.intensity import normalize_stack
+from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import (
     CheckpointInfo,
     CheckpointMetadata,
@@ -59,9 +66,6 @@ from napari_lesionseg.engine.checkpoints import (
     load_checkpoint,
     user_checkpoint_dir,
 )
-from napari_lesionseg.evaluation.compare import COMPARED_MODES
-from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.engine.run import (
     CancelToken,
     InferenceResult,
@@ -70,8 +74,8 @@ from napari_lesionseg.engine.run import (
     iter_inference,
     resolve_device,
 )
-from napari_lesionseg.data.intensity import normalize_stack
-from napari_lesionseg.data.volumes import geometry_from_layer_metadata, load_subject
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.evaluation.compare import COMPARED_MODES
 from napari_lesionseg.models import size_divisor
 
 if TYPE_CHECKING:
@@ -399,7 +403,7 @@ class InferenceWidget(Container):
         """The image layer named `modality` (or loaded as it), compared case-insensitively."""
         key = modality.casefold()
         for layer in self._image_layers():
-            loaded_as = (layer.metadata.get("lesionseg") or {}).get("modality") or ""
+            loaded_as = modality_from_layer_metadata(layer.metadata) or ""
             if key in (layer.name.casefold(), loaded_as.casefold()):
                 return layer
         return None

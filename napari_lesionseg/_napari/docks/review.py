@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    RadioButtons,
+)
 from napari.layers import Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
@@ -32,19 +39,31 @@ from qtpy.QtWidgets import QApplication
 from napari_lesionseg._napari._autosave import AutosaveTarget, MaskAutosaver
 from napari_lesionseg._napari._layers import is_result, placement
 from napari_lesionseg._napari._plot import CurvePlot
-from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari._session import session_for
+from napari_lesionseg._napari._table import make_table, split
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    layer_metadata,
+    path_from_layer_metadata,
+)
 from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, MASK_SUFFIX, TP
 from napari_lesionseg.data.corrections import (
     corrected_mask_path,
     find_corrected_mask,
     load_corrected_mask,
     save_corrected_mask,
-    subject_of,
 )
+from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.naming import nifti_stem, subject_of
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
-from napari_lesionseg.data.volumes import Geometry, geometry_from_layer_metadata, layer_metadata, nifti_stem
-from napari_lesionseg.evaluation.review import METRIC_LABELS, REVIEW_METRICS, Review, lesion_coverage, lesion_voxels, review_masks
+from napari_lesionseg.evaluation.review import (
+    METRIC_LABELS,
+    REVIEW_METRICS,
+    Review,
+    lesion_coverage,
+    lesion_voxels,
+    review_masks,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -649,9 +668,7 @@ def _coverage_word(fraction: float) -> str:
 
 
 def _source_path(layer: Layer) -> Path | None:
-    entry = layer.metadata.get("lesionseg") if isinstance(layer.metadata, dict) else None
-    path = entry.get("path") if isinstance(entry, dict) else None
-    return Path(path) if path else None
+    return path_from_layer_metadata(layer.metadata)
 
 
 def _grid_metadata(layer: Layer, geometry: Geometry | None) -> dict[str, Any]:

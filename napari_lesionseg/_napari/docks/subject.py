@@ -15,10 +15,15 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    path_from_layer_metadata,
+)
 from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.data.volumes import geometry_from_layer_metadata, load_subject, save_volume
 from napari_lesionseg.data.samples import sample_subjects
+from napari_lesionseg.data.subject import load_subject
+from napari_lesionseg.data.volumes import save_volume
+from napari_lesionseg.errors import LesionSegError
 
 if TYPE_CHECKING:
     import napari
@@ -154,7 +159,7 @@ class SubjectWidget(Container):
     @staticmethod
     def _row(layer: Layer) -> list[str]:
         geometry = geometry_from_layer_metadata(layer.metadata)
-        path = layer.metadata.get("lesionseg", {}).get("path")
+        path = path_from_layer_metadata(layer.metadata)
         return [
             layer.name,
             " x ".join(str(n) for n in geometry.shape),

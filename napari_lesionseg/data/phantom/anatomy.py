@@ -16,8 +16,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.data.phantom._fields import Grid, smooth_field
+from napari_lesionseg.errors import LesionSegError
 
 __all__ = ["Anatomy", "TemplateMaps", "load_template", "canonical_grid", "make_anatomy"]
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from napari_lesionseg._files import write_bytes_atomic
 from napari_lesionseg.constants import MASK_SUFFIX
-from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.data.phantom.subject import Phantom, make_phantom
+from napari_lesionseg.errors import InvalidInputError
 
 __all__ = ["FILE_DTYPES", "subject_name", "write_phantom", "write_phantoms"]
 

@@ -12,16 +12,22 @@ import torch
 from napari.layers import Layer
 from qtpy.QtCore import QTimer
 
-from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg._napari.docks import FineTuneWidget
 from napari_lesionseg._napari._session import session_for
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, list_checkpoints, load_checkpoint, save_checkpoint, user_checkpoint_dir
-from napari_lesionseg.training.corrections import EVALUATION
-from napari_lesionseg.engine.run import InferenceSettings, run_inference
+from napari_lesionseg._napari.docks import FineTuneWidget
+from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.intensity import normalize_stack
-from napari_lesionseg.data.volumes import load_subject
+from napari_lesionseg.data.subject import load_subject
+from napari_lesionseg.engine.checkpoints import (
+    CheckpointMetadata,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    user_checkpoint_dir,
+)
+from napari_lesionseg.engine.run import InferenceSettings, run_inference
 from napari_lesionseg.evaluation.metrics import compute_metrics
 from napari_lesionseg.models import build_model, model_config
+from napari_lesionseg.training.corrections import EVALUATION
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

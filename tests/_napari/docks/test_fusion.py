@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_lesionseg._napari.docks import FusionExplorerWidget, InferenceWidget
 from napari_lesionseg._napari._session import session_for
-from napari_lesionseg.evaluation.compare import central_patch, weight_sum
+from napari_lesionseg._napari.docks import FusionExplorerWidget, InferenceWidget
 from napari_lesionseg.engine.fusion import weight_kernel
+from napari_lesionseg.evaluation.compare import central_patch, weight_sum
 from napari_lesionseg.evaluation.metrics import compute_metrics
 
 from .test_inference import (  # noqa: F401 (`home` is a fixture)

@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lesionseg.engine import checkpoints
-from napari_lesionseg._napari.reader import read_paths
-from napari_lesionseg._napari.docks import InferenceWidget
 from napari_lesionseg._napari._session import session_for
+from napari_lesionseg._napari.docks import InferenceWidget
 from napari_lesionseg._napari.docks.inference import result_layer_names
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint, user_checkpoint_dir
+from napari_lesionseg._napari.reader import read_paths
+from napari_lesionseg.engine import checkpoints
+from napari_lesionseg.engine.checkpoints import (
+    CheckpointMetadata,
+    save_checkpoint,
+    user_checkpoint_dir,
+)
 from napari_lesionseg.models import build_model, model_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

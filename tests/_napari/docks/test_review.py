@@ -11,15 +11,17 @@ import torch
 from napari.layers import Layer
 from qtpy.QtCore import Qt
 
-from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg._napari.docks import LesionReviewWidget
 from napari_lesionseg._napari._session import RunRecord, session_for
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata
+from napari_lesionseg._napari.docks import LesionReviewWidget
+from napari_lesionseg._napari.metadata import layer_metadata
+from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.constants import FN, FP, TP
-from napari_lesionseg.data.corrections import CORRECTED_SUFFIX, load_corrected_mask
-from napari_lesionseg.engine.run import InferenceSettings, run_inference
+from napari_lesionseg.data.corrections import load_corrected_mask
 from napari_lesionseg.data.intensity import normalize_stack
-from napari_lesionseg.data.volumes import layer_metadata, load_subject
+from napari_lesionseg.data.naming import CORRECTED_SUFFIX
+from napari_lesionseg.data.subject import load_subject
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata
+from napari_lesionseg.engine.run import InferenceSettings, run_inference
 from napari_lesionseg.evaluation.metrics import compute_metrics
 from napari_lesionseg.models import build_model, model_config
 
