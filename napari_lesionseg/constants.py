@@ -42,7 +42,6 @@ BOUNDARY_ALPHA_STEP = 0.01
 # --- Inference and fusion (Sec. III.C, III.F) ----------------------------------------------------
 THRESHOLD = 0.5  # "probabilities of 0.5 or more were considered lesion"
 OVERLAP = 0.5  # 50 % overlap: the paper's speed/accuracy trade-off
-FUSION_MODES = ("tiling", "uniform", "spline", "gaussian")
 
 # --- Display (Fig. 8) ----------------------------------------------------------------------------
 #: Confusion-map label values.

@@ -16,7 +16,8 @@ from psygnal import Signal
 if TYPE_CHECKING:
     from napari_lesionseg.data.geometry import Geometry
     from napari_lesionseg.engine.checkpoints import CheckpointMetadata
-    from napari_lesionseg.engine.run import InferenceResult, InferenceSettings
+    from napari_lesionseg.engine.results import InferenceResult
+    from napari_lesionseg.engine.settings import InferenceSettings
 
 __all__ = ["RunRecord", "Session", "session_for"]
 

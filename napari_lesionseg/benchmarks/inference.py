@@ -40,7 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.constants import MODALITIES, OVERLAP, PATCH_SIZE
+from napari_lesionseg.data.intensity import NORMALIZATION
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata
+from napari_lesionseg.engine.devices import autocast, resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
 from napari_lesionseg.engine.patches import (
     PatchGrid,
@@ -49,13 +53,8 @@ from napari_lesionseg.engine.patches import (
     make_grid,
     tta_variants,
 )
-from napari_lesionseg.engine.run import (
-    CancelToken,
-    InferenceSettings,
-    autocast,
-    resolve_device,
-    run_inference,
-)
+from napari_lesionseg.engine.predict import Checkpoint, predict
+from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
 
 __all__ = ["PAPER_SHAPE", "TARGETS", "default_devices", "run_inference_benchmark"]
@@ -230,7 +229,6 @@ def _run_one(
         build_model,
         default_patch_size,
         model_config,
-        size_divisor,
     )
 
     device = resolve_device(device_name)
@@ -241,19 +239,23 @@ def _run_one(
     batch = batch_size or (8 if device.type == "cuda" else 2)
 
     io_s, subject = _timed(lambda: load_subject(workload.folder))
-    norm_s, stack = _timed(lambda: normalize_stack(subject.stack(workload.modalities)))
+    raw = subject.stack(workload.modalities)
+    norm_s, stack = _timed(lambda: normalize_stack(raw))
     settings = InferenceSettings(
         patch_size=tuple(patch), overlap=OVERLAP, fusion=("spline",), tta="paper", border=workload.border,
         batch_size=batch, device=str(device), stream_partial=False,
     )  # fmt: skip
     full_grid = make_grid(stack.shape[1:], patch, OVERLAP, workload.border)
     block = _block(full_grid, max_patches)
-    measured = _crop(stack, full_grid, block)
+    # Ours goes through the one prediction entry point on the raw block; MONAI gets that block normalised
+    # as the entry point normalises it, so both see the same input.
+    images = dict(zip(workload.modalities, _crop(raw, full_grid, block)))
+    measured = normalize_stack(np.stack(list(images.values())))
     scale = len(full_grid) / int(np.prod(block))
-    divisor = size_divisor(config)
+    checkpoint = (model, _metadata(preset, config, workload.modalities, patch))
 
-    _warm_up(model, measured, settings, device, divisor)
-    ours = run_inference(model, measured, settings, size_divisor=divisor)
+    _warm_up(images, checkpoint, settings, device)
+    ours = predict(images, checkpoint, settings)
     engine = {stage: ours.timings[stage] * scale for stage in ("extract", "network", "fusion", "total")}
     entry: dict[str, Any] = {
         "workload": workload.name,
@@ -282,19 +284,25 @@ def _run_one(
         "fusion_modes_s": {mode: seconds * scale for mode, seconds in _fusion_costs(ours.grid, device).items()},
     }
     if with_monai:
-        entry["monai"] = _compare_with_monai(model, measured, settings, device, divisor, scale)
+        entry["monai"] = _compare_with_monai(images, checkpoint, measured, settings, device, scale)
     entry["targets_met"] = _targets_met(entry)
     return entry
 
 
 def _compare_with_monai(
-    model: nn.Module, stack: np.ndarray, settings: InferenceSettings, device: torch.device, divisor: int, scale: float
+    images: dict[str, np.ndarray],
+    checkpoint: Checkpoint,
+    stack: np.ndarray,
+    settings: InferenceSettings,
+    device: torch.device,
+    scale: float,
 ) -> dict[str, Any]:
     """Ours (uniform, no uncertainty) against MONAI's sliding window on the same grid: seconds and ratio."""
+    model = checkpoint[0]
     uniform = dataclasses.replace(settings, fusion=("uniform",), uncertainty=False)
     if device.type == "cuda":  # MONAI's batches may differ in layout: let cuDNN tune them untimed too
         _monai_sliding_window(model, stack, settings, device)
-    ours_s, ours = _timed(lambda: run_inference(model, stack, uniform, size_divisor=divisor))
+    ours_s, ours = _timed(lambda: predict(images, checkpoint, uniform))
     monai_s, monai_probability = _timed(lambda: _monai_sliding_window(model, stack, settings, device))
     return {
         "ours_uniform_s": ours_s * scale,
@@ -393,17 +401,25 @@ def _crop(stack: np.ndarray, grid: PatchGrid, block: Sequence[int]) -> np.ndarra
     return np.ascontiguousarray(stack[(slice(None), *slices)])
 
 
-def _warm_up(model: nn.Module, stack: np.ndarray, settings: InferenceSettings, device: torch.device, divisor: int) -> None:
+def _warm_up(images: dict[str, np.ndarray], checkpoint: Checkpoint, settings: InferenceSettings, device: torch.device) -> None:
     """Untimed work, so that allocator growth and cuDNN autotuning stay out of the timings.
 
     On CUDA a whole run, since cuDNN tunes each batch shape (the last batch is often smaller) on
     first sight; elsewhere one batch is enough and keeps the CPU benchmark short.
     """
     if device.type == "cuda":
-        run_inference(model, stack, settings, size_divisor=divisor)
+        predict(images, checkpoint, settings)
         return
     token = CancelToken()
-    run_inference(model, stack, settings, size_divisor=divisor, cancel=token, callback=lambda _: token.cancel())
+    predict(images, checkpoint, settings, cancel=token, callback=lambda _: token.cancel())
+
+
+def _metadata(preset: str, config: dict[str, Any], modalities: Sequence[str], patch: Sequence[int]) -> CheckpointMetadata:
+    """What a checkpoint of this randomly initialised network would record (timing does not depend on weights)."""
+    return CheckpointMetadata(
+        name=f"bench-{preset}", model=config, loss="fbeta", beta=None, modalities=list(modalities),
+        patch_size=[int(p) for p in patch], normalization=dict(NORMALIZATION),
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
+from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
     from napari_lesionseg.data.subject import Subject
-    from napari_lesionseg.engine.run import InferenceResult, InferenceSettings
+    from napari_lesionseg.engine.results import InferenceResult
+    from napari_lesionseg.engine.settings import InferenceSettings
 
 __all__ = ["register"]
 
@@ -92,7 +94,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
-    from napari_lesionseg.engine.run import InferenceSettings
+    from napari_lesionseg.engine.settings import InferenceSettings
 
     device = args.device
     local_rank = os.environ.get("LOCAL_RANK")
@@ -119,7 +121,7 @@ def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
 
 
 def _predict_one(subject: Subject, checkpoint: Any, settings: InferenceSettings, *, quiet: bool) -> InferenceResult:
-    from napari_lesionseg.engine.run import predict_subject
+    from napari_lesionseg.engine.predict import predict
 
     show = sys.stderr.isatty() and not quiet
 
@@ -129,7 +131,7 @@ def _predict_one(subject: Subject, checkpoint: Any, settings: InferenceSettings,
         if event.message and not quiet:
             print(f"\n{subject.name}: {event.message}", file=sys.stderr)
 
-    result = predict_subject(subject, checkpoint, settings, callback=progress)
+    result = predict(subject, checkpoint, settings, callback=progress)
     if show:
         print("\r", end="", file=sys.stderr)
     return result

@@ -26,10 +26,10 @@ from napari_lesionseg.constants import (
     OVERLAP,
 )
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import LOSSES
 
 __all__ = ["register"]
 
-_LOSSES = ("fbeta", "tversky", "dice", "gdl", "focal", "boundary")
 _SHOWN_METRICS = ("dsc", "sensitivity", "ppv", "f2", "apr")
 
 
@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="network config override (repeatable)",
     )
     model.add_argument("--init", metavar="CHECKPOINT", help="fine-tune: start from this checkpoint (name or path)")
-    model.add_argument("--loss", default="fbeta", choices=_LOSSES, help="loss function (default: %(default)s)")
+    model.add_argument("--loss", default="fbeta", choices=LOSSES, help="loss function (default: %(default)s)")
     model.add_argument("--beta", type=float, metavar="B", default=1.5, help="F-beta loss beta (default: %(default)s)")
     model.add_argument(
         "--loss-param", action="append", default=[], metavar="KEY=VALUE",

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from napari_lesionseg.constants import FUSION_MODES
 from napari_lesionseg.engine.patches import PatchGrid
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 __all__ = ["FUSION_MODES", "FusionAccumulator", "bspline2", "check_modes", "weight_kernel"]
 

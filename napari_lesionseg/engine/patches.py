@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import BORDER_MODES
 
 __all__ = [
-    "BORDER_MODES",
     "TTA_SETS",
     "TTA_VARIANTS",
     "PatchGrid",
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 Border = Literal["flush", "pad"]
-BORDER_MODES: tuple[str, ...] = ("flush", "pad")
 
 #: Spatial axes flipped by each augmentation, as (Z, Y, X) axis numbers.
 TTA_VARIANTS: dict[str, tuple[int, ...]] = {

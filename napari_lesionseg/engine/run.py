@@ -6,7 +6,7 @@ maps the predictions back, and adds them to a :class:`FusionAccumulator` at once
 O(volume), not O(patches). Several fusion modes are fused from the same predictions; the first is
 the primary one (mask, uncertainty, streamed partial result).
 
-* Device ``"auto"``: CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``,
+* Devices (`engine.devices`): ``"auto"`` is CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``,
   with float16 autocast on CUDA; the sigmoid is applied in float32. The sums live on the network's
   device when they fit in half its free memory, else on the CPU.
 * CUDA out of memory: the batch is halved and retried; at one patch the sums move to the CPU; only
@@ -26,212 +26,38 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from napari_lesionseg._progress import drain
-from napari_lesionseg.constants import OVERLAP, PATCH_SIZE, THRESHOLD
-from napari_lesionseg.engine.fusion import FusionAccumulator, check_modes
+from napari_lesionseg._progress import CancelToken, drain
+from napari_lesionseg.constants import PATCH_SIZE
+from napari_lesionseg.engine.devices import autocast, resolve_device
+from napari_lesionseg.engine.fusion import FusionAccumulator
 from napari_lesionseg.engine.patches import (
-    BORDER_MODES,
     PatchGrid,
     augment,
-    check_overlap,
     invert,
     make_grid,
     tta_variants,
 )
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
+from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
-if TYPE_CHECKING:
-    from napari_lesionseg.data.subject import Subject
-
-__all__ = [
-    "DEVICES",
-    "CancelToken",
-    "InferenceResult",
-    "InferenceSettings",
-    "ProgressEvent",
-    "autocast",
-    "iter_inference",
-    "predict_subject",
-    "resolve_device",
-    "run_inference",
-]
+__all__ = ["iter_inference", "run_inference"]
 
 log = logging.getLogger(__name__)
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 #: Share of the free device memory the fusion sums may take before they go to the CPU instead.
 _DEVICE_MEMORY_SHARE = 0.5
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How to cut, predict and fuse.
-
-    Attributes:
-        patch_size: patch shape; None takes the checkpoint's (``predict_subject``) or 64^3.
-        overlap: overlap fraction in ``[0, 1)`` (0.5 in the paper).
-        fusion: fusion modes to compute; the first is the primary one.
-        tta: ``"none"``, ``"paper"`` (identity + 180-degree rotation in each plane) or ``"mirror8"``.
-        border: ``"flush"`` (last patch flush with the border) or ``"pad"`` (the paper's grid).
-        batch_size: patches per network call (each call holds ``batch_size * len(tta)`` inputs).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
-        threshold: probability at or above which a voxel is lesion.
-        priority_slice: patches covering this slice along `priority_axis` are predicted first.
-        priority_axis: the axis of `priority_slice` (0: napari's slider axis).
-        amp: float16 autocast on CUDA.
-        uncertainty: also accumulate the spread of the predictions.
-        stream_partial: attach the fused probability of each batch's region to its event.
-    """
-
-    patch_size: tuple[int, int, int] | None = None
-    overlap: float = OVERLAP
-    fusion: tuple[str, ...] = ("spline",)
-    tta: str = "paper"
-    border: str = "flush"
-    batch_size: int = 2
-    device: str = "auto"
-    threshold: float = THRESHOLD
-    priority_slice: int | None = None
-    priority_axis: int = 0
-    amp: bool = True
-    uncertainty: bool = True
-    stream_partial: bool = True
-
-    def __post_init__(self) -> None:
-        fusion = (self.fusion,) if isinstance(self.fusion, str) else tuple(self.fusion)
-        object.__setattr__(self, "fusion", check_modes(dict.fromkeys(fusion)))
-        check_overlap(self.overlap)
-        tta_variants(self.tta)
-        if self.border not in BORDER_MODES:
-            raise InvalidInputError(f"border must be one of {BORDER_MODES}, got {self.border!r}")
-        if int(self.batch_size) < 1:
-            raise InvalidInputError(f"batch size must be at least 1, got {self.batch_size}")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise InvalidInputError(f"threshold must be a probability in [0, 1], got {self.threshold}")
-        if self.priority_axis not in (0, 1, 2):
-            raise InvalidInputError(f"priority axis must be 0, 1 or 2, got {self.priority_axis}")
-
-
-class CancelToken:
-    """A thread-safe flag that asks a running inference to stop before its next batch."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the run to stop."""
-        self._event.set()
-
-    def is_set(self) -> bool:
-        """Whether cancellation was asked."""
-        return self._event.is_set()
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """Progress after one batch.
-
-    Attributes:
-        done: patches predicted and fused so far.
-        total: patches in the grid.
-        box: ``(2, 3)`` start/stop of the region this batch changed (its patches' bounding box,
-            clipped to the volume).
-        patch_boxes: ``(k, 2, 3)`` boxes of the batch's patches.
-        partial: the primary mode's fused probability inside `box` (a copy, so it stays valid
-            while the run goes on), or None when the settings turn streaming off. Paste it at
-            `box` to keep a live view without copying the whole volume every batch.
-        message: a notice from this batch (e.g. an out-of-memory fallback), else None.
-    """
-
-    done: int
-    total: int
-    box: np.ndarray
-    patch_boxes: np.ndarray
-    partial: np.ndarray | None = None
-    message: str | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of the patches done, in [0, 1]."""
-        return self.done / self.total if self.total else 1.0
-
-
-@dataclass(frozen=True, eq=False)
-class InferenceResult:
-    """Fused outputs of a run, ``(Z, Y, X)`` on the input's grid.
-
-    Attributes:
-        probabilities: fused float32 probability per fusion mode.
-        weight_sums: per-voxel sum of the fusion weights per mode (for heatmaps).
-        uncertainty: weighted standard deviation of all predictions covering each voxel, around
-            the primary probability (None when turned off).
-        mask: primary probability >= threshold.
-        grid: the patch grid (its boxes are the patches the viewer can show).
-        primary: the primary fusion mode.
-        threshold: the mask threshold.
-        done: patches predicted; ``total``: patches in the grid.
-        timings: seconds per stage (``extract``, ``network``, ``fusion``, ``total``).
-        device: where the network ran.
-        messages: notices from the run (fallbacks).
-    """
-
-    probabilities: dict[str, np.ndarray]
-    weight_sums: dict[str, np.ndarray]
-    uncertainty: np.ndarray | None
-    mask: np.ndarray
-    grid: PatchGrid
-    primary: str
-    threshold: float
-    done: int
-    total: int
-    timings: dict[str, float]
-    device: str
-    messages: tuple[str, ...] = field(default=())
-
-    @property
-    def probability(self) -> np.ndarray:
-        """The primary mode's fused probability."""
-        return self.probabilities[self.primary]
-
-    @property
-    def completed(self) -> bool:
-        """False when the run was cancelled before the last patch."""
-        return self.done == self.total
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """The torch device for `device`: ``"auto"`` picks CUDA, then MPS, then the CPU."""
-    name = str(device)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError as err:
-        raise InvalidInputError(f"unknown device {name!r}; expected one of {DEVICES} (or cuda:N)") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {name!r} was asked for but CUDA is not available here; use cpu or auto")
-    if resolved.type == "mps" and not _mps_available():
-        raise InvalidInputError(f"device {name!r} was asked for but MPS is not available here; use cpu or auto")
-    return resolved
 
 
 def iter_inference(
@@ -286,49 +112,6 @@ def run_inference(
 ) -> InferenceResult:
     """Run :func:`iter_inference` to the end (or to cancellation), passing every event to `callback`."""
     return drain(iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor), callback)
-
-
-def predict_subject(
-    subject: Subject,
-    checkpoint: str | Path | tuple[nn.Module, Any],
-    settings: InferenceSettings | None = None,
-    *,
-    callback: Callable[[ProgressEvent], Any] | None = None,
-    cancel: CancelToken | threading.Event | None = None,
-) -> InferenceResult:
-    """Segment a loaded subject with a checkpoint: match modalities, normalise, infer.
-
-    Args:
-        subject: from `io.load_subject`; its modalities are matched to the checkpoint's by name.
-        checkpoint: a bundled checkpoint name, a checkpoint file, or an already loaded
-            ``(model, metadata)`` pair.
-        settings: inference settings; a missing patch size takes the checkpoint's.
-        callback: receives every `ProgressEvent`.
-        cancel: stops the run before its next batch.
-
-    Returns:
-        The result on the subject's grid (`subject.geometry`), with ``timings["normalisation"]``.
-    """
-    from napari_lesionseg.data.intensity import normalize_stack
-    from napari_lesionseg.engine.checkpoints import check_modalities, load_checkpoint
-    from napari_lesionseg.models import size_divisor
-
-    settings = settings or InferenceSettings()
-    if isinstance(checkpoint, tuple):
-        model, metadata = checkpoint
-    else:
-        model, metadata = load_checkpoint(checkpoint, device="cpu")
-    modalities = check_modalities(metadata, subject.modalities)
-    _check_normalisation(metadata)
-    started = time.perf_counter()
-    stack = normalize_stack(subject.stack(modalities))
-    normalisation = time.perf_counter() - started
-    if settings.patch_size is None:
-        settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
-    result = run_inference(
-        model, stack, settings, callback=callback, cancel=cancel, size_divisor=size_divisor(metadata.model)
-    )
-    return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
 
 
 class _Run:
@@ -485,13 +268,6 @@ class _StageTimer:
         return {stage: self._seconds.get(stage, 0.0) for stage in ("extract", "network", "fusion")}
 
 
-def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA when `amp` is set; nothing elsewhere (CPU and MPS run in float32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 @contextlib.contextmanager
 def _evaluation(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode on `device` for the run (cuDNN autotuning for the fixed patch shape); restored after."""
@@ -528,27 +304,6 @@ def _checked_image(image: np.ndarray | torch.Tensor, model: nn.Module) -> torch.
     return volume
 
 
-def _check_normalisation(metadata: Any) -> None:
-    """Refuse a checkpoint trained with another normalisation method; warn if only its settings differ."""
-    from napari_lesionseg.data.intensity import NORMALIZATION
-
-    stored = dict(getattr(metadata, "normalization", None) or {})
-    if not stored or stored == NORMALIZATION:
-        return
-    if stored.get("method") != NORMALIZATION["method"]:
-        raise CheckpointError(
-            f"checkpoint {metadata.name!r} was trained on intensities normalised with {stored.get('method')!r}, "
-            f"but this version normalises with {NORMALIZATION['method']!r}; its predictions would be meaningless"
-        )
-    changed = sorted(k for k in set(stored) | set(NORMALIZATION) if stored.get(k) != NORMALIZATION.get(k))
-    warnings.warn(
-        f"checkpoint {metadata.name!r} was trained with different normalisation settings ({', '.join(changed)}); "
-        "predictions may be less accurate",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-
-
 def _checked_patch_size(patch_size: Sequence[int] | int, divisor: int) -> tuple[int, int, int]:
     patch = (patch_size,) * 3 if isinstance(patch_size, int) else tuple(int(p) for p in patch_size)
     if len(patch) != 3 or any(p < 1 for p in patch):
@@ -565,7 +320,3 @@ def _input_channels(model: nn.Module) -> int | None:
     """In-channels of the network's first 3-D convolution, if it has one."""
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))), None)
     return None if first is None else int(first.in_channels)
-
-
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

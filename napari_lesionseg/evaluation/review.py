@@ -38,10 +38,9 @@ from napari_lesionseg.evaluation.metrics import (
     compute_metrics,
     precision_recall_curve,
 )
+from napari_lesionseg.vocabulary import CONFUSION_MODES
 
 __all__ = [
-    "CONFUSION_MODES",
-    "METRIC_LABELS",
     "REVIEW_METRICS",
     "Review",
     "lesion_coverage",
@@ -55,14 +54,6 @@ __all__ = [
 REVIEW_METRICS: tuple[str, ...] = (
     "dsc", "sensitivity", "specificity", "ppv", "f2", "apr", "ltpr", "lfpr", "vd", "assd_mm", "hd95_mm",
 )  # fmt: skip
-#: Display names of the metrics (tables and plots).
-METRIC_LABELS: dict[str, str] = {
-    "dsc": "DSC", "sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "f2": "F2",
-    "apr": "APR", "ltpr": "LTPR", "lfpr": "LFPR", "vd": "VD", "vd_abs": "|VD|", "jaccard": "Jaccard",
-    "assd_mm": "ASSD (mm)", "hd95_mm": "HD95 (mm)",
-}  # fmt: skip
-#: How the confusion overlay colours voxels: each voxel by itself, or each whole lesion by its status.
-CONFUSION_MODES: tuple[str, ...] = ("voxel", "lesion")
 #: Points kept of the precision-recall curve for drawing (the exact curve can have a point per voxel).
 CURVE_POINTS = 400
 

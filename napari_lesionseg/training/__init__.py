@@ -11,7 +11,6 @@ augmentation), `schedule` (learning rate), `loop` (the engine), `validation`, `e
 """
 
 from napari_lesionseg.training.config import (
-    LOSSES,
     TrainingConfig,
     TrainingProgress,
     TrainingResult,
@@ -28,7 +27,6 @@ from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
 from napari_lesionseg.training.validation import validate
 
 __all__ = [
-    "LOSSES",
     "PaperSchedule",
     "PatchSampler",
     "TrainingConfig",

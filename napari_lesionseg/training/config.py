@@ -18,11 +18,11 @@ from napari_lesionseg.constants import (
     OVERLAP,
 )
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import LOSSES
 
 __all__ = ["LOSSES", "TrainingConfig", "TrainingProgress", "TrainingResult"]
 
 #: Loss names `losses.make_loss` accepts; all but focal are similarity (overlap) losses.
-LOSSES = ("fbeta", "tversky", "dice", "gdl", "focal", "boundary")
 
 #: Fields that must match for `resume` to continue a run (epochs and max_steps may grow).
 _RUN_IDENTITY = (

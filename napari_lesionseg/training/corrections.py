@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVALUATION",
-    "LOSS_LABELS",
     "FineTuneOutcome",
     "FineTuneRequest",
     "check_correction",
@@ -52,10 +51,6 @@ __all__ = [
     "new_checkpoint_path",
 ]
 
-#: Display names of the training losses (`training.LOSSES`), in the order the dock lists them.
-LOSS_LABELS: dict[str, str] = {
-    "fbeta": "F-beta", "tversky": "Tversky", "dice": "Dice", "gdl": "GDL", "focal": "Focal", "boundary": "Boundary + GDL",
-}  # fmt: skip
 #: How before and after are measured: whole-volume inference on the corrected subject, patches side by
 #: side (no overlap) and no test-time augmentation, so that measuring costs seconds, not minutes.
 EVALUATION: dict[str, Any] = {"overlap": 0.0, "tta": "none", "fusion": "spline", "threshold": THRESHOLD}
@@ -215,7 +210,7 @@ def fine_tune_on_correction(
     subject = correction_training_subject(
         request.images, request.mask, spacing=request.spacing, mask_name=request.mask_name, name=request.subject_name
     )
-    before = _measure(model, subject, metadata.patch_size, request.device) if request.measure else {}
+    before = _measure((model, metadata), request) if request.measure else {}
     del model
     if on_progress is not None:
         on_progress(TrainingProgress("baseline", 0, request.steps, 0, 0, metrics=before))
@@ -233,13 +228,13 @@ def fine_tune_on_correction(
     with tempfile.TemporaryDirectory(prefix="lesionseg-finetune-") as work_dir:
         result = fine_tune(
             request.checkpoint, out, subjects=[subject], data=list(request.folders),
-            val_subjects=[subject] if request.measure else [],
-            steps=int(request.steps), lr=float(request.lr), on_progress=progress, cancel=cancel,
+                        steps=int(request.steps), lr=float(request.lr), on_progress=progress, cancel=cancel,
             **_training_options(request, work_dir),
         )  # fmt: skip
-    after = result.validation["mean"] if result.validation and not result.cancelled else None
+    after = None
     if result.checkpoint is not None:
         tuned, tuned_metadata = load_checkpoint(result.checkpoint)
+        after = _measure((tuned, tuned_metadata), request) if request.measure and not result.cancelled else None
         tuned_metadata.training["fine_tune"] = _record(request, subject, before, after)
         save_checkpoint(result.checkpoint, tuned, tuned_metadata)
     return FineTuneOutcome(
@@ -247,21 +242,25 @@ def fine_tune_on_correction(
     )
 
 
-def _measure(model: Any, subject: TrainingSubject, patch_size: Sequence[int], device_name: str) -> dict[str, float]:
-    """`EVALUATION` metrics of `model` on the corrected subject (as the loop's final validation computes them)."""
-    from napari_lesionseg.engine.run import resolve_device
-    from napari_lesionseg.training.validation import validate
+def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
+    """`EVALUATION` metrics of a checkpoint on the corrected subject, through the one prediction entry point."""
+    from napari_lesionseg.engine.devices import resolve_device
+    from napari_lesionseg.engine.predict import predict
+    from napari_lesionseg.engine.settings import InferenceSettings
+    from napari_lesionseg.training.validation import score
 
-    device = resolve_device(device_name)
-    return validate(
-        model, [subject], patch_size=patch_size, overlap=EVALUATION["overlap"], tta=EVALUATION["tta"],
-        device=device, amp=device.type == "cuda",
-    )["mean"]  # fmt: skip
+    device = resolve_device(request.device)
+    settings = InferenceSettings(
+        overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
+        amp=device.type == "cuda", uncertainty=False, stream_partial=False,
+    )  # fmt: skip
+    result = predict(dict(request.images), checkpoint, settings)
+    return score(result.probability, np.asarray(request.mask) != 0, request.spacing)
 
 
 def _check_settings(request: FineTuneRequest) -> None:
     """Refuse bad settings before the (slow) baseline measurement rather than after it."""
-    from napari_lesionseg.training import LOSSES
+    from napari_lesionseg.vocabulary import LOSSES
 
     if request.loss is not None and request.loss not in LOSSES:
         raise InvalidInputError(f"unknown loss {request.loss!r}; expected one of {', '.join(LOSSES)}")

@@ -11,7 +11,7 @@ import torch
 from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.training.data import TrainingSubject
 
-__all__ = ["SUMMARY_KEYS", "mean_metrics", "predict_probability", "validate"]
+__all__ = ["SUMMARY_KEYS", "mean_metrics", "predict_probability", "score", "validate"]
 
 #: Metrics kept per subject and averaged over subjects (the docs' validation table).
 SUMMARY_KEYS = (
@@ -44,7 +44,7 @@ def validate(
             model, subject.image, patch_size=patch_size, overlap=overlap, tta=tta, device=device, amp=amp,
             batch_size=batch_size,
         )
-        per_subject[subject.name] = _score(prob, subject)
+        per_subject[subject.name] = score(prob, subject.mask, subject.spacing)
     return {
         "mean": mean_metrics(per_subject.values()),
         "subjects": per_subject,
@@ -66,7 +66,8 @@ def predict_probability(
     batch_size: int = 2,
 ) -> np.ndarray:
     """Lesion probability (Z, Y, X) of a normalised stack, by the inference engine with spline fusion."""
-    from napari_lesionseg.engine.run import InferenceSettings, run_inference
+    from napari_lesionseg.engine.run import run_inference
+    from napari_lesionseg.engine.settings import InferenceSettings
 
     settings = InferenceSettings(
         patch_size=tuple(patch_size), overlap=overlap, fusion=("spline",), tta=tta, device=str(device),
@@ -86,8 +87,9 @@ def mean_metrics(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
     return means
 
 
-def _score(prob: np.ndarray, subject: TrainingSubject) -> dict[str, Any]:
+def score(prob: np.ndarray, mask: np.ndarray, spacing: Sequence[float]) -> dict[str, Any]:
+    """The `SUMMARY_KEYS` metrics of a probability map (thresholded at 0.5) against a reference mask."""
     from napari_lesionseg.evaluation.metrics import compute_metrics
 
-    metrics = compute_metrics(prob >= THRESHOLD, subject.mask, spacing=subject.spacing, prob=prob)
+    metrics = compute_metrics(prob >= THRESHOLD, np.asarray(mask, dtype=bool), spacing=spacing, prob=prob)
     return {key: metrics[key] for key in SUMMARY_KEYS}

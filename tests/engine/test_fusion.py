@@ -7,14 +7,10 @@ import pytest
 import torch
 from monai.data.utils import compute_importance_map
 
-from napari_lesionseg.engine.fusion import (
-    FUSION_MODES,
-    FusionAccumulator,
-    bspline2,
-    weight_kernel,
-)
+from napari_lesionseg.engine.fusion import FusionAccumulator, bspline2, weight_kernel
 from napari_lesionseg.engine.patches import make_grid
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 
 def _direct_quadratic_bspline(patch: int) -> np.ndarray:

@@ -8,22 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_FCDENSENET, requires_cuda
+from conftest import requires_cuda
 from monai.inferers import sliding_window_inference
 from torch import nn
 
-from napari_lesionseg.constants import FUSION_MODES
+from napari_lesionseg._progress import CancelToken
+from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.patches import augment, invert, make_grid, tta_variants
-from napari_lesionseg.engine.run import (
-    CancelToken,
-    InferenceSettings,
-    iter_inference,
-    predict_subject,
-    resolve_device,
-    run_inference,
-)
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.engine.run import iter_inference, run_inference
+from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
 from napari_lesionseg.models import build_model, model_config
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 PATCH = (8, 8, 8)
 
@@ -232,57 +228,6 @@ class TestDevice:
     def test_cuda_without_cuda_is_a_clear_error(self):
         with pytest.raises(InvalidInputError, match="CUDA is not available"):
             resolve_device("cuda")
-
-
-class TestPredictSubject:
-    def _checkpoint(self, tmp_path, modalities=("FLAIR", "T1w"), normalization=None):
-        from napari_lesionseg.data.intensity import NORMALIZATION
-        from napari_lesionseg.engine.checkpoints import (
-            CheckpointMetadata,
-            load_checkpoint,
-            save_checkpoint,
-        )
-        from napari_lesionseg.models import build_model, model_config
-
-        config = model_config("compact", in_channels=len(modalities), **TINY_FCDENSENET)
-        torch.manual_seed(0)  # random weights: these tests check geometry and plumbing, not accuracy
-        metadata = CheckpointMetadata(
-            name="tiny",
-            model=config,
-            loss="fbeta",
-            beta=1.5,
-            modalities=list(modalities),
-            patch_size=[8, 8, 8],
-            normalization=dict(NORMALIZATION) if normalization is None else normalization,
-        )
-        path = save_checkpoint(tmp_path / "tiny.pt", build_model(config), metadata)
-        return load_checkpoint(path)
-
-    def test_modalities_are_matched_by_name_and_the_patch_size_comes_from_the_checkpoint(self, tmp_path, make_subject):
-        from napari_lesionseg.data.subject import load_subject
-
-        subject = load_subject(make_subject(shape=(12, 10, 9)))
-        model, metadata = self._checkpoint(tmp_path, ("T2w", "FLAIR"))
-        result = predict_subject(subject, (model, metadata), InferenceSettings(tta="none", device="cpu"))
-        assert result.probability.shape == subject.geometry.shape
-        assert result.grid.patch_size == (8, 8, 8) and "normalisation" in result.timings
-
-    def test_missing_modality_names_it(self, tmp_path, make_subject):
-        from napari_lesionseg.data.subject import load_subject
-
-        subject = load_subject(make_subject(shape=(12, 10, 9), modalities=("FLAIR", "T1w")))
-        with pytest.raises(CheckpointError, match="missing: T2w"):
-            predict_subject(subject, self._checkpoint(tmp_path, ("FLAIR", "T2w")), InferenceSettings(device="cpu"))
-
-    def test_checkpoint_trained_with_another_normalisation_is_refused(self, tmp_path, make_subject):
-        from napari_lesionseg.data.subject import load_subject
-
-        subject = load_subject(make_subject(shape=(12, 10, 9)))
-        checkpoint = self._checkpoint(tmp_path, normalization={"method": "minmax"})
-        with pytest.raises(CheckpointError, match="'minmax'"):
-            predict_subject(subject, checkpoint, InferenceSettings(device="cpu"))
-
-
 
 
 @requires_cuda

@@ -45,14 +45,13 @@ from napari_lesionseg._napari.metadata import (
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
-from napari_lesionseg.evaluation.review import METRIC_LABELS
 from napari_lesionseg.training.corrections import (
-    LOSS_LABELS,
     FineTuneOutcome,
     FineTuneRequest,
     check_correction,
     fine_tune_on_correction,
 )
+from napari_lesionseg.vocabulary import LOSS_LABELS, METRIC_LABELS
 
 if TYPE_CHECKING:
     import napari

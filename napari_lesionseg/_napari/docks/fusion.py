@@ -29,7 +29,6 @@ from napari_lesionseg._napari._layers import (
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.docks.inference import MASK_COLOR, PROBABILITY_COLORMAP
 from napari_lesionseg._napari.metadata import METADATA_KEY
-from napari_lesionseg.constants import FUSION_MODES
 from napari_lesionseg.engine.fusion import weight_kernel
 from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.compare import (
@@ -40,6 +39,7 @@ from napari_lesionseg.evaluation.compare import (
     mode_metrics,
     weight_sum,
 )
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
     import napari

@@ -1,6 +1,6 @@
 """The Inference dock: choose a checkpoint (its beta) and the input layers, segment, watch it fill in.
 
-Thin by design: the run is `inference.iter_inference` in a generator thread worker that yields every
+Thin by design: the run is `engine.predict.iter_predict` (the one prediction entry point) in a generator thread worker that yields every
 `ProgressEvent`; the dock pastes each event's partial probability into the probability layer at its
 box, outlines the batch's patches and moves the progress bar, so the viewer never freezes. Cancel
 sets the run's `CancelToken` and quits the worker (the run stops within one batch). Every fusion
@@ -56,27 +56,22 @@ from napari_lesionseg._napari.metadata import (
     modality_from_layer_metadata,
 )
 from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg.constants import FUSION_MODES, OVERLAP, THRESHOLD
-from napari_lesionseg.data.intensity import normalize_stack
+from napari_lesionseg._progress import CancelToken
+from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import (
     CheckpointInfo,
     CheckpointMetadata,
     list_checkpoints,
-    load_checkpoint,
     user_checkpoint_dir,
 )
-from napari_lesionseg.engine.run import (
-    CancelToken,
-    InferenceResult,
-    InferenceSettings,
-    ProgressEvent,
-    iter_inference,
-    resolve_device,
-)
+from napari_lesionseg.engine.devices import resolve_device
+from napari_lesionseg.engine.predict import iter_predict
+from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
+from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.compare import COMPARED_MODES
-from napari_lesionseg.models import size_divisor
+from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -197,7 +192,7 @@ class InferenceWidget(Container):
         self._set_running(True)
         self._worker = create_worker(
             _inference_job,
-            [layer.data for layer in layers],
+            dict(zip(checkpoint.metadata.modalities, (layer.data for layer in layers))),
             checkpoint.path,
             settings,
             self._active.cancel,
@@ -647,25 +642,25 @@ class _InferenceFailed(Exception):
 
 
 def _inference_job(
-    images: Sequence[np.ndarray],
+    images: dict[str, np.ndarray],
     checkpoint: Path,
     settings: InferenceSettings,
     cancel: CancelToken,
     layers_ready: threading.Event,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
-    """Worker body: load the checkpoint, normalise the stack, run the engine, yielding every event.
+    """Worker body: the one prediction entry point, yielding every event.
 
     The network starts once `layers_ready` is set, after `_LAYERS_WAIT_S` at the latest (or the run
     is cancelled: the engine then stops before its first batch).
     """
-    try:
-        model, metadata = load_checkpoint(checkpoint, device="cpu")
-        stack = normalize_stack(np.stack([np.asarray(image, dtype=np.float32) for image in images]))
-        divisor = size_divisor(metadata.model)
+
+    def wait_for_layers() -> None:
         deadline = time.monotonic() + _LAYERS_WAIT_S  # the layers only show the run: never wait on them for long
         while not layers_ready.wait(0.05) and not cancel.is_set() and time.monotonic() < deadline:
             pass
-        return (yield from iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor))
+
+    try:
+        return (yield from iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers))
     except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user
         raise _InferenceFailed(f"inference failed on device {settings.device!r}: {err}") from err
 

@@ -57,13 +57,13 @@ from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.naming import nifti_stem, subject_of
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.review import (
-    METRIC_LABELS,
     REVIEW_METRICS,
     Review,
     lesion_coverage,
     lesion_voxels,
     review_masks,
 )
+from napari_lesionseg.vocabulary import METRIC_LABELS
 
 if TYPE_CHECKING:
     import napari

@@ -24,7 +24,8 @@ from napari_lesionseg.engine.checkpoints import (
     save_checkpoint,
     user_checkpoint_dir,
 )
-from napari_lesionseg.engine.run import InferenceSettings, run_inference
+from napari_lesionseg.engine.run import run_inference
+from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.evaluation.metrics import compute_metrics
 from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.corrections import EVALUATION

@@ -21,7 +21,8 @@ from napari_lesionseg.data.intensity import normalize_stack
 from napari_lesionseg.data.naming import CORRECTED_SUFFIX
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
-from napari_lesionseg.engine.run import InferenceSettings, run_inference
+from napari_lesionseg.engine.run import run_inference
+from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.evaluation.metrics import compute_metrics
 from napari_lesionseg.models import build_model, model_config
 

@@ -1,0 +1,59 @@
+"""Where the network runs: device resolution, the choices the docks and the CLI offer, autocast.
+
+Device ``"auto"``: CUDA, then MPS, then CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.vocabulary import DEVICES
+
+__all__ = ["autocast", "device_options", "mps_available", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for `device`: ``"auto"`` picks CUDA, then MPS, then the CPU."""
+    name = str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as err:
+        raise InvalidInputError(f"unknown device {name!r}; expected one of {DEVICES} (or cuda:N)") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {name!r} was asked for but CUDA is not available here; use cpu or auto")
+    if resolved.type == "mps" and not mps_available():
+        raise InvalidInputError(f"device {name!r} was asked for but MPS is not available here; use cpu or auto")
+    return resolved
+
+
+def device_options() -> list[tuple[str, str]]:
+    """``(label, device)`` pairs for the devices present here, naming the GPU when there is one."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    mps = mps_available()
+    choices = [(f"auto ({gpu or ('Apple GPU' if mps else 'CPU')})", "auto"), ("CPU", "cpu")]
+    if gpu:
+        choices.append((f"GPU: {gpu}", "cuda"))
+    if mps:
+        choices.append(("GPU: Apple MPS", "mps"))
+    return choices
+
+
+def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager:
+    """float16 autocast on CUDA when `amp` is set; nothing elsewhere (CPU and MPS run in float32)."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def mps_available() -> bool:
+    """Whether Apple's Metal backend can run here."""
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
