@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Layer
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QWidget
 
 from napari_lesionseg._napari._layers import (
     BoxOverlay,
@@ -28,7 +30,10 @@ from napari_lesionseg._napari._layers import (
 if TYPE_CHECKING:
     import napari.viewer
 
-__all__ = ["MASK_COLOR", "PATCH_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "RunLayers"]
+#: Pause between adding two of a run's layers (ms), so that the viewer repaints and takes input in between.
+LAYER_STEP_MS = 30
+
+__all__ = ["LayerSteps", "result_layer_names", "MASK_COLOR", "PATCH_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "RunLayers"]
 
 
 #: Perceptually uniform colormaps: probability (additive over the FLAIR) and uncertainty.
@@ -178,3 +183,56 @@ class RunLayers:
             color=PATCH_COLOR, footprints=True, visible=False, segments=True,
         )  # fmt: skip
         self.outline.set_boxes(self.boxes)
+
+
+def result_layer_names(run: str) -> dict[str, str]:
+    """Names of a run's layers by role, e.g. ``"lesion probability [beta 1.5]"``."""
+    return {
+        "probability": f"lesion probability [{run}]",
+        "mask": f"lesion mask [{run}]",
+        "uncertainty": f"uncertainty [{run}]",
+        "patches": f"current patch [{run}]",
+    }
+
+
+class LayerSteps:
+    """Takes runs' layer steps (add, show, remove) one per event-loop pass, the window's repaint held to the next.
+
+    Adding or removing a layer and the repaint that follows each take up to about 0.3 s with software
+    OpenGL on two cores; done in one pass they would stall the viewer twice as long. The network
+    waits until the last layer is in: adding a layer while it runs takes napari twice as long.
+    """
+
+    def __init__(self, widget: QWidget) -> None:
+        self._widget = widget
+        self._stepping: set[int] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether some run's layers are still being added or removed."""
+        return bool(self._stepping)
+
+    def start(self, layers: RunLayers, done: Callable[[], Any]) -> None:
+        """Take `layers`' steps from the next pass on (once at a time per run); call `done` after the last."""
+        if id(layers) not in self._stepping:
+            self._stepping.add(id(layers))
+            QTimer.singleShot(0, lambda: self._step(layers, done))
+
+    def _step(self, layers: RunLayers, done: Callable[[], Any]) -> None:
+        more = False
+        try:
+            more = self._without_repaint(layers.next_step)
+        finally:
+            if more:
+                QTimer.singleShot(LAYER_STEP_MS, lambda: self._step(layers, done))
+            else:
+                self._stepping.discard(id(layers))
+                done()
+
+    def _without_repaint(self, change: Callable[[], Any]) -> Any:
+        window = self._widget.window()
+        window.setUpdatesEnabled(False)
+        try:
+            return change()
+        finally:
+            QTimer.singleShot(0, lambda: window.setUpdatesEnabled(True))

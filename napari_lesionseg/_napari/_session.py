@@ -48,6 +48,7 @@ class Session:
     """The runs of one viewer and the signals docks use to follow each other."""
 
     run_finished = Signal(object)  # RunRecord
+    threshold_changed = Signal(object)  # RunRecord whose mask was re-thresholded
     checkpoints_changed = Signal()
 
     def __init__(self) -> None:
@@ -62,6 +63,10 @@ class Session:
         """Remember a finished run (replacing an earlier one of the same name) and tell the docks."""
         self.runs = [r for r in self.runs if r.name != run.name] + [run]
         self.run_finished.emit(run)
+
+    def forget_missing(self, layer_names: set[str]) -> None:
+        """Drop the runs whose probability layer is no longer among `layer_names` (and their volumes)."""
+        self.runs = [r for r in self.runs if r.layers.get("probability") in layer_names]
 
 
 _SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -43,7 +42,9 @@ from napari_lesionseg._napari.metadata import (
     path_from_layer_metadata,
 )
 from napari_lesionseg.data.naming import subject_of
+from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
+from napari_lesionseg.engine.devices import device_options
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
@@ -264,7 +265,7 @@ class FineTuneWidget(Container):
         self._iterations = SpinBox(value=40, min=1, max=100_000)
         self._lr = LineEdit(value="1e-4")
         self._batch = SpinBox(value=2, min=1, max=64)
-        self._device = ComboBox(choices=_device_choices(), value="auto")
+        self._device = ComboBox(choices=device_options(), value="auto")
         self._measure = CheckBox(text="Measure before / after on the corrected mask (quick: no overlap, no TTA)", value=True)
         self._start = PushButton(text="Start fine-tuning")
         self._stop = PushButton(text="Cancel", enabled=False)
@@ -459,24 +460,10 @@ class FineTuneWidget(Container):
         return None
 
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
-        return [(_checkpoint_label(info), str(info.path)) for info in self._infos]
+        return [(short_label(info), str(info.path)) for info in self._infos]
 
     def _mask_choices(self, widget: Any = None) -> list[tuple[str, Labels]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)]
-
-
-def _checkpoint_label(info: CheckpointInfo) -> str:
-    parent = f", from {info.metadata.parent}" if info.metadata.parent else ""
-    return f"{info.name} ({info.source}{parent})"
-
-
-def _device_choices() -> list[tuple[str, str]]:
-    choices = [("auto", "auto"), ("CPU", "cpu")]
-    if torch.cuda.is_available():
-        choices.append((f"GPU: {torch.cuda.get_device_name(0)}", "cuda"))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        choices.append(("GPU: Apple MPS", "mps"))
-    return choices
 
 
 def _learning_rate(text: str) -> float:

@@ -10,98 +10,74 @@ the viewer's `Session` for the other docks.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import itertools
-import math
 import threading
-import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     FloatSlider,
     FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
     PushButton,
-    RadioButtons,
     SpinBox,
 )
-from napari.layers import Image, Layer
+from napari.layers import Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 
-from napari_lesionseg._napari._layers import is_result, remove_layers
+from napari_lesionseg._napari._inference_job import (
+    InferenceFailed,
+    box_slices,
+    inference_job,
+    pause_worker_after,
+)
+from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
     PROBABILITY_COLORMAP,
     UNCERTAINTY_COLORMAP,
+    LayerSteps,
     RunLayers,
+    result_layer_names,
 )
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
-    modality_from_layer_metadata,
 )
-from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg._progress import CancelToken
+from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
 from napari_lesionseg.constants import OVERLAP, THRESHOLD
-from napari_lesionseg.data.subject import load_subject
+from napari_lesionseg.engine.catalog import (
+    auto_run_name,
+)
 from napari_lesionseg.engine.checkpoints import (
     CheckpointInfo,
     CheckpointMetadata,
-    list_checkpoints,
-    user_checkpoint_dir,
 )
-from napari_lesionseg.engine.devices import resolve_device
-from napari_lesionseg.engine.predict import iter_predict
+from napari_lesionseg.engine.devices import device_options, resolve_device
+from napari_lesionseg.engine.predict import check_normalisation
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.compare import COMPARED_MODES
 from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
 
     import napari
 
-__all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "InferenceWidget", "result_layer_names"]
+__all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "InferenceWidget"]
 
-#: Shortest time between two redraws of a running inference (seconds), for a network on the CPU and
-#: on an accelerator. Every batch is pasted into the layers at once; the view shows them at most
-#: this often. On the CPU the repaints take cores from the network: with software OpenGL on two
-#: cores one repaint of the window costs about 0.1 s, and redrawing after every batch made a run
-#: 1.4 times slower than the engine alone (1.2 times at one redraw per second).
-REDRAW_INTERVAL_S = {"cpu": 1.0, "accelerator": 0.25}
-#: Pause between adding two of a run's layers (ms), so that the viewer repaints and takes input in between.
-_LAYER_STEP_MS = 30
-#: Longest the network waits for the run's layers to be added before it starts anyway (seconds).
-_LAYERS_WAIT_S = 5.0
-#: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
-_TEXT_WIDTH = 300
-
-
-def result_layer_names(run: str) -> dict[str, str]:
-    """Names of a run's layers by role, e.g. ``"lesion probability [beta 1.5]"``."""
-    return {
-        "probability": f"lesion probability [{run}]",
-        "mask": f"lesion mask [{run}]",
-        "uncertainty": f"uncertainty [{run}]",
-        "patches": f"current patch [{run}]",
-    }
+#: How long the threshold slider must rest before the mask is recomputed (ms).
+_THRESHOLD_DEBOUNCE_MS = 150
 
 
 @dataclass(eq=False)
@@ -116,13 +92,7 @@ class _ActiveRun:
     cancel: CancelToken = field(default_factory=CancelToken)
     layers_ready: threading.Event = field(default_factory=threading.Event)
     latest: ProgressEvent | None = None
-    redraw_pending: bool = False
-    last_redraw: float = -math.inf
-
-    @property
-    def redraw_interval_s(self) -> float:
-        on_cpu = resolve_device(self.settings.device).type == "cpu"
-        return REDRAW_INTERVAL_S["cpu" if on_cpu else "accelerator"]
+    throttle: RedrawThrottle = field(default_factory=lambda: RedrawThrottle(REDRAW_INTERVAL_S["cpu"]))
 
 
 class InferenceWidget(Container):
@@ -134,20 +104,15 @@ class InferenceWidget(Container):
         self._session = session_for(viewer)
         self._worker: Any = None
         self._active: _ActiveRun | None = None
-        self._stepping: set[_ActiveRun] = set()  # runs whose layers are being added or removed
-        self._checkpoints: dict[str, CheckpointInfo] = {}
         self._runs: dict[str, RunRecord] = {}  # finished runs
         self._shown_runs: set[str] = set()  # runs whose layers this dock added, finished or not
 
-        self._checkpoint = RadioButtons(choices=self._checkpoint_choices)
-        self._checkpoint_details = Label(value="")
-        self._inputs = Container(labels=True)
-        self._folder = FileEdit(mode="d", label="Subject folder")
-        self._open_folder = PushButton(text="Open folder as inputs")
+        self._model = ModelInputs(viewer, status=self._set_status)
+        self._steps = LayerSteps(self.native)
         self._fusion = ComboBox(label="Fusion", choices=list(FUSION_MODES), value="spline")
         self._overlap = FloatSpinBox(label="Overlap", min=0.0, max=0.9, step=0.05, value=OVERLAP)
         self._tta = CheckBox(text="Test-time augmentation (4 flips)", value=True)
-        self._device = ComboBox(label="Device", choices=_device_choices())
+        self._device = ComboBox(label="Device", choices=device_options())
         self._batch = SpinBox(label="Patches per batch", min=1, max=64, value=2)
         self._run_name = LineEdit(label="Run name")
         self._keep = CheckBox(text="Keep earlier runs (compare betas side by side)", value=False)
@@ -156,11 +121,12 @@ class InferenceWidget(Container):
         self._progress = ProgressBar(min=0, max=1, value=0, label="Progress")
         self._status = Label(value="")
         self._threshold = FloatSlider(label="Threshold", min=0.0, max=1.0, step=0.01, value=THRESHOLD)
+        self._threshold_timer = QTimer(singleShot=True, interval=_THRESHOLD_DEBOUNCE_MS)
+        self._threshold_timer.timeout.connect(self._apply_threshold)
 
         self._run_name.native.setPlaceholderText("automatic, e.g. beta 1.5")
-        for label in (self._checkpoint_details, self._status):
-            label.native.setWordWrap(True)
-            label.native.setMinimumWidth(_TEXT_WIDTH)
+        self._status.native.setWordWrap(True)
+        self._status.native.setMinimumWidth(TEXT_WIDTH)
         self._build_layout()
         self._connect_events()
         self.refresh_checkpoints()
@@ -181,8 +147,9 @@ class InferenceWidget(Container):
             show_info("Inference is already running: cancel it first.")
             return None
         try:
-            checkpoint = self._selected_checkpoint()
-            layers = self._input_layers(checkpoint.metadata)
+            checkpoint = self._model.selected()
+            check_normalisation(checkpoint.metadata)
+            layers = self._model.input_layers(checkpoint.metadata)
             settings = self._settings(checkpoint.metadata, layers[0])
         except LesionSegError as err:
             self._status.value = "Cannot run (see the notification)."
@@ -191,7 +158,7 @@ class InferenceWidget(Container):
         self._active = self._start_run(checkpoint, settings, layers[0])
         self._set_running(True)
         self._worker = create_worker(
-            _inference_job,
+            inference_job,
             dict(zip(checkpoint.metadata.modalities, (layer.data for layer in layers))),
             checkpoint.path,
             settings,
@@ -207,9 +174,9 @@ class InferenceWidget(Container):
             },
         )
         if pause_after is not None:
-            _pause_after(self._worker, pause_after)
+            pause_worker_after(self._worker, pause_after)
         self._worker.start()
-        self._start_layer_steps(self._active)
+        self._steps.start(self._active.layers, self._active.layers_ready.set)
         return self._worker
 
     def cancel(self) -> None:
@@ -219,37 +186,11 @@ class InferenceWidget(Container):
         if self._worker is not None:
             self._worker.quit()
 
-    def open_folder(self, folder: str | Path) -> Any:
-        """Load a subject folder off the GUI thread and add its modalities as input layers; returns the worker."""
-        self._status.value = f"Loading {Path(folder).name}..."
-        return create_worker(
-            load_subject,
-            Path(folder),
-            _connect={"returned": self._add_subject, "errored": self._on_load_error},
-        )
-
-    def refresh_checkpoints(self) -> None:
-        """Re-read the user's and the bundled checkpoints into the selector (keeps the selection)."""
-        with _warnings_as_notifications():
-            infos = list_checkpoints()
-        self._checkpoints = {str(info.path): info for info in infos}
-        previous = self._checkpoint.value
-        if tuple(self._checkpoints) != self._checkpoint.choices:  # rebuilding the buttons makes the dock flicker
-            self._checkpoint.reset_choices()
-        if infos:
-            self._checkpoint.value = previous if previous in self._checkpoints else str(infos[0].path)
-        self._on_checkpoint_changed()
-
-    def select_checkpoint(self, name: str) -> None:
-        """Select the checkpoint called `name` (file stem), as one click on it would."""
-        matches = [path for path, info in self._checkpoints.items() if info.name == name]
-        if not matches:
-            raise CheckpointError(f"no checkpoint named {name!r} in the selector; found {self.checkpoint_names}")
-        self._checkpoint.value = matches[0]
-
     def set_threshold(self, value: float) -> None:
-        """Move the threshold slider: every shown mask is recomputed from its probability at once."""
+        """Move the threshold slider: the current run's mask is recomputed from its probability at once."""
         self._threshold.value = value
+        self._threshold_timer.stop()
+        self._apply_threshold()
 
     def set_options(
         self,
@@ -288,17 +229,29 @@ class InferenceWidget(Container):
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the input layer choices (napari calls this on layer changes; checkpoints refresh apart)."""
-        self._refresh_inputs()
+        self._model.refresh_inputs()
+
+    def open_folder(self, folder: str | Path) -> Any:
+        """Load a subject folder off the GUI thread and add its modalities as input layers; returns the worker."""
+        return self._model.open_folder(folder)
+
+    def refresh_checkpoints(self) -> None:
+        """Re-read the user's and the bundled checkpoints into the selector (keeps the selection)."""
+        self._model.refresh_checkpoints()
+
+    def select_checkpoint(self, name: str) -> None:
+        """Select the checkpoint called `name` (file stem), as one click on it would."""
+        self._model.select(name)
 
     @property
     def checkpoint_names(self) -> list[str]:
         """Names of the checkpoints the selector lists, in order."""
-        return [info.name for info in self._checkpoints.values()]
+        return [info.name for info in self._model.checkpoints]
 
     @property
     def busy(self) -> bool:
         """Whether an inference is running, or its layers are still being added or removed."""
-        return self._worker is not None or bool(self._stepping)
+        return self._worker is not None or self._steps.busy
 
     @property
     def progress(self) -> tuple[int, int]:
@@ -321,13 +274,7 @@ class InferenceWidget(Container):
         results = Container(labels=True, widgets=[self._threshold])
         self.extend(
             [
-                Label(value="<b>Checkpoint</b> (beta: higher favours recall)"),
-                self._checkpoint,
-                self._checkpoint_details,
-                Label(value="<b>Inputs</b> (image layer per modality)"),
-                self._inputs,
-                Container(labels=True, widgets=[self._folder]),
-                self._open_folder,
+                self._model,
                 Label(value="<b>Options</b>"),
                 options,
                 self._tta,
@@ -341,87 +288,11 @@ class InferenceWidget(Container):
         )
 
     def _connect_events(self) -> None:
-        self._checkpoint.changed.connect(self._on_checkpoint_changed)
-        self._open_folder.changed.connect(self._on_open_folder)
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         self._threshold.changed.connect(self._on_threshold)
         self._session.checkpoints_changed.connect(self.refresh_checkpoints)
-        for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
-            event.connect(self._refresh_inputs)
-
-    # --- checkpoint and inputs ----------------------------------------------------------------
-
-    def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
-        labels = _checkpoint_labels(list(self._checkpoints.values()))
-        return [(labels[path], path) for path in self._checkpoints]
-
-    def _selected_checkpoint(self) -> CheckpointInfo:
-        info = self._checkpoints.get(self._checkpoint.value)
-        if info is None:
-            raise CheckpointError(
-                f"No checkpoint is selected, and none may exist: put one in {user_checkpoint_dir()} "
-                "(`lesionseg train`, or the Fine-tune dock) and it will be listed here."
-            )
-        return info
-
-    def _on_checkpoint_changed(self, value: Any = None) -> None:
-        info = self._checkpoints.get(self._checkpoint.value)
-        if info is None:
-            self._checkpoint_details.value = f"No checkpoints found (user folder: {user_checkpoint_dir()})."
-            self._inputs.clear()
-            return
-        self._checkpoint_details.value = _checkpoint_details(info)
-        chosen = {combo.label: combo.value for combo in self._inputs}  # the user's picks survive a beta switch
-        available = self._image_layers()
-        self._inputs.clear()
-        for modality in info.metadata.modalities:
-            combo = ComboBox(label=modality, choices=self._image_choices, nullable=True, name=f"input_{modality}")
-            previous = chosen.get(modality)
-            combo.value = previous if any(previous is layer for layer in available) else self._matching_layer(modality)
-            self._inputs.append(combo)
-
-    def _refresh_inputs(self, event: Any = None) -> None:
-        for combo in self._inputs:
-            combo.reset_choices()
-            if combo.value is None:
-                combo.value = self._matching_layer(combo.label)
-
-    def _image_choices(self, widget: Any = None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in self._image_layers()]
-
-    def _image_layers(self) -> list[Image]:
-        """Image layers that can be inputs (not the results this plugin computed)."""
-        return [layer for layer in self._viewer.layers if isinstance(layer, Image) and not is_result(layer)]
-
-    def _matching_layer(self, modality: str) -> Image | None:
-        """The image layer named `modality` (or loaded as it), compared case-insensitively."""
-        key = modality.casefold()
-        for layer in self._image_layers():
-            loaded_as = modality_from_layer_metadata(layer.metadata) or ""
-            if key in (layer.name.casefold(), loaded_as.casefold()):
-                return layer
-        return None
-
-    def _input_layers(self, metadata: CheckpointMetadata) -> list[Image]:
-        """The chosen layer of each of the checkpoint's modalities, in its channel order, checked."""
-        if not self._image_layers():
-            raise InvalidInputError(
-                "There are no image layers to segment: open a subject first (Subject dock, File > Open, "
-                "or 'Open folder as inputs' here)."
-            )
-        chosen = {combo.label: combo.value for combo in self._inputs}
-        missing = [modality for modality in metadata.modalities if chosen.get(modality) is None]
-        if missing:
-            raise CheckpointError(
-                f"Checkpoint {metadata.name!r} needs the modalities {', '.join(metadata.modalities)}, but no image "
-                f"layer is chosen for {', '.join(missing)} (image layers: "
-                f"{', '.join(layer.name for layer in self._image_layers())}). Open the missing modality and pick "
-                "its layer under Inputs, or choose a checkpoint trained on the modalities you have."
-            )
-        layers = [chosen[modality] for modality in metadata.modalities]
-        _check_layers(dict(zip(metadata.modalities, layers)))
-        return layers
+        self._viewer.layers.events.removed.connect(self._forget_removed_runs)
 
     def _settings(self, metadata: CheckpointMetadata, reference: Layer) -> InferenceSettings:
         primary = self._fusion.value
@@ -445,7 +316,7 @@ class InferenceWidget(Container):
 
     def _start_run(self, checkpoint: CheckpointInfo, settings: InferenceSettings, reference: Layer) -> _ActiveRun:
         """The run's result arrays; its layers (and the removal of stale ones) follow a step per pass."""
-        name = self._run_name.value.strip() or _auto_run_name(checkpoint, list(self._checkpoints.values()))
+        name = self._run_name.value.strip() or auto_run_name(checkpoint, self._model.checkpoints)
         stale = [] if self._keep.value else [run for run in self._shown_runs if run != name]
         for old in stale:
             self._runs.pop(old, None)
@@ -456,42 +327,8 @@ class InferenceWidget(Container):
         layers = RunLayers(self._viewer, result_layer_names(name), reference, stale=stale_layers)
         self._status.value = f"{name}: loading the checkpoint and normalising the images..."
         self._set_progress(0, 1)
-        return _ActiveRun(name, checkpoint, settings, reference, layers)
-
-    def _start_layer_steps(self, run: _ActiveRun) -> None:
-        """Take the run's layer steps one per event-loop pass, from the next pass on (once per run)."""
-        if run not in self._stepping:
-            self._stepping.add(run)
-            QTimer.singleShot(0, lambda: self._step_layers(run))
-
-    def _step_layers(self, run: _ActiveRun) -> None:
-        """Take the run's next layer step, then come back after the event loop has run (repaints, input).
-
-        The network waits until the last layer is in (`_ActiveRun.layers_ready`): adding a layer
-        while it runs takes napari twice as long on a 2-core machine.
-        """
-        more = False
-        try:
-            more = self._without_repaint(run.layers.next_step)
-        finally:
-            if more:
-                QTimer.singleShot(_LAYER_STEP_MS, lambda: self._step_layers(run))
-            else:
-                self._stepping.discard(run)
-                run.layers_ready.set()
-
-    def _without_repaint(self, change: Callable[[], Any]) -> Any:
-        """Make a slow change to the layer list with the window's repaint held back to the next pass.
-
-        Adding or removing a layer and the repaint that follows each take up to about 0.3 s with
-        software OpenGL on two cores; done in one pass they would stall the viewer twice as long.
-        """
-        window = self.native.window()
-        window.setUpdatesEnabled(False)
-        try:
-            return change()
-        finally:
-            QTimer.singleShot(0, lambda: window.setUpdatesEnabled(True))
+        throttle = RedrawThrottle.for_device(resolve_device(settings.device).type)
+        return _ActiveRun(name, checkpoint, settings, reference, layers, throttle=throttle)
 
     def _on_progress(self, event: ProgressEvent) -> None:
         """Paste the batch's fused probability (and mask) at once; redraw once per event-loop pass."""
@@ -499,28 +336,29 @@ class InferenceWidget(Container):
         if run is None:
             return
         if event.partial is not None:
-            where = _box_slices(event.box)
+            where = box_slices(event.box)
             run.layers.probability_data[where] = event.partial
             run.layers.mask_data[where] = event.partial >= self._threshold.value
         run.latest = event
         if event.message:
             show_warning(event.message)
-        if not run.redraw_pending:  # batches that arrive within one redraw interval are drawn together
-            run.redraw_pending = True
-            wait_s = run.last_redraw + run.redraw_interval_s - time.perf_counter()
-            QTimer.singleShot(round(1000 * max(0.0, wait_s)), self._show_progress)
+        wait_s = run.throttle.request()  # batches that arrive within one redraw interval are drawn together
+        if wait_s is not None:
+            QTimer.singleShot(round(1000 * wait_s), self._show_progress)
 
     def _show_progress(self) -> None:
         run = self._active
         if run is None or run.latest is None:
             return
-        run.redraw_pending = False
-        run.last_redraw = time.perf_counter()
+        run.throttle.drawn()
         event = run.latest
         run.layers.refresh()
         run.layers.set_boxes(event.patch_boxes)
         self._set_progress(event.done, event.total)
         self._status.value = f"{run.name}: {event.done} / {event.total} patches"
+
+    def _set_status(self, text: str) -> None:
+        self._status.value = text
 
     def _set_progress(self, done: int, total: int) -> None:
         """Move the progress bar without QProgressBar's synchronous repaint (slow beside a GL canvas)."""
@@ -541,7 +379,7 @@ class InferenceWidget(Container):
         run.latest = None  # a redraw still queued must not overwrite the final state
         layers = run.layers
         layers.finish()
-        self._start_layer_steps(run)
+        self._steps.start(run.layers, run.layers_ready.set)
         layers.probability_data[...] = result.probability
         layers.mask_data[...] = result.probability >= self._threshold.value
         if result.uncertainty is not None:
@@ -578,13 +416,13 @@ class InferenceWidget(Container):
     def _drop_unfinished(self, run: _ActiveRun) -> None:
         """Keep only the partial probability of a run that did not finish (step by step, see `_step_layers`)."""
         run.layers.keep_probability_only()
-        self._start_layer_steps(run)
+        self._steps.start(run.layers, run.layers_ready.set)
 
     def _on_error(self, err: Exception) -> None:
         if self._active is not None:
             self._drop_unfinished(self._active)
         self._status.value = "Inference failed (see the notification)."
-        if isinstance(err, (LesionSegError, _InferenceFailed)):
+        if isinstance(err, (LesionSegError, InferenceFailed)):
             show_error(str(err))
         else:  # a bug, not bad input: keep the traceback in napari's console/log
             raise err
@@ -598,190 +436,27 @@ class InferenceWidget(Container):
         self._run_button.enabled = not running
         self._cancel_button.enabled = running
 
-    def _forget_runs(self, names: Sequence[str]) -> None:
-        """Remove the layers of the runs `names`."""
-        for name in names:
-            remove_layers(self._viewer, list(result_layer_names(name).values()))
-            self._runs.pop(name, None)
-            self._shown_runs.discard(name)
-
     def _on_threshold(self, value: float) -> None:
-        for record in self._runs.values():
-            mask_name = record.layers.get("mask")
-            if mask_name in self._viewer.layers:
-                mask = self._viewer.layers[mask_name]
-                mask.data[...] = record.result.probability >= value
-                mask.refresh()
-            record.settings = dataclasses.replace(record.settings, threshold=float(value))
+        """The slider moved: re-threshold once it rests (a drag sends a change per step)."""
+        self._threshold_timer.start()
 
-    # --- subject folder -----------------------------------------------------------------------
-
-    def _on_open_folder(self) -> None:
-        folder = Path(self._folder.value)
-        if not folder.is_dir():
-            show_error(f"{folder} is not a folder: choose a subject folder holding <sub>_FLAIR.nii.gz etc.")
+    def _apply_threshold(self) -> None:
+        """Re-threshold the current run's mask (the latest finished one; kept runs keep their threshold)."""
+        value = float(self._threshold.value)
+        record = next(reversed(self._runs.values()), None)
+        if record is None:
             return
-        self.open_folder(folder)
+        mask_name = record.layers.get("mask")
+        if mask_name in self._viewer.layers:
+            mask = self._viewer.layers[mask_name]
+            mask.data[...] = record.result.probability >= value
+            mask.refresh()
+        record.settings = dataclasses.replace(record.settings, threshold=value)
+        self._session.threshold_changed.emit(record)
 
-    def _add_subject(self, subject: Any) -> None:
-        for data, kwargs, layer_type in subject_layer_data(subject):
-            self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
-        self._refresh_inputs()
-        self._status.value = f"{subject.name}: {', '.join(subject.modalities)} loaded as inputs."
-
-    def _on_load_error(self, err: Exception) -> None:
-        self._status.value = "Could not open the subject (see the notification)."
-        if isinstance(err, LesionSegError):
-            show_error(str(err))
-        else:
-            raise err
-
-
-class _InferenceFailed(Exception):
-    """A runtime failure inside the network run (e.g. a device error), reported to the user."""
-
-
-def _inference_job(
-    images: dict[str, np.ndarray],
-    checkpoint: Path,
-    settings: InferenceSettings,
-    cancel: CancelToken,
-    layers_ready: threading.Event,
-) -> Generator[ProgressEvent, None, InferenceResult]:
-    """Worker body: the one prediction entry point, yielding every event.
-
-    The network starts once `layers_ready` is set, after `_LAYERS_WAIT_S` at the latest (or the run
-    is cancelled: the engine then stops before its first batch).
-    """
-
-    def wait_for_layers() -> None:
-        deadline = time.monotonic() + _LAYERS_WAIT_S  # the layers only show the run: never wait on them for long
-        while not layers_ready.wait(0.05) and not cancel.is_set() and time.monotonic() < deadline:
-            pass
-
-    try:
-        return (yield from iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers))
-    except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user
-        raise _InferenceFailed(f"inference failed on device {settings.device!r}: {err}") from err
-
-
-def _pause_after(worker: Any, batches: int) -> None:
-    """Pause `worker` right after its `batches`-th event, before it starts the next batch.
-
-    The slot runs in the worker's thread (direct connection): a request sent from the GUI thread
-    could arrive after a fast run has already finished.
-    """
-    count = itertools.count(1)
-
-    def pause_when_due(event: ProgressEvent) -> None:
-        if next(count) == batches:
-            worker.pause()
-
-    worker.yielded.connect(pause_when_due, Qt.ConnectionType.DirectConnection)
-
-
-def _check_layers(chosen: dict[str, Layer]) -> None:
-    """Raise `InvalidInputError` unless the chosen layers are distinct 3-D volumes of one shape."""
-    for modality, layer in chosen.items():
-        if layer.ndim != 3 or getattr(layer, "rgb", False) or layer.multiscale:
-            raise InvalidInputError(
-                f"Layer {layer.name!r} (for {modality}) has shape {tuple(layer.data.shape)}: inference needs a "
-                "single-channel 3-D volume (Z, Y, X)."
-            )
-    seen: dict[int, str] = {}
-    for modality, layer in chosen.items():
-        if id(layer) in seen:
-            raise InvalidInputError(
-                f"Layer {layer.name!r} is chosen for both {seen[id(layer)]} and {modality}: pick one layer per "
-                "modality."
-            )
-        seen[id(layer)] = modality
-    (first_modality, first), *others = chosen.items()
-    for modality, layer in others:
-        if layer.data.shape != first.data.shape:
-            raise InvalidInputError(
-                f"Layer {layer.name!r} ({modality}) has shape {tuple(layer.data.shape)} but {first.name!r} "
-                f"({first_modality}) has {tuple(first.data.shape)}: all input layers must lie on one voxel grid. "
-                "Resample it onto the FLAIR grid (`load_subject(..., resample=True)`) or pick another layer."
-            )
-
-
-def _box_slices(box: np.ndarray) -> tuple[slice, ...]:
-    return tuple(slice(int(start), int(stop)) for start, stop in zip(box[0], box[1]))
-
-
-def _auto_run_name(info: CheckpointInfo, infos: Sequence[CheckpointInfo]) -> str:
-    """``"beta 1.5"``, or the checkpoint's name when its beta does not tell it apart from the others."""
-    beta = info.metadata.beta
-    if beta is None:
-        return info.name
-    same_beta = [other for other in infos if other.metadata.beta == beta]
-    return f"beta {beta:g}" if len(same_beta) == 1 else f"{info.name}, beta {beta:g}"
-
-
-def _checkpoint_labels(infos: Sequence[CheckpointInfo]) -> dict[str, str]:
-    """One selector line per checkpoint: its beta first (the one-click choice), then loss, name, source."""
-    labels = {}
-    for info in infos:
-        beta = "no beta" if info.metadata.beta is None else f"β = {info.metadata.beta:g}"
-        source = "yours" if info.source == "user" else "bundled"
-        labels[str(info.path)] = f"{beta}  ·  {info.metadata.loss}  ·  {info.name} ({source})"
-    return labels
-
-
-def _checkpoint_details(info: CheckpointInfo) -> str:
-    """The selected checkpoint's training data, validation score and inputs, in one short paragraph."""
-    metadata = info.metadata
-    parts = [f"Loss {metadata.loss}" + ("" if metadata.beta is None else f" (β = {metadata.beta:g})")]
-    parts.append(f"trained on {_training_summary(metadata.training)}")
-    dsc = _validation_dsc(metadata.validation)
-    if dsc is not None:
-        parts.append(f"validation DSC {dsc:.3f}")
-    if metadata.parent:
-        parts.append(f"fine-tuned from {metadata.parent}")
-    parts.append(f"inputs {', '.join(metadata.modalities)}; patch {'×'.join(map(str, metadata.patch_size))}")
-    return "; ".join(parts) + "."
-
-
-def _validation_dsc(validation: dict[str, Any]) -> float | None:
-    """The validation DSC, stored flat (``{"dsc": ...}``) or as the mean over subjects (``{"mean": {"dsc": ...}}``)."""
-    for scores in (validation, validation.get("mean")):
-        if isinstance(scores, dict) and isinstance(scores.get("dsc"), (int, float)):
-            return float(scores["dsc"])
-    return None
-
-
-def _training_summary(training: dict[str, Any]) -> str:
-    data = training.get("data") or training.get("subjects") or []
-    if isinstance(data, (list, tuple)) and data:
-        names = [Path(str(item)).name for item in data]
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        summary = f"{len(names)} folder(s) ({shown})"
-    else:
-        summary = "unrecorded data"
-    steps = training.get("steps") or training.get("epochs")
-    if steps:
-        summary += f", {steps} {'steps' if 'steps' in training else 'epochs'}"
-    return summary
-
-
-def _device_choices() -> list[tuple[str, str]]:
-    """Device choices, naming the GPU when there is one."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    choices = [(f"auto ({gpu or ('Apple GPU' if mps else 'CPU')})", "auto"), ("CPU", "cpu")]
-    if gpu:
-        choices.append((f"GPU: {gpu}", "cuda"))
-    if mps:
-        choices.append(("GPU: Apple MPS", "mps"))
-    return choices
-
-
-@contextlib.contextmanager
-def _warnings_as_notifications() -> Iterator[None]:
-    """Warnings raised inside (e.g. an unreadable checkpoint skipped) become napari notifications."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        show_warning(str(warning.message))
+    def _forget_removed_runs(self, event: Any = None) -> None:
+        """Drop the records of runs whose probability layer the user removed (their volumes go with them)."""
+        present = {layer.name for layer in self._viewer.layers}
+        for name in [n for n, r in self._runs.items() if r.layers.get("probability") not in present]:
+            del self._runs[name]
+        self._session.forget_missing(present)

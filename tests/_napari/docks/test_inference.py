@@ -14,7 +14,7 @@ import torch
 
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari.docks import InferenceWidget
-from napari_lesionseg._napari.docks.inference import result_layer_names
+from napari_lesionseg._napari._run_layers import result_layer_names
 from napari_lesionseg._napari.reader import read_paths
 from napari_lesionseg.engine import checkpoints
 from napari_lesionseg.engine.checkpoints import (
@@ -112,12 +112,12 @@ class TestSelector:
         assert dock.checkpoint_names == ["tiny-beta1", "tiny-beta3"]
         from qtpy.QtWidgets import QRadioButton
 
-        texts = [button.text() for button in dock._checkpoint.native.findChildren(QRadioButton)]
+        texts = [button.text() for button in dock._model._checkpoint.native.findChildren(QRadioButton)]
         assert any("β = 1" in text and "fbeta" in text for text in texts)
         assert any("β = 3" in text for text in texts)
-        assert "2 folder(s) (sub-01, sub-02)" in dock._checkpoint_details.value
-        assert "validation DSC 0.610" in dock._checkpoint_details.value
-        assert [(combo.label, combo.value.name) for combo in dock._inputs] == [(m, m) for m in MODALITIES]
+        assert "2 folder(s) (sub-01, sub-02)" in dock._model._checkpoint_details.value
+        assert "validation DSC 0.610" in dock._model._checkpoint_details.value
+        assert [(combo.label, combo.value.name) for combo in dock._model._inputs] == [(m, m) for m in MODALITIES]
 
     def test_a_new_checkpoint_appears_when_the_session_says_so(self, app):
         viewer, dock = app
@@ -309,7 +309,7 @@ class TestBadStates:
     def test_a_layer_of_another_shape(self, app):
         viewer, dock = app
         odd = viewer.add_image(np.zeros((24, 24, 20), dtype=np.float32), name="T2w resampled")
-        next(combo for combo in dock._inputs if combo.label == "T2w").value = odd
+        next(combo for combo in dock._model._inputs if combo.label == "T2w").value = odd
         start = notification_count()
         assert dock.run() is None
         messages = notifications_since(start)
@@ -333,7 +333,7 @@ def test_opening_a_subject_folder_fills_the_inputs(qtbot, home, make_napari_view
     worker = dock.open_folder(make_subject(shape=SHAPE))
     with qtbot.waitSignal(worker.finished, timeout=20_000):
         pass
-    assert [combo.value.name for combo in dock._inputs] == MODALITIES
+    assert [combo.value.name for combo in dock._model._inputs] == MODALITIES
 
 
 @pytest.mark.slow

@@ -1,0 +1,206 @@
+"""The model and its inputs, as the Inference dock shows them: a checkpoint picked by its beta, one
+image layer per modality it takes (matched by the modality each layer was loaded as), and a subject
+folder to open as inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    RadioButtons,
+)
+from napari.layers import Image, Layer
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+from napari_lesionseg._napari._inference_job import (
+    check_layers,
+    warnings_as_notifications,
+)
+from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari.metadata import modality_from_layer_metadata
+from napari_lesionseg._napari.reader import subject_layer_data
+from napari_lesionseg.data.subject import load_subject
+from napari_lesionseg.engine.catalog import checkpoint_details, checkpoint_labels
+from napari_lesionseg.engine.checkpoints import (
+    CheckpointInfo,
+    CheckpointMetadata,
+    list_checkpoints,
+    user_checkpoint_dir,
+)
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ModelInputs", "image_layers", "matching_layer"]
+
+#: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
+TEXT_WIDTH = 300
+
+
+def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
+    """Image layers that can be inputs (not the results this plugin computed)."""
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_result(layer)]
+
+
+def matching_layer(viewer: napari.viewer.Viewer, modality: str) -> Image | None:
+    """The image layer loaded as `modality` (or named so), compared case-insensitively."""
+    key = modality.casefold()
+    for layer in image_layers(viewer):
+        loaded_as = modality_from_layer_metadata(layer.metadata) or ""
+        if key in (layer.name.casefold(), loaded_as.casefold()):
+            return layer
+    return None
+
+
+class ModelInputs(Container):
+    """Checkpoint selector, its details, and the image layer chosen for each of its modalities."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, status: Callable[[str], None]) -> None:
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self._status = status
+        self._checkpoints: dict[str, CheckpointInfo] = {}
+        self._checkpoint = RadioButtons(choices=self._checkpoint_choices)
+        self._checkpoint_details = Label(value="")
+        self._inputs = Container(labels=True)
+        self._folder = FileEdit(mode="d", label="Subject folder")
+        self._open_folder = PushButton(text="Open folder as inputs")
+        self._checkpoint_details.native.setWordWrap(True)
+        self._checkpoint_details.native.setMinimumWidth(TEXT_WIDTH)
+        self.extend(
+            [
+                Label(value="<b>Checkpoint</b> (beta: higher favours recall)"),
+                self._checkpoint,
+                self._checkpoint_details,
+                Label(value="<b>Inputs</b> (image layer per modality)"),
+                self._inputs,
+                Container(labels=True, widgets=[self._folder]),
+                self._open_folder,
+            ]
+        )
+        self._checkpoint.changed.connect(self._on_checkpoint_changed)
+        self._open_folder.changed.connect(self._on_open_folder)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self.refresh_inputs)
+
+    @property
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """The checkpoints the selector lists, in order."""
+        return list(self._checkpoints.values())
+
+    def refresh_checkpoints(self) -> None:
+        """Re-read the user's and the bundled checkpoints into the selector (keeps the selection)."""
+        with warnings_as_notifications():
+            infos = list_checkpoints()
+        self._checkpoints = {str(info.path): info for info in infos}
+        previous = self._checkpoint.value
+        if tuple(self._checkpoints) != self._checkpoint.choices:  # rebuilding the buttons makes the dock flicker
+            self._checkpoint.reset_choices()
+        if infos:
+            self._checkpoint.value = previous if previous in self._checkpoints else str(infos[0].path)
+        self._on_checkpoint_changed()
+
+    def select(self, name: str) -> None:
+        """Select the checkpoint called `name` (file stem), as one click on it would."""
+        matches = [path for path, info in self._checkpoints.items() if info.name == name]
+        if not matches:
+            names = [info.name for info in self.checkpoints]
+            raise CheckpointError(f"no checkpoint named {name!r} in the selector; found {names}")
+        self._checkpoint.value = matches[0]
+
+    def selected(self) -> CheckpointInfo:
+        """The selected checkpoint (`CheckpointError` when there is none)."""
+        info = self._checkpoints.get(self._checkpoint.value)
+        if info is None:
+            raise CheckpointError(
+                f"No checkpoint is selected, and none may exist: put one in {user_checkpoint_dir()} "
+                "(`lesionseg train`, or the Fine-tune dock) and it will be listed here."
+            )
+        return info
+
+    def input_layers(self, metadata: CheckpointMetadata) -> list[Image]:
+        """The chosen layer of each of the checkpoint's modalities, in its channel order, checked."""
+        if not image_layers(self._viewer):
+            raise InvalidInputError(
+                "There are no image layers to segment: open a subject first (Subject dock, File > Open, "
+                "or 'Open folder as inputs' here)."
+            )
+        chosen = {combo.label: combo.value for combo in self._inputs}
+        missing = [modality for modality in metadata.modalities if chosen.get(modality) is None]
+        if missing:
+            raise CheckpointError(
+                f"Checkpoint {metadata.name!r} needs the modalities {', '.join(metadata.modalities)}, but no image "
+                f"layer is chosen for {', '.join(missing)} (image layers: "
+                f"{', '.join(layer.name for layer in image_layers(self._viewer))}). Open the missing modality and "
+                "pick its layer under Inputs, or choose a checkpoint trained on the modalities you have."
+            )
+        layers = [chosen[modality] for modality in metadata.modalities]
+        check_layers(dict(zip(metadata.modalities, layers)))
+        return layers
+
+    def open_folder(self, folder: str | Path) -> Any:
+        """Load a subject folder off the GUI thread and add its modalities as input layers; returns the worker."""
+        self._status(f"Loading {Path(folder).name}...")
+        return create_worker(
+            load_subject, Path(folder), _connect={"returned": self._add_subject, "errored": self._on_load_error}
+        )
+
+    def refresh_inputs(self, event: Any = None) -> None:
+        """Re-list the image layers in every input box; empty boxes take the matching layer."""
+        for combo in self._inputs:
+            combo.reset_choices()
+            if combo.value is None:
+                combo.value = matching_layer(self._viewer, combo.label)
+
+    def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
+        labels = checkpoint_labels(self.checkpoints)
+        return [(labels[path], path) for path in self._checkpoints]
+
+    def _on_checkpoint_changed(self, value: Any = None) -> None:
+        info = self._checkpoints.get(self._checkpoint.value)
+        if info is None:
+            self._checkpoint_details.value = f"No checkpoints found (user folder: {user_checkpoint_dir()})."
+            self._inputs.clear()
+            return
+        self._checkpoint_details.value = checkpoint_details(info)
+        chosen = {combo.label: combo.value for combo in self._inputs}  # the user's picks survive a beta switch
+        available = image_layers(self._viewer)
+        self._inputs.clear()
+        for modality in info.metadata.modalities:
+            combo = ComboBox(label=modality, choices=self._image_choices, nullable=True, name=f"input_{modality}")
+            previous = chosen.get(modality)
+            in_viewer = any(previous is layer for layer in available)
+            combo.value = previous if in_viewer else matching_layer(self._viewer, modality)
+            self._inputs.append(combo)
+
+    def _image_choices(self, widget: Any = None) -> list[tuple[str, Layer]]:
+        return [(layer.name, layer) for layer in image_layers(self._viewer)]
+
+    def _on_open_folder(self) -> None:
+        folder = Path(self._folder.value)
+        if not folder.is_dir():
+            show_error(f"{folder} is not a folder: choose a subject folder holding <sub>_FLAIR.nii.gz etc.")
+            return
+        self.open_folder(folder)
+
+    def _add_subject(self, subject: Any) -> None:
+        for data, kwargs, layer_type in subject_layer_data(subject):
+            self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        self.refresh_inputs()
+        self._status(f"{subject.name}: {', '.join(subject.modalities)} loaded as inputs.")
+
+    def _on_load_error(self, err: Exception) -> None:
+        self._status("Could not open the subject (see the notification).")
+        if isinstance(err, LesionSegError):
+            show_error(str(err))
+        else:
+            raise err
