@@ -27,19 +27,20 @@ from __future__ import annotations
 import datetime
 import re
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 
 if TYPE_CHECKING:
+    from napari_lesionseg._progress import CancelToken
     from napari_lesionseg.training import TrainingProgress, TrainingSubject
-    from napari_lesionseg.training.loop import CancelToken
 
 __all__ = [
     "EVALUATION",
@@ -48,6 +49,7 @@ __all__ = [
     "check_correction",
     "correction_training_subject",
     "fine_tune_on_correction",
+    "iter_fine_tune_on_correction",
     "new_checkpoint_path",
 ]
 
@@ -185,12 +187,20 @@ def fine_tune_on_correction(
     on_progress: Callable[[TrainingProgress], Any] | None = None,
     cancel: CancelToken | None = None,
 ) -> FineTuneOutcome:
+    """Run :func:`iter_fine_tune_on_correction` to the end, passing every step to `on_progress`."""
+    return drain(iter_fine_tune_on_correction(request, cancel=cancel), on_progress)
+
+
+def iter_fine_tune_on_correction(
+    request: FineTuneRequest, *, cancel: CancelToken | None = None
+) -> Generator[TrainingProgress, None, FineTuneOutcome]:
     """Measure the starting network on the corrected subject, fine-tune it, save and measure the result.
+
+    Yields a ``"baseline"`` `TrainingProgress` (with the before metrics), then the training loop's
+    progress after every step and ``"done"``; returns the `FineTuneOutcome`.
 
     Args:
         request: the checkpoint, data and settings.
-        on_progress: receives a ``"baseline"`` `TrainingProgress` (with the before metrics), then the
-            training loop's progress after every step, its validation and ``"done"``.
         cancel: stops after the current step; nothing is saved then.
 
     Raises:
@@ -198,7 +208,8 @@ def fine_tune_on_correction(
         CheckpointError: the checkpoint is missing, or does not take this many images.
     """
     from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
-    from napari_lesionseg.training import TrainingProgress, fine_tune
+    from napari_lesionseg.training import TrainingProgress
+    from napari_lesionseg.training.finetune import iter_fine_tune
 
     _check_settings(request)
     model, metadata = load_checkpoint(request.checkpoint, device="cpu")
@@ -212,25 +223,18 @@ def fine_tune_on_correction(
     )
     before = _measure((model, metadata), request) if request.measure else {}
     del model
-    if on_progress is not None:
-        on_progress(TrainingProgress("baseline", 0, request.steps, 0, 0, metrics=before))
+    yield TrainingProgress("baseline", 0, request.steps, 0, 0, metrics=before)
     losses: list[float] = []
-
-    def progress(step: TrainingProgress) -> None:
-        if step.phase == "train" and step.loss is not None:
-            losses.append(float(step.loss))
-        if on_progress is not None:
-            on_progress(step)
 
     out = new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
     if cancel is not None and cancel.is_set():
         return FineTuneOutcome(None, metadata.name, before, None, 0, request.steps, True, losses)
     with tempfile.TemporaryDirectory(prefix="lesionseg-finetune-") as work_dir:
-        result = fine_tune(
+        steps = iter_fine_tune(
             request.checkpoint, out, subjects=[subject], data=list(request.folders),
-                        steps=int(request.steps), lr=float(request.lr), on_progress=progress, cancel=cancel,
-            **_training_options(request, work_dir),
+            steps=int(request.steps), lr=float(request.lr), cancel=cancel, **_training_options(request, work_dir),
         )  # fmt: skip
+        result = yield from _recording_losses(steps, losses)
     after = None
     if result.checkpoint is not None:
         tuned, tuned_metadata = load_checkpoint(result.checkpoint)
@@ -315,3 +319,16 @@ def _record(
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "subject"
 
+
+def _recording_losses(
+    steps: Generator[TrainingProgress, None, Any], losses: list[float]
+) -> Generator[TrainingProgress, None, Any]:
+    """Pass `steps` on, appending every training step's loss to `losses`."""
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if step.phase == "train" and step.loss is not None:
+            losses.append(float(step.loss))
+        yield step

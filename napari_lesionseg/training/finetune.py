@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
+from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.training.config import (
     TrainingConfig,
     TrainingProgress,
     TrainingResult,
 )
 from napari_lesionseg.training.data import TrainingSubject
-from napari_lesionseg.training.loop import CancelToken, train
+from napari_lesionseg.training.loop import iter_training
 
-__all__ = ["fine_tune"]
+__all__ = ["fine_tune", "iter_fine_tune"]
 
 
-def fine_tune(
+def iter_fine_tune(
     checkpoint: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -27,11 +28,10 @@ def fine_tune(
     val: Sequence[str | os.PathLike[str]] = (),
     steps: int = 200,
     lr: float = 1e-4,
-    on_progress: Callable[[TrainingProgress], None] | None = None,
     cancel: CancelToken | None = None,
     **options: Any,
-) -> TrainingResult:
-    """Train `checkpoint` further on in-memory `subjects` and/or `data` folders; write `out`.
+) -> Generator[TrainingProgress, None, TrainingResult]:
+    """Train `checkpoint` further on in-memory `subjects` and/or `data` folders, yielding progress; write `out`.
 
     The network, loss, beta, modalities and patch size come from the checkpoint's metadata; the
     new checkpoint records it as its parent.
@@ -44,7 +44,6 @@ def fine_tune(
         val_subjects: validation subjects in memory; val: validation folders.
         steps: optimizer steps.
         lr: starting learning rate (lower than from-scratch training).
-        on_progress: called after every step and validation.
         cancel: a `threading.Event`; set it to stop after the current step.
         **options: any other `TrainingConfig` field (batch_size, seed, device, work_dir...).
     """
@@ -62,4 +61,15 @@ def fine_tune(
         **options,
     }
     config = TrainingConfig(data=list(data), val=list(val), out=str(out), init_checkpoint=str(checkpoint), **settings)
-    return train(config, subjects=subjects, val_subjects=val_subjects, on_progress=on_progress, cancel=cancel)
+    return (yield from iter_training(config, subjects=subjects, val_subjects=val_subjects, cancel=cancel))
+
+
+def fine_tune(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+    **kwargs: Any,
+) -> TrainingResult:
+    """Run :func:`iter_fine_tune` to the end (or to cancellation), passing every step to `on_progress`."""
+    return drain(iter_fine_tune(checkpoint, out, **kwargs), on_progress)

@@ -1,9 +1,9 @@
 """The Fine-tune dock: retrain the selected checkpoint on the corrected mask, live, without freezing napari.
 
 Thin by design: the data are the viewer's modality layers and the corrected mask layer (plus optional
-subject folders); `correction_training.fine_tune_on_correction` measures the starting network, trains,
+subject folders); `training.corrections.iter_fine_tune_on_correction` measures the starting network, trains,
 saves a new checkpoint in the per-user folder (never over its parent) and measures the result. The
-run goes on in a thread worker that reports every step (progress bar, live loss curve) and stops
+run goes on in a generator thread worker that yields every step (progress bar, live loss curve) and stops
 after the current step on Cancel. When it ends, the Inference dock's selector lists the new
 checkpoint at once (`Session.checkpoints_changed`) and one click runs inference with it.
 """
@@ -30,7 +30,6 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
 
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._plot import CurvePlot
@@ -41,6 +40,7 @@ from napari_lesionseg._napari.metadata import (
     modality_from_layer_metadata,
     path_from_layer_metadata,
 )
+from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
@@ -50,7 +50,7 @@ from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
     FineTuneRequest,
     check_correction,
-    fine_tune_on_correction,
+    iter_fine_tune_on_correction,
 )
 from napari_lesionseg.vocabulary import LOSS_LABELS, METRIC_LABELS
 
@@ -67,28 +67,6 @@ _TABLE_COLUMNS = ("metric", "before", "after", "change")
 _CORRECTED_NAME = "corrected mask"
 
 
-class _Cancel:
-    """The cancel token of one run: set by the Cancel button, or when the dock closes."""
-
-    def __init__(self, closed: threading.Event) -> None:
-        self._asked = threading.Event()
-        self._closed = closed
-
-    def set(self) -> None:
-        """Ask the run to stop after its current step."""
-        self._asked.set()
-
-    def is_set(self) -> bool:
-        """Whether the run should stop."""
-        return self._asked.is_set() or self._closed.is_set()
-
-
-class _ProgressRelay(QObject):
-    """Carries training progress from the worker thread to the GUI thread (a queued Qt connection)."""
-
-    progress = Signal(object)
-
-
 class FineTuneWidget(Container):
     """Fine-tune a checkpoint on the corrected subject; compare before and after."""
 
@@ -97,14 +75,13 @@ class FineTuneWidget(Container):
         self._viewer = viewer
         self._session = session_for(viewer)
         self._worker: Any = None
-        self._cancel: _Cancel | None = None
+        self._cancel: CancelToken | None = None
         self._closed = threading.Event()
         self._outcome: FineTuneOutcome | None = None
         self._losses: list[float] = []
         self._folders: list[Path] = []
         self._infos: list[CheckpointInfo] = []
         self._settings_from: Path | None = None
-        self._relay = _ProgressRelay()  # no Qt parent: a worker still running when the dock closes may emit
         self._build()
         self._connect()
         self.refresh_checkpoints()
@@ -190,7 +167,8 @@ class FineTuneWidget(Container):
             self._status.value = "Cannot fine-tune (see the notification)."
             show_error(str(err))
             return None
-        self._cancel = _Cancel(self._closed)
+        self._cancel = token = CancelToken()
+        self.native.destroyed.connect(lambda *_: token.cancel())  # closing the dock stops the run
         self._losses = []
         self._loss_plot.clear("waiting for the first step")
         self._progress.max, self._progress.value = request.steps, 0
@@ -199,18 +177,22 @@ class FineTuneWidget(Container):
         self._status.value = f"{action} {Path(str(request.checkpoint)).stem} on {request.mask_name!r}..."
         self._set_running(True)
         self._worker = create_worker(
-            fine_tune_on_correction,
+            iter_fine_tune_on_correction,
             request,
-            on_progress=self._relay.progress.emit,
             cancel=self._cancel,
-            _connect={"returned": self._on_finished, "errored": self._on_error, "finished": self._on_worker_done},
+            _connect={
+                "yielded": self._on_progress,
+                "returned": self._on_finished,
+                "errored": self._on_error,
+                "finished": self._on_worker_done,
+            },
         )
         return self._worker
 
     def cancel(self) -> None:
         """Stop after the current step; nothing is saved."""
         if self._cancel is not None:
-            self._cancel.set()
+            self._cancel.cancel()
             self._status.value = "Cancelling after the current step..."
 
     def rerun_inference(self) -> Any:
@@ -303,9 +285,8 @@ class FineTuneWidget(Container):
         self.native.layout().insertWidget(self.index(self._status) + 1, self._loss_plot)
 
     def _connect(self) -> None:
-        self._relay.progress.connect(self._on_progress)
         closed = self._closed  # not `self`: the dock may be half torn down when its widget is destroyed
-        self.native.destroyed.connect(lambda *_: closed.set())  # also stops a running fine-tune
+        self.native.destroyed.connect(lambda *_: closed.set())
         self._start.changed.connect(lambda: self.start())
         self._stop.changed.connect(self.cancel)
         self._rerun.changed.connect(lambda: self.rerun_inference())

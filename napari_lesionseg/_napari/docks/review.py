@@ -28,7 +28,7 @@ from magicgui.widgets import (
     PushButton,
     RadioButtons,
 )
-from napari.layers import Labels, Layer
+from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
@@ -36,25 +36,20 @@ from qtpy.QtCore import QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QApplication
 
-from napari_lesionseg._napari._autosave import AutosaveTarget, MaskAutosaver
+from napari_lesionseg._napari._autosave import MaskAutosaver
+from napari_lesionseg._napari._corrected_masks import (
+    CorrectedMasks,
+    no_grid_message,
+    source_path,
+)
 from napari_lesionseg._napari._layers import is_result, placement
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
-    layer_metadata,
-    path_from_layer_metadata,
 )
-from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, MASK_SUFFIX, TP
-from napari_lesionseg.data.corrections import (
-    corrected_mask_path,
-    find_corrected_mask,
-    load_corrected_mask,
-    save_corrected_mask,
-)
-from napari_lesionseg.data.geometry import Geometry
-from napari_lesionseg.data.naming import nifti_stem, subject_of
+from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, TP
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.review import (
     REVIEW_METRICS,
@@ -71,7 +66,6 @@ if TYPE_CHECKING:
 __all__ = ["LesionReviewWidget"]
 
 OVERLAY_NAME = "lesion review (TP/FN/FP)"
-CORRECTED_NAME = "corrected mask"
 _METRIC_COLUMNS = ("metric", "value", "metric", "value")
 _METRIC_ROWS = (len(REVIEW_METRICS) + 1) // 2
 _LESION_COLUMNS = ("source", "status", "mL", "mean prob", "corrected")
@@ -103,6 +97,7 @@ class LesionReviewWidget(Container):
         self._auto_update.setInterval(_AUTO_UPDATE_MS)
         self._auto_update.timeout.connect(lambda: self.update(quiet=True))
         self._closed = threading.Event()
+        self._masks = CorrectedMasks(viewer)
         self._build()
         self._connect()
         self._refresh_choices()
@@ -137,10 +132,6 @@ class LesionReviewWidget(Container):
     def set_reference(self, layer: Labels) -> None:
         """Compare against `layer` (ground truth, an expert's or the corrected mask)."""
         self._reference.value = layer
-
-    def set_corrected(self, layer: Labels | None) -> None:
-        """Edit (and autosave) `layer` with Accept/Reject."""
-        self._corrected.value = layer
 
     def set_mode(self, mode: str) -> None:
         """Colour the overlay ``"voxel"``-wise or ``"lesion"``-wise."""
@@ -215,63 +206,34 @@ class LesionReviewWidget(Container):
 
     def new_corrected_mask(self) -> Labels | None:
         """Add a corrected mask layer initialised from the prediction, select it and return it."""
-        prediction = self._prediction.value
-        if prediction is None:
-            show_error("Choose a prediction first: the corrected mask starts as a copy of it.")
-            return None
-        layer = self._viewer.add_labels(
-            (np.asarray(prediction.data) != 0).astype(np.uint8),
-            name=CORRECTED_NAME,
-            scale=prediction.scale,
-            translate=prediction.translate,
-            metadata=_grid_metadata(prediction, self._subject_geometry(prediction)),
-            opacity=0.6,
-        )
-        self._corrected.value = layer
+        layer = self._masks.new_from(self._prediction.value)
+        if layer is not None:
+            self._corrected.value = layer
         return layer
 
     def restore_autosave(self) -> Labels | None:
         """Add the subject's autosaved corrected mask as a layer, select it and return it."""
-        found = self._autosave_on_disk()
-        if found is None:
-            show_error("There are no autosaved corrections for the open subject.")
-            return None
-        path, source = found
-        try:
-            data = load_corrected_mask(path, shape=np.shape(source.data))
-        except LesionSegError as err:
-            show_error(str(err))
-            return None
-        layer = self._viewer.add_labels(
-            data,
-            name=CORRECTED_NAME,
-            scale=source.scale,
-            translate=source.translate,
-            metadata=layer_metadata(geometry_from_layer_metadata(source.metadata), path=path),
-            opacity=0.6,
-        )
-        self._corrected.value = layer
-        show_info(f"Restored the corrections saved in {path}")
+        layer = self._masks.restore()
+        if layer is not None:
+            self._corrected.value = layer
         return layer
 
     def save_corrected(self, path: str | Path | None = None) -> Path | None:
         """Write the corrected mask to `path` (default: the Save-as field, else the autosave file)."""
-        layer = self._corrected.value
-        if layer is None:
-            show_error("There is no corrected mask to save: create one from the prediction first.")
-            return None
-        chosen = path if path is not None else self._save_path.value
-        target = self._autosave_target(layer)
-        try:
-            if target is None:
-                raise InvalidInputError(_no_grid_message(layer))
-            destination = Path(chosen) if chosen and str(chosen) not in ("", ".") else target.path
-            written = save_corrected_mask(layer.data, target.geometry, destination, protected=target.protected)
-        except LesionSegError as err:
-            show_error(str(err))
-            return None
-        show_info(f"Saved {layer.name!r} to {written}")
-        return written
+        return self._masks.save(self._corrected.value, path if path is not None else self._save_path.value)
+
+    def _offer_autosave(self) -> None:
+        found = self._masks.autosave_on_disk()
+        self._restore.enabled = found is not None
+        current = self._autosaver.target.path if self._autosaver.target is not None else None
+        if found is None or found[0] in self._offered or found[0] == current:  # not this session's own autosave
+            return
+        self._offered.add(found[0])
+        if not any(source_path(layer) == found[0] for layer in self._viewer.layers):
+            show_info(
+                f"Found autosaved corrections for this subject ({found[0]}): click 'Restore autosave' in the "
+                "Lesion review dock to continue from them."
+            )
 
     # --- layout ----------------------------------------------------------------------------------
 
@@ -367,8 +329,8 @@ class LesionReviewWidget(Container):
 
     def _on_layer_inserted(self, event: Any) -> None:
         self._refresh_choices()
-        path = _source_path(event.value)
-        if self._reference.value is None and path is not None and path in self._reference_files():
+        path = source_path(event.value)
+        if self._reference.value is None and path is not None and path in self._masks.reference_files():
             self._reference.value = event.value
         self._offer_autosave()
 
@@ -386,12 +348,12 @@ class LesionReviewWidget(Container):
         self._schedule_update()
 
     def _on_corrected_changed(self, layer: Labels | None) -> None:
-        target = self._autosave_target(layer) if layer is not None else None
+        target = self._masks.autosave_target(layer) if layer is not None else None
         self._autosaver.watch(layer, target)
         if layer is None:
             self._autosave_status.value = "Autosave: no corrected mask selected"
         elif target is None:
-            self._autosave_status.value = f"Autosave off: {_no_grid_message(layer)}"
+            self._autosave_status.value = f"Autosave off: {no_grid_message(layer)}"
         else:
             self._autosave_status.value = f"Autosave to {target.path}"
         self._show_coverage()
@@ -555,70 +517,6 @@ class LesionReviewWidget(Container):
         layer.data_setitem(lesion_voxels(review, index), 1 if keep else 0)
         self._show_coverage()
 
-    # --- corrected mask and autosave ---------------------------------------------------------------
-
-    def _autosave_target(self, layer: Labels) -> AutosaveTarget | None:
-        """Where `layer` is autosaved: beside its subject's files, on the subject's grid."""
-        subject_layer = self._subject_layer(np.shape(layer.data), prefer=layer)
-        if subject_layer is None:
-            return None
-        folder, name = subject_of(_source_path(subject_layer))
-        geometry = geometry_from_layer_metadata(layer.metadata) or geometry_from_layer_metadata(subject_layer.metadata)
-        if geometry is None:
-            return None
-        restored = _source_path(layer)
-        return AutosaveTarget(
-            path=corrected_mask_path(folder, name),
-            geometry=geometry,
-            fallback=(folder, name),
-            protected=tuple(self._reference_files()),
-            restored_from=restored if restored is not None and subject_of(restored) is not None else None,
-        )
-
-    def _subject_layer(self, shape: tuple[int, ...], prefer: Layer | None = None) -> Layer | None:
-        """A layer read from a subject file, on a grid of `shape` (`prefer` first)."""
-        candidates = ([prefer] if prefer is not None else []) + list(self._viewer.layers)
-        for layer in candidates:
-            path = _source_path(layer)
-            if path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape):
-                return layer
-        return None
-
-    def _subject_geometry(self, layer: Layer) -> Geometry | None:
-        geometry = geometry_from_layer_metadata(layer.metadata)
-        if geometry is None:
-            subject_layer = self._subject_layer(np.shape(layer.data))
-            geometry = geometry_from_layer_metadata(subject_layer.metadata) if subject_layer is not None else None
-        return geometry
-
-    def _reference_files(self) -> list[Path]:
-        paths = [_source_path(layer) for layer in self._viewer.layers]
-        return [p for p in paths if p is not None and nifti_stem(p).lower().endswith(MASK_SUFFIX.lower())]
-
-    def _autosave_on_disk(self) -> tuple[Path, Layer] | None:
-        """The open subject's autosaved corrections and a layer of that subject, if any."""
-        for layer in self._viewer.layers:
-            path = _source_path(layer)
-            parsed = subject_of(path) if path is not None else None
-            if parsed is not None and geometry_from_layer_metadata(layer.metadata) is not None:
-                found = find_corrected_mask(*parsed)
-                if found is not None:
-                    return found, layer
-        return None
-
-    def _offer_autosave(self) -> None:
-        found = self._autosave_on_disk()
-        self._restore.enabled = found is not None
-        current = self._autosaver.target.path if self._autosaver.target is not None else None
-        if found is None or found[0] in self._offered or found[0] == current:  # not this session's own autosave
-            return
-        self._offered.add(found[0])
-        if not any(_source_path(layer) == found[0] for layer in self._viewer.layers):
-            show_info(
-                f"Found autosaved corrections for this subject ({found[0]}): click 'Restore autosave' in the "
-                "Lesion review dock to continue from them."
-            )
-
     # --- choices ---------------------------------------------------------------------------------
 
     def _mask_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
@@ -626,11 +524,11 @@ class LesionReviewWidget(Container):
 
     def _correctable_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
         """Labels layers that may be edited: no computed result (a run's mask, the overlay), no reference file."""
-        reference_files = set(self._reference_files())
+        reference_files = set(self._masks.reference_files())
         return [
             (name, layer)
             for name, layer in self._mask_layers()
-            if not is_result(layer) and _source_path(layer) not in reference_files
+            if not is_result(layer) and source_path(layer) not in reference_files
         ]
 
     def _refresh_choices(self) -> None:
@@ -639,7 +537,7 @@ class LesionReviewWidget(Container):
 
     def _pick_defaults(self) -> None:
         layers = dict(self._mask_layers())
-        references = [layer for layer in layers.values() if _source_path(layer) in self._reference_files()]
+        references = [layer for layer in layers.values() if source_path(layer) in self._masks.reference_files()]
         if self._reference.value is None and references:
             self._reference.value = references[0]
         run = self._session.latest
@@ -665,18 +563,3 @@ def _format(value: Any) -> str:
 
 def _coverage_word(fraction: float) -> str:
     return "kept" if fraction >= 1.0 else "removed" if fraction <= 0.0 else f"{fraction:.0%} kept"
-
-
-def _source_path(layer: Layer) -> Path | None:
-    return path_from_layer_metadata(layer.metadata)
-
-
-def _grid_metadata(layer: Layer, geometry: Geometry | None) -> dict[str, Any]:
-    return layer_metadata(geometry) if geometry is not None else {}
-
-
-def _no_grid_message(layer: Labels) -> str:
-    return (
-        f"{layer.name!r} is not on the grid of a subject opened from NIfTI files (open the subject with this "
-        "plugin, then create the corrected mask from a prediction on it)"
-    )

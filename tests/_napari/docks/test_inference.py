@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from napari_lesionseg._napari._run_layers import result_layer_names
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari.docks import InferenceWidget
-from napari_lesionseg._napari._run_layers import result_layer_names
 from napari_lesionseg._napari.reader import read_paths
 from napari_lesionseg.engine import checkpoints
 from napari_lesionseg.engine.checkpoints import (
     CheckpointMetadata,
+    load_checkpoint,
     save_checkpoint,
     user_checkpoint_dir,
 )
@@ -358,3 +359,42 @@ def test_the_dock_and_its_overlays_are_visible_on_screen(qtbot, app, tmp_path):
     probability.visible = True
     shot = viewer.screenshot(str(tmp_path / "inference.png"), canvas_only=False)
     assert shot.shape[0] > 400 and (tmp_path / "inference.png").stat().st_size > 0
+
+
+class TestOnePredictionPath:
+    def test_a_checkpoint_with_a_foreign_normalisation_is_refused_as_in_the_cli(self, app, tmp_path, make_subject):
+        from napari_lesionseg.cli import main
+
+        viewer, dock = app
+        path = save_tiny_checkpoint("tiny-minmax", 1.5)
+        model, metadata = load_checkpoint(path)
+        metadata.normalization = {"method": "minmax"}
+        save_checkpoint(path, model, metadata)
+        dock.refresh_checkpoints()
+        dock.select_checkpoint("tiny-minmax")
+        before = notification_count()
+        assert dock.run() is None
+        assert any("'minmax'" in text for text in notifications_since(before))
+        assert not any("lesion probability" in layer.name for layer in viewer.layers)
+        out = tmp_path / "out"
+        code = main(["predict", str(make_subject(shape=SHAPE)), "--checkpoint", str(path), "--mask-out", str(out / "m.nii.gz")])
+        assert code == 2 and not (out / "m.nii.gz").exists()
+
+
+class TestRunRecords:
+    def test_the_threshold_moves_the_current_run_only_and_removed_runs_are_forgotten(self, qtbot, app):
+        viewer, dock = app
+        dock.set_options(keep_runs=True, run_name="first")
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        dock.set_options(run_name="second")
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        first = viewer.layers["lesion mask [first]"].data.copy()
+        dock.set_threshold(0.9)
+        np.testing.assert_array_equal(viewer.layers["lesion mask [first]"].data, first)
+        second = dock.runs["second"].result.probability
+        np.testing.assert_array_equal(viewer.layers["lesion mask [second]"].data, second >= 0.9)
+        viewer.layers.remove("lesion probability [first]")
+        assert "first" not in dock.runs
+        assert [run.name for run in session_for(viewer).runs] == ["second"]
