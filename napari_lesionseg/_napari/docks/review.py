@@ -33,7 +33,6 @@ from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtGui import QColor
 from qtpy.QtWidgets import QApplication
 
 from napari_lesionseg._napari._autosave import MaskAutosaver
@@ -43,18 +42,18 @@ from napari_lesionseg._napari._corrected_masks import (
     source_path,
 )
 from napari_lesionseg._napari._layers import is_result, placement
+from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
 )
-from napari_lesionseg.constants import CONFUSION_COLORS, FN, FP, TP
+from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.review import (
     REVIEW_METRICS,
     Review,
-    lesion_coverage,
     lesion_voxels,
     review_masks,
 )
@@ -68,8 +67,6 @@ __all__ = ["LesionReviewWidget"]
 OVERLAY_NAME = "lesion review (TP/FN/FP)"
 _METRIC_COLUMNS = ("metric", "value", "metric", "value")
 _METRIC_ROWS = (len(REVIEW_METRICS) + 1) // 2
-_LESION_COLUMNS = ("source", "status", "mL", "mean prob", "corrected")
-_STATUS_VALUES = {"TP": TP, "FN": FN, "FP": FP}
 _AUTO_UPDATE_MS = 400
 _TEXT_WIDTH = 300
 
@@ -177,7 +174,7 @@ class LesionReviewWidget(Container):
         if not 0 <= index < len(lesions):
             show_error(f"There is no lesion {index + 1}: the review lists {len(lesions)}.")
             return
-        self._select_row(index)
+        self._table_of_lesions.select(index)
         self._centre_on(lesions[index].centroid_voxel)
         lesion = lesions[index]
         self._status.value = f"Lesion {index + 1}/{len(lesions)}: {lesion.source} {lesion.status}, {lesion.volume_ml:.3f} mL"
@@ -193,8 +190,7 @@ class LesionReviewWidget(Container):
     @property
     def selected_lesion(self) -> int | None:
         """Index of the selected lesion row, if any."""
-        rows = {index.row() for index in self._lesions.native.selectionModel().selectedRows()}
-        return min(rows) if rows else None
+        return self._table_of_lesions.selected
 
     def accept(self, index: int | None = None) -> None:
         """Keep lesion `index` (default: the selected one) in the corrected mask."""
@@ -246,7 +242,8 @@ class LesionReviewWidget(Container):
         self._update_button = PushButton(text="Update review")
         self._status = Label(value="")
         self._metrics = make_table(_METRIC_COLUMNS, visible_rows=_METRIC_ROWS)
-        self._lesions = make_table(_LESION_COLUMNS, visible_rows=6)
+        self._table_of_lesions = LesionTable(visible_rows=6)
+        self._lesions = self._table_of_lesions.widget
         self._previous, self._next = PushButton(text="< Previous"), PushButton(text="Next >")
         self._accept, self._reject = PushButton(text="Accept (keep)"), PushButton(text="Reject (remove)")
         self._corrected = ComboBox(choices=self._correctable_layers, nullable=True)
@@ -418,11 +415,7 @@ class LesionReviewWidget(Container):
             self._plot.set_curve(*review.curve, marker=review.operating_point)
         else:
             self._plot.clear("no run probability for this prediction" if metrics["n_lesions_gt"] else "empty reference")
-        selected = self.selected_lesion
-        self._lesions.value = split([self._lesion_row(lesion) for lesion in review.lesions], _LESION_COLUMNS)
-        self._colour_statuses()
-        if selected is not None and selected < len(review.lesions):  # keep the user's place across updates
-            self._select_row(selected)
+        self._table_of_lesions.show(review)
         self._show_coverage()
         self._show_overlay()
         self._status.value = (
@@ -450,37 +443,11 @@ class LesionReviewWidget(Container):
         )
         self._viewer.add_layer(self._overlay)
 
-    @staticmethod
-    def _lesion_row(lesion: Any) -> list[str]:
-        mean = "" if lesion.mean_prob is None else f"{lesion.mean_prob:.2f}"
-        return [lesion.source, lesion.status, f"{lesion.volume_ml:.3f}", mean, ""]
-
-    def _colour_statuses(self) -> None:
-        column = _LESION_COLUMNS.index("status")
-        for row in range(self._lesions.native.rowCount()):
-            item = self._lesions.native.item(row, column)
-            red, green, blue, _ = CONFUSION_COLORS[_STATUS_VALUES[item.text()]]
-            item.setBackground(QColor.fromRgbF(red, green, blue, 0.35))
-
     def _show_coverage(self) -> None:
-        """Fill the 'corrected' column: whether the corrected mask keeps, removed or partly keeps each lesion."""
-        layer, review = self._corrected.value, self._review
-        column = _LESION_COLUMNS.index("corrected")
-        if review is None or not review.lesions:
-            return
-        words = [""] * len(review.lesions)
-        if layer is not None and np.shape(layer.data) == review.voxel_map.shape:
-            words = [_coverage_word(f) for f in lesion_coverage(review, np.asarray(layer.data))]
-        for row, word in enumerate(words):
-            self._lesions.native.item(row, column).setText(word)
+        corrected = self._corrected.value
+        self._table_of_lesions.show_coverage(self._review, None if corrected is None else corrected.data)
 
     # --- navigation and decisions ------------------------------------------------------------------
-
-    def _select_row(self, index: int) -> None:
-        table = self._lesions.native
-        table.blockSignals(True)  # a programmatic selection must not re-enter `select_lesion`
-        table.selectRow(index)
-        table.blockSignals(False)
 
     def _step_lesion(self, step: int) -> None:
         count = len(self._review.lesions) if self._review else 0
@@ -559,7 +526,3 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
 
 def _format(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def _coverage_word(fraction: float) -> str:
-    return "kept" if fraction >= 1.0 else "removed" if fraction <= 0.0 else f"{fraction:.0%} kept"
