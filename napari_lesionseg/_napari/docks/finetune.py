@@ -46,13 +46,14 @@ from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
 from napari_lesionseg.engine.devices import device_options
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.evaluation.tables import comparison_rows, format_metric
 from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
     FineTuneRequest,
     check_correction,
     iter_fine_tune_on_correction,
 )
-from napari_lesionseg.vocabulary import LOSS_LABELS, METRIC_LABELS
+from napari_lesionseg.vocabulary import LOSS_LABELS
 
 if TYPE_CHECKING:
     import napari
@@ -339,7 +340,7 @@ class FineTuneWidget(Container):
             return
         if step.phase == "baseline":
             dsc = step.metrics.get("dsc") if step.metrics else None
-            measured = f"Starting model on the corrected mask: DSC {_format(dsc)}. " if step.metrics else ""
+            measured = f"Starting model on the corrected mask: DSC {format_metric('dsc', dsc)}. " if step.metrics else ""
             self._status.value = f"{measured}Training..."
         elif step.phase == "train":
             self._losses.append(float(step.loss))
@@ -353,7 +354,7 @@ class FineTuneWidget(Container):
         if self._closed.is_set():  # the worker outlived the dock
             return
         self._outcome = outcome
-        self._table.value = split(_comparison_rows(outcome), _TABLE_COLUMNS)
+        self._table.value = split(comparison_rows(outcome.before, outcome.after, _COMPARED), _TABLE_COLUMNS)
         if outcome.checkpoint is None:
             self._status.value = (
                 f"Cancelled after {outcome.steps} of {outcome.total_steps} steps: nothing saved, "
@@ -363,7 +364,7 @@ class FineTuneWidget(Container):
         self._session.checkpoints_changed.emit()  # this dock and the Inference dock re-read the list
         self._rerun.enabled = True
         before, after = outcome.before.get("dsc"), (outcome.after or {}).get("dsc")
-        measured = f" DSC on the corrected mask: {_format(before)} -> {_format(after)}." if outcome.before else ""
+        measured = f" DSC on the corrected mask: {format_metric('dsc', before)} -> {format_metric('dsc', after)}." if outcome.before else ""
         self._status.value = f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {outcome.checkpoint.parent}.{measured}"
         show_info(f"Fine-tuned checkpoint {outcome.name!r} saved; the Inference dock lists it.")
 
@@ -467,20 +468,6 @@ def _subject_name(image: Layer) -> str:
     path = path_from_layer_metadata(image.metadata)
     parsed = subject_of(path) if path else None
     return parsed[1] if parsed is not None else image.name
-
-
-def _comparison_rows(outcome: FineTuneOutcome) -> list[list[str]]:
-    after = outcome.after or {}
-    rows = []
-    for key in _COMPARED:
-        before_value, after_value = outcome.before.get(key), after.get(key)
-        change = "" if before_value is None or after_value is None else f"{after_value - before_value:+.3f}"
-        rows.append([METRIC_LABELS[key], _format(before_value), _format(after_value), change])
-    return rows
-
-
-def _format(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _folders_text(folders: list[Path]) -> str:

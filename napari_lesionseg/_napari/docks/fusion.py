@@ -39,6 +39,7 @@ from napari_lesionseg.evaluation.compare import (
     mode_metrics,
     weight_sum,
 )
+from napari_lesionseg.evaluation.tables import mode_table
 from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
@@ -51,16 +52,8 @@ WEIGHT_COLORMAP = "viridis"
 KERNEL_COLORMAP = "plasma"
 DISAGREEMENT_COLORMAP = "inferno"
 DISAGREEMENT_MASK_COLOR = "orange"
-#: (row title, metrics key, number format) of the per-mode metrics table.
-_METRIC_ROWS = (
-    ("DSC", "dsc", "{:.3f}"),
-    ("TPR", "sensitivity", "{:.3f}"),
-    ("PPV", "ppv", "{:.3f}"),
-    ("APR", "apr", "{:.3f}"),
-    ("LTPR", "ltpr", "{:.3f}"),
-    ("LFPR", "lfpr", "{:.3f}"),
-    ("HD95 mm", "hd95_mm", "{:.1f}"),
-)
+#: Metrics of the per-mode table (labels and formats from `vocabulary`).
+_METRIC_KEYS = ("dsc", "sensitivity", "ppv", "apr", "ltpr", "lfpr", "hd95_mm")
 _TEXT_WIDTH = 300
 #: Opacity of the input image under the disagreement map (context without hiding small differences).
 _DIM_BACKDROP = 0.4
@@ -89,7 +82,7 @@ class FusionExplorerWidget(Container):
         self._reference = ComboBox(label="Reference mask", choices=self._reference_choices, nullable=True)
         self._compare_button = PushButton(text="Compare tiling / uniform / spline")
         self._single_button = PushButton(text="Back to single view", enabled=False)
-        self._table = Table(value=_table_value({}))
+        self._table = Table(value=mode_table({}, _METRIC_KEYS))
         self._table.read_only = True
         # magicgui's own delegate shows 0.05 as 5.000e-02
         self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
@@ -393,7 +386,7 @@ class FusionExplorerWidget(Container):
     def _start_metrics(self, record: RunRecord, probabilities: dict[str, np.ndarray], threshold: float) -> Any:
         reference = self._reference.value
         self.metrics = {}
-        self._table.value = _table_value({})
+        self._table.value = mode_table({}, _METRIC_KEYS)
         if reference is None:
             return None
         spacing = record.geometry.spacing if record.geometry is not None else tuple(reference.scale[-3:])
@@ -416,7 +409,7 @@ class FusionExplorerWidget(Container):
 
     def _show_metrics(self, metrics: dict[str, dict[str, Any]]) -> None:
         self.metrics = metrics
-        self._table.value = _table_value(metrics)
+        self._table.value = mode_table(metrics, _METRIC_KEYS)
 
     def _report_error(self, err: Exception) -> None:
         if isinstance(err, LesionSegError):
@@ -426,15 +419,6 @@ class FusionExplorerWidget(Container):
 
     def _clear_worker(self) -> None:
         self._worker = None
-
-
-def _table_value(metrics: dict[str, dict[str, Any]]) -> dict[str, list]:
-    """magicgui's "split" table format: one row per metric, one column per mode, "–" where undefined."""
-    rows = [
-        [("–" if values.get(key) is None else fmt.format(values[key])) for values in metrics.values()]
-        for _, key, fmt in _METRIC_ROWS
-    ]
-    return {"data": rows, "index": [title for title, _, _ in _METRIC_ROWS], "columns": list(metrics)}
 
 
 def _grid_model(viewer: napari.viewer.Viewer) -> Any:

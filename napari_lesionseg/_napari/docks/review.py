@@ -57,7 +57,7 @@ from napari_lesionseg.evaluation.review import (
     lesion_voxels,
     review_masks,
 )
-from napari_lesionseg.vocabulary import METRIC_LABELS
+from napari_lesionseg.evaluation.tables import format_metric, metric_pairs
 
 if TYPE_CHECKING:
     import napari
@@ -410,7 +410,7 @@ class LesionReviewWidget(Container):
             return
         self._review, self._reviewed = review, layers
         metrics = review.metrics
-        self._metrics.value = split(_metric_rows(metrics), _METRIC_COLUMNS)
+        self._metrics.value = split(metric_pairs(metrics, REVIEW_METRICS), _METRIC_COLUMNS)
         if review.curve is not None:
             self._plot.set_curve(*review.curve, marker=review.operating_point)
         else:
@@ -420,7 +420,7 @@ class LesionReviewWidget(Container):
         self._show_overlay()
         self._status.value = (
             f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
-            f"{metrics['n_lesions_pred']} predicted lesions, DSC {_format(metrics['dsc'])}"
+            f"{metrics['n_lesions_pred']} predicted lesions, DSC {format_metric('dsc', metrics['dsc'])}"
         )
 
     def _show_overlay(self) -> None:
@@ -515,14 +515,3 @@ class LesionReviewWidget(Container):
 
 def _row(*widgets: Any) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
-
-
-def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
-    """The review metrics two to a row (name, value, name, value), so the table stays short."""
-    cells = [(METRIC_LABELS[key], _format(metrics[key])) for key in REVIEW_METRICS]
-    cells += [("", "")] * (len(cells) % 2)
-    return [[*cells[i], *cells[i + 1]] for i in range(0, len(cells), 2)]
-
-
-def _format(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
