@@ -16,35 +16,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
-    LineEdit,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari._model_inputs import matching_layer
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
-    modality_from_layer_metadata,
     path_from_layer_metadata,
 )
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
-from napari_lesionseg.engine.devices import device_options
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.tables import comparison_rows, format_metric
 from napari_lesionseg.training.corrections import (
@@ -117,15 +113,9 @@ class FineTuneWidget(Container):
         measure: bool | None = None,
     ) -> None:
         """Set the training settings as the user would (None leaves a setting as it is)."""
-        values = (
-            (self._loss, loss), (self._beta, beta), (self._iterations, iterations), (self._batch, batch_size),
-            (self._device, device), (self._measure, measure),
-        )  # fmt: skip
-        for widget, value in values:
-            if value is not None:
-                widget.value = value
-        if lr is not None:
-            self._lr.value = f"{lr:g}"
+        self._settings.configure(
+            loss=loss, beta=beta, iterations=iterations, lr=lr, batch_size=batch_size, device=device, measure=measure
+        )
 
     def set_checkpoint(self, name_or_path: str | Path) -> None:
         """Start from the checkpoint with this name (file stem) or file."""
@@ -243,13 +233,7 @@ class FineTuneWidget(Container):
         self._clear_folders = PushButton(text="Clear")
         self._folders_label = Label(value=_folders_text([]))
         self._images_label = Label(value="")
-        self._loss = ComboBox(choices=[(label, name) for name, label in LOSS_LABELS.items()], value="fbeta")
-        self._beta = FloatSpinBox(value=1.5, min=0.1, max=10.0, step=0.1)
-        self._iterations = SpinBox(value=40, min=1, max=100_000)
-        self._lr = LineEdit(value="1e-4")
-        self._batch = SpinBox(value=2, min=1, max=64)
-        self._device = ComboBox(choices=device_options(), value="auto")
-        self._measure = CheckBox(text="Measure before / after on the corrected mask (quick: no overlap, no TTA)", value=True)
+        self._settings = FineTuneSettings()
         self._start = PushButton(text="Start fine-tuning")
         self._stop = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1, value=0)
@@ -258,11 +242,6 @@ class FineTuneWidget(Container):
         self._rerun = PushButton(text="Run inference with the fine-tuned model", enabled=False)
         self._status.native.setWordWrap(True)
         self._status.native.setMinimumWidth(300)  # a wrapped label otherwise shrinks to a narrow column
-        settings = Container(
-            widgets=[self._loss, self._beta, self._iterations, self._lr, self._batch, self._device], labels=True
-        )
-        for widget, label in zip(settings, ("Loss", "Beta (F-beta)", "Iterations", "Learning rate", "Batch size", "Device")):
-            widget.label = label
         self.extend(
             [
                 Label(value="<b>Fine-tune</b>"),
@@ -271,8 +250,8 @@ class FineTuneWidget(Container):
                 self._images_label,
                 _row(Label(value="Also train on"), self._folder, self._add_folder, self._clear_folders),
                 self._folders_label,
-                settings,
-                self._measure,
+                self._settings,
+                self._settings.measure,
                 _row(self._start, self._stop),
                 self._progress,
                 self._status,
@@ -293,7 +272,6 @@ class FineTuneWidget(Container):
         self._rerun.changed.connect(lambda: self.rerun_inference())
         self._add_folder.changed.connect(lambda: self.add_folder(self._folder.value))
         self._clear_folders.changed.connect(self.clear_folders)
-        self._loss.changed.connect(self._on_loss_changed)
         self._checkpoint.changed.connect(self._on_checkpoint_changed)
         self._session.checkpoints_changed.connect(self._refresh_in_background)
         self._session.run_finished.connect(self._refresh_in_background)
@@ -313,9 +291,9 @@ class FineTuneWidget(Container):
         info = self._selected_info()
         if info is not None and info.path != self._settings_from and info.metadata.loss in LOSS_LABELS:
             self._settings_from = info.path  # a refreshed list re-selecting it keeps the user's settings
-            self._loss.value = info.metadata.loss
+            self._settings.loss.value = info.metadata.loss
             if info.metadata.beta is not None:
-                self._beta.value = info.metadata.beta
+                self._settings.beta.value = info.metadata.beta
         self._show_images()
 
     def _show_images(self, value: Any = None) -> None:
@@ -331,9 +309,6 @@ class FineTuneWidget(Container):
             self._images_label.value = f"Images: missing {', '.join(missing)} (open the subject's modalities)"
             return
         self._images_label.value = "Images: " + ", ".join(layer.name for layer in images)
-
-    def _on_loss_changed(self, loss: str) -> None:
-        self._beta.enabled = loss == "fbeta"
 
     def _on_progress(self, step: TrainingProgress) -> None:
         if self._closed.is_set():  # the worker outlived the dock
@@ -398,22 +373,16 @@ class FineTuneWidget(Container):
             )
         images = self._images(info.metadata.modalities)
         mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
-        check_correction({layer.name: layer.data for layer in images}, mask, mask_layer.name)
+        check_correction({m: layer.data for m, layer in zip(info.metadata.modalities, images)}, mask, mask_layer.name)
         return FineTuneRequest(
             checkpoint=info.path,
-            images={layer.name: np.asarray(layer.data) for layer in images},
+            images={m: np.asarray(layer.data) for m, layer in zip(info.metadata.modalities, images)},
             mask=mask,
             spacing=_spacing(mask_layer, images[0]),
             subject_name=_subject_name(images[0]),
             mask_name=mask_layer.name,
             folders=tuple(self._folders),
-            loss=self._loss.value,
-            beta=float(self._beta.value) if self._loss.value == "fbeta" else None,
-            steps=int(self._iterations.value),
-            lr=_learning_rate(self._lr.value),
-            batch_size=int(self._batch.value),
-            device=self._device.value,
-            measure=bool(self._measure.value),
+            **self._settings.values(),
         )
 
     def _selected_info(self) -> CheckpointInfo | None:
@@ -433,29 +402,13 @@ class FineTuneWidget(Container):
         return [found[modality] for modality in modalities]
 
     def _image_layer(self, modality: str) -> Image | None:
-        key = modality.casefold()
-        for layer in self._viewer.layers:
-            if isinstance(layer, Image) and not is_result(layer):
-                loaded_as = modality_from_layer_metadata(layer.metadata) or ""
-                if key in (layer.name.casefold(), loaded_as.casefold()):
-                    return layer
-        return None
+        return matching_layer(self._viewer, modality)
 
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
         return [(short_label(info), str(info.path)) for info in self._infos]
 
     def _mask_choices(self, widget: Any = None) -> list[tuple[str, Labels]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)]
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 < value < 1.0:
-        raise InvalidInputError(f"Learning rate {text!r}: expected a number between 0 and 1, such as 1e-4.")
-    return value
 
 
 def _spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:

@@ -117,7 +117,7 @@ def test_dock_preselects_the_corrected_mask_and_lists_the_checkpoint(dock):
     dice = CheckpointMetadata("tiny-dice", metadata.model, "dice", None, MODALITIES, list(PATCH))
     save_checkpoint(user_checkpoint_dir() / "tiny-dice.pt", model, dice)
     widget.set_checkpoint("tiny-dice")  # saved after the dock read the list: found on a re-read
-    assert widget._loss.value == "dice" and not widget._beta.enabled  # settings start from the checkpoint's
+    assert widget._settings.loss.value == "dice" and not widget._settings.beta.enabled  # settings start from the checkpoint's
 
 
 def test_bad_states_are_notifications(dock):
