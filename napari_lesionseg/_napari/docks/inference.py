@@ -18,16 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
     Container,
     FloatSlider,
-    FloatSpinBox,
     Label,
-    LineEdit,
     ProgressBar,
     PushButton,
-    SpinBox,
 )
 from napari.layers import Layer
 from napari.qt.threading import create_worker
@@ -49,12 +44,13 @@ from napari_lesionseg._napari._run_layers import (
     RunLayers,
     result_layer_names,
 )
+from napari_lesionseg._napari._run_options import RunOptions
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
 )
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
-from napari_lesionseg.constants import OVERLAP, THRESHOLD
+from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.engine.catalog import (
     auto_run_name,
 )
@@ -62,13 +58,11 @@ from napari_lesionseg.engine.checkpoints import (
     CheckpointInfo,
     CheckpointMetadata,
 )
-from napari_lesionseg.engine.devices import device_options, resolve_device
+from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.predict import check_normalisation
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.evaluation.compare import COMPARED_MODES
-from napari_lesionseg.vocabulary import FUSION_MODES
 
 if TYPE_CHECKING:
 
@@ -109,13 +103,7 @@ class InferenceWidget(Container):
 
         self._model = ModelInputs(viewer, status=self._set_status)
         self._steps = LayerSteps(self.native)
-        self._fusion = ComboBox(label="Fusion", choices=list(FUSION_MODES), value="spline")
-        self._overlap = FloatSpinBox(label="Overlap", min=0.0, max=0.9, step=0.05, value=OVERLAP)
-        self._tta = CheckBox(text="Test-time augmentation (4 flips)", value=True)
-        self._device = ComboBox(label="Device", choices=device_options())
-        self._batch = SpinBox(label="Patches per batch", min=1, max=64, value=2)
-        self._run_name = LineEdit(label="Run name")
-        self._keep = CheckBox(text="Keep earlier runs (compare betas side by side)", value=False)
+        self._options = RunOptions()
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1, value=0, label="Progress")
@@ -124,7 +112,6 @@ class InferenceWidget(Container):
         self._threshold_timer = QTimer(singleShot=True, interval=_THRESHOLD_DEBOUNCE_MS)
         self._threshold_timer.timeout.connect(self._apply_threshold)
 
-        self._run_name.native.setPlaceholderText("automatic, e.g. beta 1.5")
         self._status.native.setWordWrap(True)
         self._status.native.setMinimumWidth(TEXT_WIDTH)
         self._build_layout()
@@ -214,18 +201,10 @@ class InferenceWidget(Container):
             run_name: names the run's layers; ``""`` for the automatic ``"beta 1.5"``.
             keep_runs: keep earlier runs' layers (side-by-side betas).
         """
-        options = (
-            (self._fusion, fusion),
-            (self._overlap, overlap),
-            (self._tta, tta),
-            (self._device, device),
-            (self._batch, batch_size),
-            (self._run_name, run_name),
-            (self._keep, keep_runs),
+        self._options.configure(
+            fusion=fusion, overlap=overlap, tta=tta, device=device, batch_size=batch_size, run_name=run_name,
+            keep_runs=keep_runs,
         )
-        for widget, value in options:
-            if value is not None:
-                widget.value = value
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the input layer choices (napari calls this on layer changes; checkpoints refresh apart)."""
@@ -266,19 +245,13 @@ class InferenceWidget(Container):
     # --- layout and events --------------------------------------------------------------------
 
     def _build_layout(self) -> None:
-        options = Container(
-            labels=True,
-            widgets=[self._fusion, self._overlap, self._device, self._batch, self._run_name],
-        )
         buttons = Container(layout="horizontal", labels=False, widgets=[self._run_button, self._cancel_button])
         results = Container(labels=True, widgets=[self._threshold])
         self.extend(
             [
                 self._model,
                 Label(value="<b>Options</b>"),
-                options,
-                self._tta,
-                self._keep,
+                self._options,
                 buttons,
                 self._progress,
                 self._status,
@@ -295,17 +268,8 @@ class InferenceWidget(Container):
         self._viewer.layers.events.removed.connect(self._forget_removed_runs)
 
     def _settings(self, metadata: CheckpointMetadata, reference: Layer) -> InferenceSettings:
-        primary = self._fusion.value
-        return InferenceSettings(
-            patch_size=tuple(int(p) for p in metadata.patch_size),
-            overlap=float(self._overlap.value),
-            fusion=(primary, *(mode for mode in COMPARED_MODES if mode != primary)),
-            tta="paper" if self._tta.value else "none",
-            batch_size=int(self._batch.value),
-            device=self._device.value,
-            threshold=float(self._threshold.value),
-            priority_slice=self._displayed_slice(reference),
-        )
+        threshold, displayed = float(self._threshold.value), self._displayed_slice(reference)
+        return self._options.settings(metadata, threshold=threshold, priority_slice=displayed)
 
     def _displayed_slice(self, reference: Layer) -> int:
         """The index, in `reference`'s voxels, of the slice the slider shows (the patches to do first)."""
@@ -316,8 +280,8 @@ class InferenceWidget(Container):
 
     def _start_run(self, checkpoint: CheckpointInfo, settings: InferenceSettings, reference: Layer) -> _ActiveRun:
         """The run's result arrays; its layers (and the removal of stale ones) follow a step per pass."""
-        name = self._run_name.value.strip() or auto_run_name(checkpoint, self._model.checkpoints)
-        stale = [] if self._keep.value else [run for run in self._shown_runs if run != name]
+        name = self._options.run_name.value.strip() or auto_run_name(checkpoint, self._model.checkpoints)
+        stale = [] if self._options.keep.value else [run for run in self._shown_runs if run != name]
         for old in stale:
             self._runs.pop(old, None)
             self._shown_runs.discard(old)
