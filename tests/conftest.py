@@ -19,13 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from nibabel.orientations import (
-    apply_orientation,
-    axcodes2ornt,
-    inv_ornt_aff,
-    io_orientation,
-    ornt_transform,
-)
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from napari_lesionseg.constants import CORE_MODALITIES, MASK_SUFFIX
 

@@ -12,11 +12,7 @@ from napari.layers import Labels, Layer
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._autosave import AutosaveTarget
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-    layer_metadata,
-    path_from_layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata, path_from_layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.corrections import (
     corrected_mask_path,

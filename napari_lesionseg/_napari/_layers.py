@@ -16,10 +16,7 @@ import napari.layers
 import numpy as np
 from napari.layers import Layer, Shapes, Vectors
 
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-    layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata
 from napari_lesionseg.data.geometry import Geometry
 
 if TYPE_CHECKING:

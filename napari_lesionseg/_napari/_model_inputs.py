@@ -8,22 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    PushButton,
-    RadioButtons,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from napari_lesionseg._napari._inference_job import (
-    check_layers,
-    warnings_as_notifications,
-)
+from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari.metadata import modality_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data

@@ -19,13 +19,7 @@ from napari.layers import Layer
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
-from napari_lesionseg._napari._layers import (
-    BoxOverlay,
-    placement,
-    remove_layers,
-    show_layer,
-    single_color_labels,
-)
+from napari_lesionseg._napari._layers import BoxOverlay, placement, remove_layers, show_layer, single_color_labels
 
 if TYPE_CHECKING:
     import napari.viewer

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    LineEdit,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox
 
 from napari_lesionseg.constants import OVERLAP
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata

@@ -41,10 +41,7 @@ def run_finetune_benchmark(
     from napari_lesionseg.engine.checkpoints import read_metadata
     from napari_lesionseg.models import build_model
     from napari_lesionseg.models.summary import count_parameters
-    from napari_lesionseg.training.corrections import (
-        FineTuneRequest,
-        fine_tune_on_correction,
-    )
+    from napari_lesionseg.training.corrections import FineTuneRequest, fine_tune_on_correction
 
     folder = Path(subject_folder) if subject_folder is not None else sample_subject(1)
     subject = load_subject(folder)

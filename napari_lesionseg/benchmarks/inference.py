@@ -46,13 +46,7 @@ from napari_lesionseg.data.intensity import NORMALIZATION
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
 from napari_lesionseg.engine.devices import autocast, resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
-from napari_lesionseg.engine.patches import (
-    PatchGrid,
-    augment,
-    invert,
-    make_grid,
-    tta_variants,
-)
+from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
 from napari_lesionseg.engine.predict import Checkpoint, predict
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
@@ -225,11 +219,7 @@ def _run_one(
 ) -> dict[str, Any]:
     from napari_lesionseg.data.intensity import normalize_stack
     from napari_lesionseg.data.subject import load_subject
-    from napari_lesionseg.models import (
-        build_model,
-        default_patch_size,
-        model_config,
-    )
+    from napari_lesionseg.models import build_model, default_patch_size, model_config
 
     device = resolve_device(device_name)
     config = model_config(preset, in_channels=len(workload.modalities), **overrides)

@@ -21,11 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the checkpoints as a table or as JSON."""
-    from napari_lesionseg.engine.checkpoints import (
-        BUNDLED_DIR,
-        list_checkpoints,
-        user_checkpoint_dir,
-    )
+    from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, list_checkpoints, user_checkpoint_dir
 
     rows = [_row(info) for info in list_checkpoints()]
     if args.json:

@@ -141,11 +141,7 @@ def _run_folder(args: argparse.Namespace) -> int:
 def _evaluate(case: _Case, args: argparse.Namespace) -> tuple[dict[str, Any], tuple[Any, Any, Any]]:
     """Load one case's files, check they share a grid, and compute the metrics."""
     from napari_lesionseg.data.volumes import load_volume
-    from napari_lesionseg.evaluation.metrics import (
-        as_binary_mask,
-        check_probability,
-        compute_metrics,
-    )
+    from napari_lesionseg.evaluation.metrics import as_binary_mask, check_probability, compute_metrics
 
     gt = load_volume(case.gt, kind="mask")
     if args.threshold is None:

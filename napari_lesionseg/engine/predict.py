@@ -25,11 +25,7 @@ from torch import nn
 from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
 from napari_lesionseg.data.subject import Subject
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
-    check_modalities,
-    load_checkpoint,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, check_modalities, load_checkpoint
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.run import iter_inference
 from napari_lesionseg.engine.settings import InferenceSettings

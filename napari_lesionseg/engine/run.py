@@ -41,13 +41,7 @@ from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.constants import PATCH_SIZE
 from napari_lesionseg.engine.devices import autocast, resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
-from napari_lesionseg.engine.patches import (
-    PatchGrid,
-    augment,
-    invert,
-    make_grid,
-    tta_variants,
-)
+from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import InvalidInputError, LesionSegError

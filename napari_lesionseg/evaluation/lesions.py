@@ -24,11 +24,7 @@ from scipy import ndimage
 
 from napari_lesionseg.constants import FN, FP, TP
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.evaluation._masks import (
-    check_spacing_mm,
-    require_bool_mask,
-    require_mask_pair,
-)
+from napari_lesionseg.evaluation._masks import check_spacing_mm, require_bool_mask, require_mask_pair
 
 __all__ = [
     "DEFAULT_CONNECTIVITY",

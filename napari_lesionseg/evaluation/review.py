@@ -33,11 +33,7 @@ from napari_lesionseg.evaluation.lesions import (
     lesion_table,
     match_lesions,
 )
-from napari_lesionseg.evaluation.metrics import (
-    as_binary_mask,
-    compute_metrics,
-    precision_recall_curve,
-)
+from napari_lesionseg.evaluation.metrics import as_binary_mask, compute_metrics, precision_recall_curve
 from napari_lesionseg.vocabulary import CONFUSION_MODES
 
 __all__ = [

@@ -29,11 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.evaluation._masks import (
-    check_spacing_mm,
-    require_bool_mask,
-    require_mask_pair,
-)
+from napari_lesionseg.evaluation._masks import check_spacing_mm, require_bool_mask, require_mask_pair
 
 __all__ = [
     "HD_PERCENTILE",

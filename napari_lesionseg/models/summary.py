@@ -16,12 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_lesionseg.models import (
-    PRESETS,
-    build_model,
-    default_patch_size,
-    model_config,
-)
+from napari_lesionseg.models import PRESETS, build_model, default_patch_size, model_config
 
 __all__ = ["count_parameters", "flops_per_patch", "summary_table"]
 

@@ -10,16 +10,8 @@ augmentation), `schedule` (learning rate), `loop` (the engine), `validation`, `e
 (checkpoint metadata), `state` and `logs` (resume and history files), `distributed` (DDP).
 """
 
-from napari_lesionseg.training.config import (
-    TrainingConfig,
-    TrainingProgress,
-    TrainingResult,
-)
-from napari_lesionseg.training.data import (
-    TrainingSubject,
-    load_training_subjects,
-    subject_from_arrays,
-)
+from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
+from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, subject_from_arrays
 from napari_lesionseg.training.finetune import fine_tune
 from napari_lesionseg.training.loop import iter_training, train
 from napari_lesionseg.training.sampling import PatchSampler, valid_patch_starts

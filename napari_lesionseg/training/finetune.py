@@ -7,11 +7,7 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from napari_lesionseg._progress import CancelToken, drain
-from napari_lesionseg.training.config import (
-    TrainingConfig,
-    TrainingProgress,
-    TrainingResult,
-)
+from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
 from napari_lesionseg.training.data import TrainingSubject
 from napari_lesionseg.training.loop import iter_training
 

@@ -25,27 +25,13 @@ from torch.utils.data.distributed import DistributedSampler
 from napari_lesionseg._progress import drain
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.training import distributed as ddp
-from napari_lesionseg.training.config import (
-    TrainingConfig,
-    TrainingProgress,
-    TrainingResult,
-)
-from napari_lesionseg.training.data import (
-    TrainingSubject,
-    load_training_subjects,
-    pad_to_patch,
-)
+from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
+from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, pad_to_patch
 from napari_lesionseg.training.export import write_checkpoint
 from napari_lesionseg.training.logs import write_history
 from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
 from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
-from napari_lesionseg.training.state import (
-    STATE_FILE,
-    load_state,
-    restore_rng,
-    rng_state,
-    save_state,
-)
+from napari_lesionseg.training.state import STATE_FILE, load_state, restore_rng, rng_state, save_state
 from napari_lesionseg.training.validation import validate
 
 __all__ = ["CancelToken", "iter_training", "train"]

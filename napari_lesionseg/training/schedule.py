@@ -11,12 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from napari_lesionseg.constants import (
-    LR_DECAY,
-    LR_DECAY_EVERY,
-    LR_INTERVAL_GROWTH,
-    LR_INTERVAL_GROWTH_EVERY,
-)
+from napari_lesionseg.constants import LR_DECAY, LR_DECAY_EVERY, LR_INTERVAL_GROWTH, LR_INTERVAL_GROWTH_EVERY
 
 __all__ = ["PaperSchedule", "decay_count", "make_scheduler"]
 

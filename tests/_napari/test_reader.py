@@ -7,11 +7,7 @@ import pytest
 from conftest import make_affine, write_nifti, write_subject
 
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
-from napari_lesionseg._napari.reader import (
-    napari_get_reader,
-    read_paths,
-    robust_contrast_limits,
-)
+from napari_lesionseg._napari.reader import napari_get_reader, read_paths, robust_contrast_limits
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.geometry import Geometry
 

@@ -9,11 +9,7 @@ import torch
 
 from napari_lesionseg.cli import main
 from napari_lesionseg.engine import checkpoints
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
-    save_checkpoint,
-    user_checkpoint_dir,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint, user_checkpoint_dir
 from napari_lesionseg.models import build_model, model_config
 
 

@@ -18,11 +18,7 @@ from napari_lesionseg.data.corrections import (
     save_corrected_mask,
     user_corrections_dir,
 )
-from napari_lesionseg.data.naming import (
-    CORRECTED_SUFFIX,
-    find_subject_files,
-    subject_of,
-)
+from napari_lesionseg.data.naming import CORRECTED_SUFFIX, find_subject_files, subject_of
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.errors import InvalidInputError
 

@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 from conftest import synthetic_anatomy
 
-from napari_lesionseg.data.intensity import (
-    NORMALIZATION,
-    foreground_mask,
-    normalize_intensity,
-    normalize_stack,
-)
+from napari_lesionseg.data.intensity import NORMALIZATION, foreground_mask, normalize_intensity, normalize_stack
 from napari_lesionseg.errors import InvalidInputError
 
 

@@ -8,18 +8,9 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import (
-    make_affine,
-    reorient,
-    synthetic_anatomy,
-    write_nifti,
-    write_subject,
-)
+from conftest import make_affine, reorient, synthetic_anatomy, write_nifti, write_subject
 
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-    layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.naming import find_subject_files, modality_of, nifti_stem

@@ -7,14 +7,7 @@ import pytest
 import torch
 from monai.data.utils import dense_patch_slices
 
-from napari_lesionseg.engine.patches import (
-    TTA_SETS,
-    TTA_VARIANTS,
-    augment,
-    invert,
-    make_grid,
-    tta_variants,
-)
+from napari_lesionseg.engine.patches import TTA_SETS, TTA_VARIANTS, augment, invert, make_grid, tta_variants
 from napari_lesionseg.errors import InvalidInputError
 
 ODD_SHAPES = [(13, 17, 9), (1, 1, 1), (5, 20, 3), (17, 9, 31)]

@@ -15,11 +15,7 @@ from napari_lesionseg.errors import CheckpointError, InvalidInputError
 class TestPredict:
     def _checkpoint(self, tmp_path, modalities=("FLAIR", "T1w"), normalization=None):
         from napari_lesionseg.data.intensity import NORMALIZATION
-        from napari_lesionseg.engine.checkpoints import (
-            CheckpointMetadata,
-            load_checkpoint,
-            save_checkpoint,
-        )
+        from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
         from napari_lesionseg.models import build_model, model_config
 
         config = model_config("compact", in_channels=len(modalities), **TINY_FCDENSENET)

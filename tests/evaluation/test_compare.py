@@ -9,13 +9,7 @@ import torch
 from napari_lesionseg.engine.fusion import FusionAccumulator
 from napari_lesionseg.engine.patches import make_grid
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.evaluation.compare import (
-    central_patch,
-    disagreement,
-    mask_disagreement,
-    mode_metrics,
-    weight_sum,
-)
+from napari_lesionseg.evaluation.compare import central_patch, disagreement, mask_disagreement, mode_metrics, weight_sum
 
 
 def _probabilities(shape=(6, 7, 5), seed=0):

@@ -7,12 +7,7 @@ import torch
 from torch import nn
 
 from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.models import (
-    build_model,
-    default_patch_size,
-    model_config,
-    size_divisor,
-)
+from napari_lesionseg.models import build_model, default_patch_size, model_config, size_divisor
 from napari_lesionseg.models.fcdensenet import DenseLayer, FCDenseNet3D
 
 GROWTH, BOTTLENECK = 12, 48

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from napari_lesionseg.models import build_model, model_config
-from napari_lesionseg.models.summary import (
-    count_parameters,
-    flops_per_patch,
-    summary_table,
-)
+from napari_lesionseg.models.summary import count_parameters, flops_per_patch, summary_table
 
 
 def test_count_parameters_counts_trainable_weights():

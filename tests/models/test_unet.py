@@ -7,13 +7,7 @@ import torch
 from torch import nn
 
 from napari_lesionseg.errors import LesionSegError
-from napari_lesionseg.models import (
-    UNet3D,
-    build_model,
-    default_patch_size,
-    model_config,
-    size_divisor,
-)
+from napari_lesionseg.models import UNet3D, build_model, default_patch_size, model_config, size_divisor
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int) -> int:

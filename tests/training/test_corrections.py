@@ -10,11 +10,7 @@ import pytest
 import torch
 from conftest import synthetic_anatomy
 
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
-    load_checkpoint,
-    save_checkpoint,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.corrections import (

@@ -12,13 +12,7 @@ from conftest import requires_cuda, synthetic_anatomy, write_subject
 from napari_lesionseg.data.intensity import NORMALIZATION
 from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
-from napari_lesionseg.training import (
-    TrainingConfig,
-    fine_tune,
-    iter_training,
-    subject_from_arrays,
-    train,
-)
+from napari_lesionseg.training import TrainingConfig, fine_tune, iter_training, subject_from_arrays, train
 from napari_lesionseg.training.state import STATE_FILE
 
 #: A network of a few hundred parameters (one dense block down, 8^3 patches).

@@ -8,17 +8,8 @@ import pytest
 
 from napari_lesionseg.constants import MIN_LESION_VOXELS
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.training.data import (
-    TrainingSubject,
-    pad_to_patch,
-    subject_from_arrays,
-)
-from napari_lesionseg.training.sampling import (
-    PatchSampler,
-    augment,
-    lesion_counts,
-    valid_patch_starts,
-)
+from napari_lesionseg.training.data import TrainingSubject, pad_to_patch, subject_from_arrays
+from napari_lesionseg.training.sampling import PatchSampler, augment, lesion_counts, valid_patch_starts
 
 
 def _subject(name="s", shape=(12, 10, 11), lesion_boxes=(((2, 5), (2, 5), (3, 6)),), channels=2, seed=0):

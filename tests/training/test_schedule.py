@@ -3,11 +3,7 @@
 import pytest
 import torch
 
-from napari_lesionseg.training.schedule import (
-    PaperSchedule,
-    decay_count,
-    make_scheduler,
-)
+from napari_lesionseg.training.schedule import PaperSchedule, decay_count, make_scheduler
 
 
 @pytest.mark.parametrize(

@@ -15,14 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    ProgressBar,
-    PushButton,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
@@ -33,10 +26,7 @@ from napari_lesionseg._napari._model_inputs import matching_layer
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-    path_from_layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.catalog import short_label

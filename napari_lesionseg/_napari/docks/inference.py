@@ -17,24 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    Container,
-    FloatSlider,
-    Label,
-    ProgressBar,
-    PushButton,
-)
+from magicgui.widgets import Container, FloatSlider, Label, ProgressBar, PushButton
 from napari.layers import Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
-from napari_lesionseg._napari._inference_job import (
-    InferenceFailed,
-    box_slices,
-    inference_job,
-    pause_worker_after,
-)
+from napari_lesionseg._napari._inference_job import InferenceFailed, box_slices, inference_job, pause_worker_after
 from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
@@ -46,18 +35,11 @@ from napari_lesionseg._napari._run_layers import (
 )
 from napari_lesionseg._napari._run_options import RunOptions
 from napari_lesionseg._napari._session import RunRecord, session_for
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
 from napari_lesionseg.constants import THRESHOLD
-from napari_lesionseg.engine.catalog import (
-    auto_run_name,
-)
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointInfo,
-    CheckpointMetadata,
-)
+from napari_lesionseg.engine.catalog import auto_run_name
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.predict import check_normalisation
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent

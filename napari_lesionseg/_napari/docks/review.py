@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FileEdit,
-    Label,
-    PushButton,
-    RadioButtons,
-)
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
 from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
@@ -36,27 +29,16 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
 from napari_lesionseg._napari._autosave import MaskAutosaver
-from napari_lesionseg._napari._corrected_masks import (
-    CorrectedMasks,
-    no_grid_message,
-    source_path,
-)
+from napari_lesionseg._napari._corrected_masks import CorrectedMasks, no_grid_message, source_path
 from napari_lesionseg._napari._layers import is_result, placement
 from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
-from napari_lesionseg.evaluation.review import (
-    REVIEW_METRICS,
-    Review,
-    lesion_voxels,
-    review_masks,
-)
+from napari_lesionseg.evaluation.review import REVIEW_METRICS, Review, lesion_voxels, review_masks
 from napari_lesionseg.evaluation.tables import format_metric, metric_pairs
 
 if TYPE_CHECKING:

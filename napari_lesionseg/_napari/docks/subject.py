@@ -15,10 +15,7 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_lesionseg._napari.metadata import (
-    geometry_from_layer_metadata,
-    path_from_layer_metadata,
-)
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.samples import sample_subjects
 from napari_lesionseg.data.subject import load_subject

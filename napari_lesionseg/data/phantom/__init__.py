@@ -12,11 +12,7 @@ Example:
 
 from napari_lesionseg.data.phantom.lesions import LESION_LOADS
 from napari_lesionseg.data.phantom.subject import LesionLoad, Phantom, make_phantom
-from napari_lesionseg.data.phantom.writer import (
-    subject_name,
-    write_phantom,
-    write_phantoms,
-)
+from napari_lesionseg.data.phantom.writer import subject_name, write_phantom, write_phantoms
 
 __all__ = [
     "LESION_LOADS",

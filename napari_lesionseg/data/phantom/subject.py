@@ -8,11 +8,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import CORE_MODALITIES, MODALITIES
-from napari_lesionseg.data.phantom.anatomy import (
-    canonical_grid,
-    load_template,
-    make_anatomy,
-)
+from napari_lesionseg.data.phantom.anatomy import canonical_grid, load_template, make_anatomy
 from napari_lesionseg.data.phantom.contrast import render_modality, scanner_dtype
 from napari_lesionseg.data.phantom.lesions import LESION_LOADS, place_lesions
 from napari_lesionseg.errors import InvalidInputError
