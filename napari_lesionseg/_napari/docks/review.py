@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, RadioButtons
 from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
@@ -31,6 +31,7 @@ from qtpy.QtWidgets import QApplication
 from napari_lesionseg._napari._autosave import MaskAutosaver
 from napari_lesionseg._napari._corrected_masks import CorrectedMasks, no_grid_message, source_path
 from napari_lesionseg._napari._layers import is_result, placement
+from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
@@ -38,7 +39,8 @@ from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
-from napari_lesionseg.evaluation.review import REVIEW_METRICS, Review, lesion_voxels, review_masks
+from napari_lesionseg.evaluation.review import REVIEW_METRICS, Review, review_masks
+from napari_lesionseg.evaluation.review_rows import ReviewRow, false_positives_under, review_rows, row_voxels
 from napari_lesionseg.evaluation.tables import format_metric, metric_pairs
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ OVERLAY_NAME = "lesion review (TP/FN/FP)"
 _METRIC_COLUMNS = ("metric", "value", "metric", "value")
 _METRIC_ROWS = (len(REVIEW_METRICS) + 1) // 2
 _AUTO_UPDATE_MS = 400
+#: Default size under which false positives are specks to reject in bulk (mm^3; MSSEG's evaluation ignores
+#: lesions under 3 mm^3).
+_SPECK_MM3 = 10.0
 _TEXT_WIDTH = 300
 
 
@@ -68,6 +73,10 @@ class LesionReviewWidget(Container):
         self._rerun = False
         self._offered: set[Path] = set()
         self._watched: list[Labels] = []
+        self._rows: list[ReviewRow] = []
+        self._painted: Labels | None = None
+        self._coverage_timer = QTimer(self.native, singleShot=True, interval=_AUTO_UPDATE_MS)
+        self._coverage_timer.timeout.connect(self._show_coverage)
         self._autosaver = MaskAutosaver(
             on_saved=self._on_autosaved, on_error=self._on_autosave_error, parent=self.native
         )
@@ -143,7 +152,7 @@ class LesionReviewWidget(Container):
         self._status.value = "Reviewing..."
         layers = inputs["layers"]
         connections = {
-            "returned": lambda review: self._show(review, layers),
+            "returned": lambda review: self._show(review, layers, add_overlay=not quiet),
             "errored": self._report_error,
             "finished": self._worker_finished,
         }
@@ -151,15 +160,34 @@ class LesionReviewWidget(Container):
         return self._worker
 
     def select_lesion(self, index: int) -> None:
-        """Select lesion row `index`, move the slider to its centroid and centre the view on it."""
-        lesions = self._review.lesions if self._review else []
-        if not 0 <= index < len(lesions):
-            show_error(f"There is no lesion {index + 1}: the review lists {len(lesions)}.")
+        """Select lesion row `index`: the slider at its centre, the view centred and zoomed on it, a ring around it."""
+        if not 0 <= index < len(self._rows):
+            show_error(f"There is no lesion {index + 1}: the review lists {len(self._rows)}.")
             return
         self._table_of_lesions.select(index)
-        self._centre_on(lesions[index].centroid_voxel)
-        lesion = lesions[index]
-        self._status.value = f"Lesion {index + 1}/{len(lesions)}: {lesion.source} {lesion.status}, {lesion.volume_ml:.3f} mL"
+        row = self._rows[index]
+        if self._reviewed:
+            focus_on(self._viewer, self._reviewed[0], row)
+        volumes = " / ".join(f"{v:.3f}" for v in (row.reference_ml, row.predicted_ml) if v is not None)
+        self._status.value = f"Lesion {index + 1}/{len(self._rows)}: {row.status}, {volumes} mL"
+
+    def reject_small_false_positives(self, max_mm3: float | None = None) -> int:
+        """Remove every false positive under `max_mm3` (default: the dock's field) from the corrected mask."""
+        max_mm3 = float(self._speck_mm3.value if max_mm3 is None else max_mm3)
+        layer = self._editable_corrected()
+        if layer is None:
+            return 0
+        indices = false_positives_under(self._rows, max_mm3 / 1000.0)
+        for index in indices:
+            layer.data_setitem(row_voxels(self._review, self._rows[index]), 0)
+        self._show_coverage()
+        self._status.value = f"Rejected {len(indices)} false positive(s) under {max_mm3:g} mm³."
+        return len(indices)
+
+    @property
+    def rows(self) -> list[ReviewRow]:
+        """The lesion table's rows (one per lesion), in review order."""
+        return list(self._rows)
 
     def next_lesion(self) -> None:
         """Select the next lesion row (wrapping around)."""
@@ -228,6 +256,8 @@ class LesionReviewWidget(Container):
         self._lesions = self._table_of_lesions.widget
         self._previous, self._next = PushButton(text="< Previous"), PushButton(text="Next >")
         self._accept, self._reject = PushButton(text="Accept (keep)"), PushButton(text="Reject (remove)")
+        self._speck_mm3 = FloatSpinBox(value=_SPECK_MM3, min=0.0, max=10_000.0, step=1.0)
+        self._reject_specks = PushButton(text="Reject false positives under (mm³)")
         self._corrected = ComboBox(choices=self._correctable_layers, nullable=True)
         self._new_corrected = PushButton(text="New from prediction")
         self._restore = PushButton(text="Restore autosave")
@@ -247,6 +277,7 @@ class LesionReviewWidget(Container):
                 self._metrics,
                 self._lesions,
                 _row(self._previous, self._next, self._accept, self._reject),
+                _row(self._reject_specks, self._speck_mm3),
                 _row(Label(value="Corrected mask"), self._corrected),
                 _row(self._new_corrected, self._restore),
                 _row(Label(value="Save as"), self._save_path),
@@ -268,6 +299,8 @@ class LesionReviewWidget(Container):
         self._next.changed.connect(self.next_lesion)
         self._accept.changed.connect(lambda: self.accept())
         self._reject.changed.connect(lambda: self.reject())
+        self._reject_specks.changed.connect(lambda: self.reject_small_false_positives())
+        self._session.threshold_changed.connect(self._schedule_update)  # the run's mask was re-thresholded
         self._corrected.changed.connect(self._on_corrected_changed)
         self._new_corrected.changed.connect(self.new_corrected_mask)
         self._restore.changed.connect(self.restore_autosave)
@@ -327,6 +360,11 @@ class LesionReviewWidget(Container):
         self._schedule_update()
 
     def _on_corrected_changed(self, layer: Labels | None) -> None:
+        if self._painted is not None:
+            self._painted.events.paint.disconnect(self._schedule_coverage)
+        self._painted = layer
+        if layer is not None:  # the 'corrected' column follows the user's brush
+            layer.events.paint.connect(self._schedule_coverage)
         target = self._masks.autosave_target(layer) if layer is not None else None
         self._autosaver.watch(layer, target)
         if layer is None:
@@ -387,7 +425,7 @@ class LesionReviewWidget(Container):
                 return probability
         return None
 
-    def _show(self, review: Review, layers: tuple[Labels, Labels]) -> None:
+    def _show(self, review: Review, layers: tuple[Labels, Labels], *, add_overlay: bool = True) -> None:
         if self._closed.is_set():  # a review that finished after the viewer closed
             return
         self._review, self._reviewed = review, layers
@@ -397,9 +435,11 @@ class LesionReviewWidget(Container):
             self._plot.set_curve(*review.curve, marker=review.operating_point)
         else:
             self._plot.clear("no run probability for this prediction" if metrics["n_lesions_gt"] else "empty reference")
-        self._table_of_lesions.show(review)
+        self._rows = review_rows(review)
+        self._table_of_lesions.show(self._rows)
         self._show_coverage()
-        self._show_overlay()
+        if add_overlay or self._overlay in self._viewer.layers:  # automatic updates never add it unasked
+            self._show_overlay()
         self._status.value = (
             f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
             f"{metrics['n_lesions_pred']} predicted lesions, DSC {format_metric('dsc', metrics['dsc'])}"
@@ -425,46 +465,50 @@ class LesionReviewWidget(Container):
         )
         self._viewer.add_layer(self._overlay)
 
+    def _schedule_coverage(self, event: Any = None) -> None:
+        self._coverage_timer.start()
+
     def _show_coverage(self) -> None:
         corrected = self._corrected.value
-        self._table_of_lesions.show_coverage(self._review, None if corrected is None else corrected.data)
+        self._table_of_lesions.show_coverage(self._review, self._rows, None if corrected is None else corrected.data)
 
     # --- navigation and decisions ------------------------------------------------------------------
 
     def _step_lesion(self, step: int) -> None:
-        count = len(self._review.lesions) if self._review else 0
+        count = len(self._rows)
         if count == 0:
             show_error("There are no lesions to walk through: update the review first.")
             return
         current = self.selected_lesion
         self.select_lesion(((current if current is not None else -step if step > 0 else 0) + step) % count)
 
-    def _centre_on(self, voxel: tuple[float, float, float]) -> None:
-        layer = self._reviewed[0] if self._reviewed else None
-        if layer is None:
-            return
-        world = layer.data_to_world(np.asarray(voxel))
-        for axis in self._viewer.dims.not_displayed:
-            self._viewer.dims.set_point(axis, world[axis])
-        self._viewer.camera.center = tuple(world[axis] for axis in self._viewer.dims.displayed)
-
     def _decide(self, index: int | None, *, keep: bool) -> None:
         index = self.selected_lesion if index is None else index
+        layer = self._editable_corrected()
+        if layer is None:
+            return
+        if index is None or not 0 <= index < len(self._rows):
+            show_error("Select a lesion in the table first.")
+            return
+        layer.data_setitem(row_voxels(self._review, self._rows[index]), 1 if keep else 0)
+        self._show_coverage()
+
+    def _editable_corrected(self) -> Labels | None:
+        """The corrected mask, if there is one on the reviewed grid (else a notification says what to do)."""
         layer, review = self._corrected.value, self._review
         if layer is None:
             show_error("No corrected mask: click 'New from prediction' (or restore an autosave) first.")
-            return
-        if review is None or index is None or not 0 <= index < len(review.lesions):
-            show_error("Select a lesion in the table first.")
-            return
+            return None
+        if review is None:
+            show_error("Update the review first.")
+            return None
         if np.shape(layer.data) != review.voxel_map.shape:
             show_error(
                 f"The corrected mask {layer.name!r} has shape {np.shape(layer.data)} but the reviewed masks have "
                 f"{review.voxel_map.shape}: choose a corrected mask on the same grid."
             )
-            return
-        layer.data_setitem(lesion_voxels(review, index), 1 if keep else 0)
-        self._show_coverage()
+            return None
+        return layer
 
     # --- choices ---------------------------------------------------------------------------------
 

@@ -87,11 +87,12 @@ def _shown_metrics(dock) -> dict[str, str]:
 
 
 def _row_of(dock, source: str, box) -> int:
-    """The lesion row of `source` whose centroid lies in `box`."""
-    for i, lesion in enumerate(dock.review.lesions):
-        inside = all(s.start <= c < s.stop for s, c in zip(box, lesion.centroid_voxel))
-        if lesion.source == source and inside:
-            return i
+    """The lesion row whose reference (or, for "prediction", predicted) lesion has its centroid in `box`."""
+    for i, row in enumerate(dock.rows):
+        lesions = [row.reference] if source == "reference" else list(row.predicted)
+        for lesion in lesions:
+            if lesion is not None and all(s.start <= c < s.stop for s, c in zip(box, lesion.centroid_voxel)):
+                return i
     raise AssertionError(f"no {source} lesion in {box}")
 
 
@@ -138,12 +139,12 @@ def test_overlays_metrics_and_lesion_table_match_the_engine(review, qtbot):
     shown = _shown_metrics(dock)
     assert shown["DSC"] == f"{expected['dsc']:.3f}"
     assert shown["LTPR"] == f"{expected['ltpr']:.3f}" and shown["LFPR"] == f"{expected['lfpr']:.3f}"
-    assert shown["HD95 (mm)"] == f"{expected['hd95_mm']:.3f}"
+    assert shown["HD95 (mm)"] == f"{expected['hd95_mm']:.1f}"
     assert shown["APR"] == "n/a"  # two raters' masks: no probability map
-    rows = dock._lesions.data.to_list()
-    assert len(rows) == expected["n_lesions_gt"] + expected["n_lesions_pred"] == 6
-    assert sorted(row[1] for row in rows) == ["FN", "FP", "TP", "TP", "TP", "TP"]
-    assert rows[_row_of(dock, "reference", B)][2] == f"{B_VOLUME_ML:.3f}"
+    rows = dock._table_of_lesions.texts()
+    assert len(rows) == expected["n_lesions_gt"] + expected["n_lesions_fp"] == 4  # one row per lesion
+    assert sorted(row[0] for row in rows) == ["FN", "FP", "TP", "TP"]
+    assert rows[_row_of(dock, "reference", B)][1] == f"{B_VOLUME_ML:.3f}"
     assert dock._plot.x.size == 0  # no curve without a probability map
     dock.set_mode("lesion")
     assert dock.overlay.data[4, 16, 18] == TP  # lesion-wise, D was detected: the whole lesion is TP
@@ -165,16 +166,17 @@ def test_clicking_a_row_and_next_previous_move_the_view_to_the_lesion(review, qt
     assert viewer.dims.current_step[0] == 4  # centroid of slices 3..5
     assert np.allclose(viewer.camera.center[-2:], (16.5, 16.5))
     seen = []
-    for _ in range(len(dock.review.lesions)):
+    for _ in range(len(dock.rows)):
         dock.next_lesion()
         seen.append(dock.selected_lesion)
-    assert sorted(seen) == list(range(6)) and seen[-1] == row  # every lesion once, back to the start
-    dock.select_lesion(5)
+    last = len(dock.rows) - 1
+    assert sorted(seen) == list(range(len(dock.rows))) and seen[-1] == row  # every lesion once, back to the start
+    dock.select_lesion(last)
     dock.next_lesion()
     assert dock.selected_lesion == 0  # wraps around
     dock.previous_lesion()
-    assert dock.selected_lesion == 5
-    assert viewer.dims.current_step[0] == round(dock.review.lesions[5].centroid_voxel[0])
+    assert dock.selected_lesion == last
+    assert viewer.dims.current_step[0] == round(dock.rows[last].centroid_voxel[0])
 
 
 def test_accept_and_reject_edit_the_corrected_mask(review):
@@ -187,7 +189,7 @@ def test_accept_and_reject_edit_the_corrected_mask(review):
     assert not corrected.data[C].any() and pred.data[C].all()  # the prediction itself is untouched
     dock.accept(_row_of(dock, "reference", B))  # adopt the lesion the model missed
     assert corrected.data[B].all()
-    rows = dock._lesions.data.to_list()
+    rows = dock._table_of_lesions.texts()
     assert rows[_row_of(dock, "prediction", C)][4] == "removed"
     assert rows[_row_of(dock, "reference", B)][4] == "kept"
     assert rows[_row_of(dock, "reference", D_REFERENCE)][4] == "50% kept"
@@ -318,5 +320,58 @@ def test_run_probability_feeds_apr_curve_and_mean_probability(make_napari_viewer
     shown = _shown_metrics(dock)
     assert shown["APR"] == f"{expected['apr']:.3f}"
     assert dock._plot.x.size > 1 and dock._plot.x.min() >= 0 and dock._plot.y.max() <= 1
-    means = [row[3] for row in dock._lesions.data.to_list()]
+    means = [row[3] for row in dock._table_of_lesions.texts()]
     assert means and all(m != "" for m in means)
+
+
+class TestReadingSpeed:
+    def test_a_lesion_click_zooms_and_rings_it(self, make_napari_viewer):
+        viewer = make_napari_viewer()
+        reference = np.zeros((40, 200, 200), np.uint8)
+        reference[20:24, 150:154, 30:34] = 1  # a 64 mm^3 lesion in a 200 mm field
+        ref = viewer.add_labels(reference, name="reference")
+        pred = viewer.add_labels(reference.copy(), name="prediction")
+        dock = _dock(viewer)
+        dock.set_prediction(pred)
+        dock.set_reference(ref)
+        dock.update(blocking=True)
+        viewer.reset_view()
+        whole_volume_zoom = viewer.camera.zoom
+        dock.select_lesion(0)
+        assert viewer.camera.zoom > 5 * whole_volume_zoom  # about 20 mm of the 200 mm field
+        marker = viewer.layers["selected lesion"]
+        np.testing.assert_allclose(marker.data[0], (21.5, 151.5, 31.5))
+        assert np.allclose(viewer.camera.center[-2:], (151.5, 31.5)) and viewer.dims.current_step[0] == 22
+
+    def test_bulk_reject_removes_only_false_positives_under_the_size(self, review):
+        viewer, dock, pred, _ = review
+        speck = (np.array([20]), np.array([20]), np.array([20]))
+        pred.data_setitem(speck, 1)  # a 1-voxel false positive beside the 320-voxel one (C)
+        dock.update(blocking=True)
+        corrected = dock.new_corrected_mask()
+        assert dock.reject_small_false_positives(max_mm3=5.0) == 1
+        assert corrected.data[20, 20, 20] == 0 and corrected.data[C].all()  # C is 320 mm^3: kept
+        assert dock.reject_small_false_positives(max_mm3=1000.0) == 2
+        assert not corrected.data[C].any()
+
+    def test_sorting_the_table_keeps_each_row_tied_to_its_lesion(self, review):
+        viewer, dock, _, _ = review
+        table = dock._lesions.native
+        table.sortItems(2)  # by predicted volume
+        row_b = _row_of(dock, "reference", B)
+        dock.select_lesion(row_b)
+        assert dock.selected_lesion == row_b
+        assert dock._table_of_lesions.texts()[row_b][1] == f"{B_VOLUME_ML:.3f}"
+
+    def test_automatic_updates_never_add_the_overlay_unasked(self, make_napari_viewer, qtbot):
+        viewer = make_napari_viewer()
+        prediction, reference = _masks()
+        pred = viewer.add_labels(prediction, name="rater 2")
+        ref = viewer.add_labels(reference, name="rater 1")
+        dock = _dock(viewer)
+        dock.set_prediction(pred)
+        dock.set_reference(ref)  # the dock reviews on its own, in the background
+        qtbot.waitUntil(lambda: dock.review is not None and not dock.busy, timeout=10_000)
+        assert "lesion review (TP/FN/FP)" not in viewer.layers
+        dock.update(blocking=True)  # asked: now it shows
+        assert "lesion review (TP/FN/FP)" in viewer.layers
