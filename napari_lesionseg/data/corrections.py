@@ -40,6 +40,7 @@ from napari_lesionseg.data.volumes import load_volume, volume_image
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
 __all__ = [
+    "corrected_mask_files",
     "corrected_mask_path",
     "find_corrected_mask",
     "keep_previous",
@@ -87,6 +88,13 @@ def find_corrected_mask(folder: str | os.PathLike[str], name: str) -> Path | Non
         if found:
             return max(found, key=lambda p: p.stat().st_mtime)
     return None
+
+
+def corrected_mask_files(folder: str | os.PathLike[str], name: str) -> list[Path]:
+    """Every saved generation of subject `name`'s corrections, beside it and in the per-user folder."""
+    folder = Path(folder)
+    newest = [folder / f"{name}_{CORRECTED_SUFFIX}{_EXTENSION}", _user_path(folder, name)]
+    return [p for p in (*newest, *(previous_path(p) for p in newest)) if p.is_file()]
 
 
 def previous_path(path: str | os.PathLike[str]) -> Path:
