@@ -82,8 +82,8 @@ def check_outputs(
             if key is not None:
                 input_keys.setdefault(key, Path(given))
     for output in outputs:
-        _check_name(output)
         _check_not_input(output, input_keys)
+        _check_name(output)
     _check_distinct(outputs)
     for output in outputs:
         _check_replaceable(output, overwrite)
@@ -188,8 +188,11 @@ def _prepare_folder(folder: Path, output: Output) -> None:
     """Create `folder` and write and remove a small probe file in it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise InvalidInputError(f"{output.label} {output.path}: cannot create the folder {folder}: a file has that name") from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise InvalidInputError(
+            f"{output.label} {output.path}: cannot create the folder {folder}: {blocker} is a file, not a folder"
+        ) from None
     except OSError as err:
         raise InvalidInputError(f"{output.label} {output.path}: cannot create the folder {folder}: {_reason(err)}") from None
     try:
