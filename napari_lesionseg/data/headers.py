@@ -39,8 +39,8 @@ def check_header(image: nib.Nifti1Image, path: Path) -> None:
     """Refuse a header whose data cannot be in the file or in memory, or whose geometry is unknowable; warn on doubtful geometry."""
     _check_declared_size(image, path)
     raw = _raw_header(image, path)
-    _check_voxel_sizes(raw, image, path)
-    _check_qform_sform(raw, path)
+    if _check_voxel_sizes(raw, image, path):  # a qform built from bad voxel sizes says nothing more
+        _check_qform_sform(raw, path)
 
 
 def read_bytes_needed(image: nib.Nifti1Image) -> int:
@@ -80,13 +80,14 @@ def _raw_header(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Header:
         return image.header
 
 
-def _check_voxel_sizes(raw: nib.Nifti1Header, image: nib.Nifti1Image, path: Path) -> None:
+def _check_voxel_sizes(raw: nib.Nifti1Header, image: nib.Nifti1Image, path: Path) -> bool:
+    """Refuse or warn on bad voxel sizes; True when they are all positive."""
     ndim = min(3, max(1, int(raw["dim"][0])))
     sizes = np.asarray(raw["pixdim"][1 : 1 + ndim], dtype=np.float64)
     has_sform = int(raw["sform_code"]) > 0
     bad = ~np.isfinite(sizes) | (sizes <= 0)
     if not bad.any():
-        return
+        return True
     listed = " x ".join(f"{s:g}" for s in sizes)
     unusable = ~np.isfinite(sizes) | (sizes == 0)
     if unusable.any() and not has_sform:
@@ -102,6 +103,7 @@ def _check_voxel_sizes(raw: nib.Nifti1Header, image: nib.Nifti1Image, path: Path
         GeometryWarning,
         stacklevel=4,
     )
+    return False
 
 
 def _check_qform_sform(raw: nib.Nifti1Header, path: Path) -> None:

@@ -109,6 +109,11 @@ class TestPredict:
         assert main([str(a) for a in _predict(folder, "--checkpoint", checkpoint, "--mask-out", foreign)]) == 0  # ours now
         assert_untouched(snapshot(folder), tmp_path)
 
+    @pytest.mark.parametrize("given", ["sub-09", "sub-09_FLAIR.nii.gz"])
+    def test_a_subject_path_that_does_not_exist_is_reported_as_such(self, tmp_path, checkpoint, capsys, no_work, given):
+        code, err = _run(capsys, *_predict(tmp_path / given, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz"))
+        assert code == 2 and _one_error_line(err, "predict").endswith(f"{tmp_path / given}: no such file or folder")
+
     def test_a_read_only_output_folder_is_one_line_before_any_work(self, tmp_path, checkpoint, capsys, monkeypatch, no_work):
         folder = write_subject(tmp_path / "data", shape=SHAPE)
         before = snapshot(folder)
