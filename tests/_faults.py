@@ -48,7 +48,7 @@ def refuse_writes_in(folder: Path, monkeypatch: pytest.MonkeyPatch, code: int) -
     real = tempfile.mkstemp
     inside = folder.resolve()
 
-    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 (tempfile's own name)
+    def mkstemp(*args, dir=None, **kwargs):
         if dir is not None and Path(dir).resolve().is_relative_to(inside):
             raise OSError(code, os.strerror(code), os.fspath(dir))
         return real(*args, dir=dir, **kwargs)

@@ -66,7 +66,7 @@ def format_duration(seconds: float) -> str:
     """``3 h 20 min``, ``4 min 10 s`` or ``12 s``."""
     if seconds == float("inf"):
         return "an unknown time"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -62,7 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from napari_lesionseg.data.phantom import write_phantoms
-
     from napari_lesionseg.data.phantom.subject import check_spacing
 
     check_spacing(args.spacing)

@@ -81,7 +81,8 @@ def iter_predict(
     if settings.patch_size is None:
         settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
     grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
-    check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=len(tta_variants(settings.tta)), modes=len(settings.fusion))
+    variants = len(tta_variants(settings.tta))
+    check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
     if before_network is not None:
         before_network()
     run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model))

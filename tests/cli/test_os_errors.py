@@ -97,7 +97,7 @@ def test_a_volume_too_large_for_the_address_space_limit_names_the_file(tmp_path)
         "from napari_lesionseg.data.volumes import load_volume\n"
         "try:\n    load_volume(sys.argv[1])\nexcept LesionSegError as err:\n    print(err)\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(big)], capture_output=True, text=True, env=_env(), timeout=120)
+    result = subprocess.run([sys.executable, "-c", script, str(big)], capture_output=True, text=True, env=_env(), timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{big}: reading its 256x256x256 voxels needs about") and "MemoryError" not in result.stderr
     assert_untouched(before, tmp_path)

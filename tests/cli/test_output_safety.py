@@ -7,7 +7,6 @@ claims the refusal comes before any work.
 
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 import numpy as np

@@ -12,7 +12,12 @@ import pytest
 from _faults import assert_untouched, fail_fsync, make_read_only, snapshot, temp_files
 from conftest import write_subject
 
-from napari_lesionseg.data.outputs import Output, batch_outputs, check_outputs, is_own_output
+from napari_lesionseg.data.outputs import (
+    Output,
+    batch_outputs,
+    check_outputs,
+    is_own_output,
+)
 from napari_lesionseg.data.volumes import load_volume, save_volume
 from napari_lesionseg.errors import InvalidInputError
 
