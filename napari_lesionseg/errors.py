@@ -13,3 +13,11 @@ class InvalidInputError(LesionSegError):
 
 class CheckpointError(LesionSegError):
     """A checkpoint that is missing, corrupt, or does not fit the data or the network."""
+
+
+class LesionSegWarning(UserWarning):
+    """Something the user should know about an input that can still be used (the CLI prints it on one line)."""
+
+
+class GeometryWarning(LesionSegWarning):
+    """A NIfTI header whose geometry is suspicious (voxel sizes, qform/sform) but still usable."""

@@ -2,8 +2,10 @@
 
 The saver listens to the layer's edit events (painting, filling, erasing, accept/reject, undo and
 redo, data replaced), waits until the edits pause (`delay_ms`), and writes the mask with
-`corrections.save_corrected_mask` (atomic, never over the reference) in a thread so that a large
-mask does not freeze the viewer. A checksum skips writes when nothing changed (napari also emits
+`corrections.save_corrected_mask` (a new file renamed over the old one, never over the reference;
+the first write of a session that did not restore the autosave keeps the earlier one as the
+previous generation) in a thread so that a large mask does not freeze the viewer. Watching a target
+first removes the temporary files a killed write left beside it. A checksum skips writes when nothing changed (napari also emits
 ``set_data`` on every slice change). `flush` writes at once, for when the dock or napari closes.
 """
 
@@ -20,7 +22,8 @@ from napari.layers import Labels
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, QTimer
 
-from napari_lesionseg.data.corrections import keep_previous, save_corrected_mask
+from napari_lesionseg._files import clean_stale_temps
+from napari_lesionseg.data.corrections import previous_path, save_corrected_mask
 from napari_lesionseg.data.geometry import Geometry
 
 __all__ = ["AutosaveTarget", "MaskAutosaver"]
@@ -84,6 +87,9 @@ class MaskAutosaver:
         self.layer, self.target = layer, target
         self._kept_previous = target is not None and target.restored_from == target.path
         self._checksum = _checksum(_snapshot(layer)) if layer is not None else None
+        if target is not None:
+            for path in (target.path, previous_path(target.path)):
+                clean_stale_temps(path)
         if layer is not None:
             for name in _EDIT_EVENTS:
                 getattr(layer.events, name).connect(self._on_edit)
@@ -163,10 +169,13 @@ class MaskAutosaver:
 
 
 def _write(snapshot: np.ndarray, target: AutosaveTarget, keep_earlier: bool) -> Path:
-    if keep_earlier:
-        keep_previous(target.path)
     return save_corrected_mask(
-        snapshot, target.geometry, target.path, protected=target.protected, fallback=target.fallback
+        snapshot,
+        target.geometry,
+        target.path,
+        protected=target.protected,
+        fallback=target.fallback,
+        keep_earlier=keep_earlier,
     )
 
 

@@ -11,13 +11,15 @@ Layers carry ``scale = geometry.spacing``, ``translate = geometry.napari_transla
 ``metadata = {"lesionseg": {"geometry", "modality", "path"}}``, so the writer can put edits back
 on the source grid.
 
-Bad input (`LesionSegError`) is reported as a napari error notification carrying exactly the
-engine's message, and the reader returns napari's "no layers" sentinel ``[(None,)]``: napari
+Doubtful input (a `LesionSegWarning`, e.g. a zero voxel size or disagreeing qform/sform) becomes a
+napari warning notification with the engine's message. Bad input (`LesionSegError`) is reported
+as a napari error notification carrying exactly the engine's message, and the reader returns napari's "no layers" sentinel ``[(None,)]``: napari
 would otherwise wrap the message in a generic "Tried opening with ..., but failed" error.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.naming import is_nifti_path, nifti_stem
 from napari_lesionseg.data.subject import Subject, load_subject
 from napari_lesionseg.data.volumes import Volume, load_volume
-from napari_lesionseg.errors import LesionSegError
+from napari_lesionseg.errors import LesionSegError, LesionSegWarning
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -60,13 +62,30 @@ def napari_get_reader(path: str | Sequence[str]) -> Callable[[str | Sequence[str
 def read_paths(path: str | Sequence[str]) -> list[LayerDataTuple]:
     """Layer data for each path (file or subject folder); bad input becomes an error notification."""
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    try:
-        return [layer for p in paths for layer in _read_one(Path(p))]
-    except LesionSegError as err:
+    error = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LesionSegWarning)
+        try:
+            layers = [layer for p in paths for layer in _read_one(Path(p))]
+        except LesionSegError as err:
+            error, layers = str(err), [(None,)]
+    _notify(caught)
+    if error is not None:
         from napari.utils.notifications import show_error
 
-        show_error(str(err))
-        return [(None,)]  # type: ignore[list-item]
+        show_error(error)
+    return layers  # type: ignore[return-value]
+
+
+def _notify(caught: list[warnings.WarningMessage]) -> None:
+    """Our warnings as napari notifications; any other warning goes on as usual."""
+    from napari.utils.notifications import show_warning
+
+    for warning in caught:
+        if issubclass(warning.category, LesionSegWarning):
+            show_warning(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def subject_layer_data(subject: Subject) -> list[LayerDataTuple]:

@@ -2,14 +2,27 @@
 
 Subcommand modules import the engine lazily inside their handlers so that `lesionseg --help`
 stays fast (torch takes seconds to import).
+
+`main` turns every failure a user can act on into one line on stderr and exit status 2: our own
+errors (`LesionSegError`), operating-system errors (permission, disk full, not a folder...) with the
+path, running out of memory, and a closed stdout (``lesionseg evaluate ... | head``). Warnings are
+printed as one line each. SIGTERM unwinds like Ctrl-C, so an interrupted write removes its
+temporary file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from napari_lesionseg import __version__
 from napari_lesionseg.errors import LesionSegError
@@ -30,6 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Plain words for the OS errors users meet when writing (strerror is terser).
+_OS_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that `finally` blocks (temporary files) run."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `lesionseg`; user errors print one clear line and exit with status 2."""
     parser = build_parser()
@@ -37,14 +68,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    prefix = f"lesionseg {args.command}"
     try:
-        return int(args.func(args) or 0)
+        with _one_line_warnings(prefix), _sigterm_unwinds():
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()
+            return code
     except LesionSegError as err:
-        print(f"lesionseg {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(prefix, str(err))
+    except BrokenPipeError:
+        _silence_stdout()
+        return _fail(prefix, "stdout: the reading end of the pipe was closed (e.g. by head); output stopped")
+    except OSError as err:
+        return _fail(prefix, os_error_line(err))
+    except MemoryError:
+        return _fail(prefix, "out of memory; use smaller volumes or patches (--patch-size), fewer patches per batch, or free memory")
     except KeyboardInterrupt:
-        print(f"lesionseg {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prefix}: terminated", file=sys.stderr)
+        return 143
+
+
+def os_error_line(err: OSError) -> str:
+    """``PATH: problem`` for an OS error (both paths for a rename)."""
+    reason = _OS_REASONS.get(err.errno or 0) or (err.strerror or str(err)).lower()
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+def _fail(prefix: str, message: str) -> int:
+    with contextlib.suppress(OSError):
+        print(f"{prefix}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit does not raise again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prefix: str) -> Iterator[None]:
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(OSError):
+            print(f"{prefix}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

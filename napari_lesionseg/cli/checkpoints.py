@@ -1,4 +1,8 @@
-"""`lesionseg checkpoints [--json]`: list the user and bundled checkpoints."""
+"""`lesionseg checkpoints [--json]`: list the user and bundled checkpoints, and the unusable files with why.
+
+A file that is corrupt, foreign or holds NaN/Inf weights is listed as unusable (JSON: ``"usable":
+false`` and ``"problem"``); usable rows have ``"usable": true`` and ``"problem": null``.
+"""
 
 from __future__ import annotations
 
@@ -21,16 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the checkpoints as a table or as JSON."""
-    from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, list_checkpoints, user_checkpoint_dir
+    from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, scan_checkpoints, user_checkpoint_dir
 
-    rows = [_row(info) for info in list_checkpoints()]
+    found, bad = scan_checkpoints()
+    rows = [_row(info) for info in found]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [_bad_row(item) for item in bad], indent=2))
         return 0
     if rows:
         print(_table(rows))
     else:
         print("no checkpoints found")
+    for item in bad:
+        print(f"unusable: {item.name} ({item.source}): {item.problem}")
     print(f"\nuser checkpoints: {user_checkpoint_dir()}\nbundled checkpoints: {BUNDLED_DIR}")
     return 0
 
@@ -49,7 +56,14 @@ def _row(info: Any) -> dict[str, Any]:
         "parent": metadata.parent,
         "created": metadata.created,
         "path": str(info.path),
+        "usable": True,
+        "problem": None,
     }
+
+
+def _bad_row(item: Any) -> dict[str, Any]:
+    keys = ("architecture", "loss", "beta", "modalities", "patch_size", "dsc", "parent", "created")
+    return {"name": item.name, "source": item.source, **dict.fromkeys(keys), "path": str(item.path), "usable": False, "problem": item.problem}
 
 
 def _validation_dsc(validation: dict[str, Any]) -> float | None:

@@ -11,6 +11,10 @@ Folder mode matches subjects by the file-name prefix before the first underscore
 folders one level down; the defaults follow the project's names (``lesionseg predict`` writes
 ``<subject>_mask``/``<subject>_prob``, references are ``<subject>_label-lesion_mask``). Subjects
 present on one side only are reported, not evaluated.
+
+Masks must be binary (0/1): other labels are refused unless ``--merge-labels`` counts every
+nonzero label as lesion (a warning names the labels merged). ``--threshold`` is a probability in
+[0, 1]. The CSV outputs follow the output policy (`data.outputs`), checked before any file is read.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import io
 import json
 import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from napari_lesionseg.constants import MASK_SUFFIX
-from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.errors import InvalidInputError, LesionSegWarning
 
 __all__ = ["register"]
 
@@ -67,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # 3 is lesions.DEFAULT_CONNECTIVITY, written out so that `--help` does not import scipy
     options.add_argument("--connectivity", type=int, default=3, choices=(1, 2, 3), help="lesion connectivity: 1 = 6, 2 = 18, 3 = 26 neighbours (default: %(default)s)")
     options.add_argument("--beta", type=float, default=2.0, help="beta of the reported F-beta (F2 is always reported; default: %(default)s)")
+    options.add_argument("--merge-labels", action="store_true", help="count every nonzero label of a mask as lesion (default: refuse masks with labels other than 0 and 1)")
+    options.add_argument("--overwrite", action="store_true", help="replace existing CSV files that napari-lesionseg did not write")
     options.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     options.add_argument("--quiet", action="store_true", help="no per-subject progress lines (folder mode)")
     parser.set_defaults(func=run_evaluate)
@@ -85,6 +92,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     misplaced = [flag for flag, value in other_mode.items() if value is not None]
     if misplaced:
         raise InvalidInputError(f"{misplaced[0]} does not apply to {'one-subject' if single else 'folder'} mode")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise InvalidInputError(f"--threshold {args.threshold:g}: must be a probability in [0, 1]")
     if single:
         if args.pred is None or args.gt is None:
             raise InvalidInputError("one-subject mode needs both --pred and --gt")
@@ -97,7 +106,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def _run_single(args: argparse.Namespace) -> int:
     from napari_lesionseg.evaluation.lesions import lesion_table, match_lesions
 
-    result, volumes = _evaluate(_Case("", args.pred, args.gt, args.prob), args)
+    case = _Case("", args.pred, args.gt, args.prob)
+    if args.lesions is not None:
+        _check_csv_output(args.lesions, "--lesions", _lesion_columns(), [case], args.overwrite)
+    result, volumes = _evaluate(case, args)
     if args.lesions is not None:
         pred, gt, prob = volumes
         match = match_lesions(pred.data.astype(bool), gt.data.astype(bool), connectivity=args.connectivity)
@@ -107,7 +119,7 @@ def _run_single(args: argparse.Namespace) -> int:
             prob=None if prob is None else prob.data,
             affine=gt.geometry.canonical_affine,
         )
-        _write_csv(args.lesions, [row.as_row() for row in rows])
+        _write_csv(args.lesions, [row.as_row() for row in rows], _lesion_columns())
     files = {"pred": str(args.pred), "gt": str(args.gt), "prob": None if args.prob is None else str(args.prob)}
     if args.json:
         print(json.dumps({"files": files, **result}, allow_nan=False))
@@ -118,6 +130,8 @@ def _run_single(args: argparse.Namespace) -> int:
 
 def _run_folder(args: argparse.Namespace) -> int:
     cases, unmatched = _match_cases(args)
+    if args.csv is not None:
+        _check_csv_output(args.csv, "--csv", _metrics_columns(), cases, args.overwrite)
     for side, subjects in unmatched.items():
         if subjects and not args.json:
             consequence = "evaluated without APR" if side == "probability map" else "skipped"
@@ -130,7 +144,7 @@ def _run_folder(args: argparse.Namespace) -> int:
             print(f"{case.subject}: dsc {result['dsc']:.4f} ({index}/{len(cases)})", file=sys.stderr)
     summary = _summarise(rows)
     if args.csv is not None:
-        _write_csv(args.csv, _csv_rows(rows, summary))
+        _write_csv(args.csv, _csv_rows(rows, summary), _metrics_columns())
     if args.json:
         print(json.dumps({"subjects": rows, **summary, "unmatched": unmatched}, allow_nan=False))
     else:
@@ -143,9 +157,9 @@ def _evaluate(case: _Case, args: argparse.Namespace) -> tuple[dict[str, Any], tu
     from napari_lesionseg.data.volumes import load_volume
     from napari_lesionseg.evaluation.metrics import as_binary_mask, check_probability, compute_metrics
 
-    gt = load_volume(case.gt, kind="mask")
+    gt = _binary_mask(load_volume(case.gt, kind="labels"), args.merge_labels)
     if args.threshold is None:
-        pred = load_volume(case.pred, kind="mask")
+        pred = _binary_mask(load_volume(case.pred, kind="labels"), args.merge_labels)
     else:
         pred = load_volume(case.pred, kind="image")
         pred.data = as_binary_mask(pred.data, name=str(case.pred), threshold=args.threshold)
@@ -169,6 +183,43 @@ def _evaluate(case: _Case, args: argparse.Namespace) -> tuple[dict[str, Any], tu
         beta=args.beta,
     )
     return result, (pred, gt, prob)
+
+
+def _binary_mask(volume: Any, merge: bool) -> Any:
+    """The volume as a 0/1 uint8 mask; labels other than 0 and 1 are refused, or merged when asked."""
+    import numpy as np
+
+    labels = [int(v) for v in np.unique(volume.data) if v > 1]
+    if labels:
+        listed = ", ".join(map(str, labels[:8])) + (", ..." if len(labels) > 8 else "")
+        if not merge:
+            raise InvalidInputError(
+                f"{volume.path}: holds label(s) {listed} besides 0 and 1, but a lesion mask is 0/1; pass "
+                "--merge-labels to count every nonzero label as lesion, or give a binary mask"
+            )
+        warnings.warn(f"{volume.path}: merged label(s) {listed} into lesion (--merge-labels)", LesionSegWarning, stacklevel=2)
+    volume.data = (volume.data != 0).astype(np.uint8)
+    return volume
+
+
+def _check_csv_output(path: Path, option: str, columns: list[str], cases: list[_Case], overwrite: bool) -> None:
+    """The output policy for a CSV, before any file is read: never an input, replaced only if ours."""
+    from napari_lesionseg.data.outputs import Output, check_outputs
+
+    inputs = [p for case in cases for p in (case.pred, case.gt, case.prob) if p is not None]
+    check_outputs([Output(path, option, "csv", csv_header=",".join(columns))], inputs, overwrite=overwrite)
+
+
+def _lesion_columns() -> list[str]:
+    from napari_lesionseg.evaluation.lesions import Lesion
+
+    return list(Lesion("reference", 1, "TP", 1, 0.0, (0.0, 0.0, 0.0), None, None, None).as_row())
+
+
+def _metrics_columns() -> list[str]:
+    from napari_lesionseg.evaluation.metrics import METRIC_KEYS
+
+    return ["subject", *METRIC_KEYS, "notes"]
 
 
 def _match_cases(args: argparse.Namespace) -> tuple[list[_Case], dict[str, list[str]]]:
@@ -236,15 +287,12 @@ def _csv_rows(rows: list[dict[str, Any]], summary: dict[str, dict[str, Any]]) ->
     return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write `rows` (dicts with the same keys) as CSV, atomically; ``None`` becomes an empty cell."""
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Write `rows` (dicts with the keys `columns`) as CSV, atomically; ``None`` becomes an empty cell."""
     from napari_lesionseg._files import write_text_atomic
 
-    if not rows:
-        write_text_atomic(path, "")
-        return
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())

@@ -11,11 +11,17 @@ INPUT is a subject folder (``<subject>_<MODALITY>.nii.gz`` files), a folder of s
 A batch is split across processes with ``--shard K/N``, or automatically under ``torchrun``
 (``RANK``/``WORLD_SIZE``; each process takes every N-th subject and, on CUDA, the GPU
 ``LOCAL_RANK``). No process group is needed: subjects are independent.
+
+Every output path is checked before the checkpoint is loaded (`data.outputs`: never an input,
+never two outputs on one path, never a subject-file name, an existing file replaced only if
+napari-lesionseg wrote it or with ``--overwrite``, folders created and probed). A subject's outputs
+are renamed into place together, after all of them are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -41,6 +47,16 @@ class _Outputs:
     prob: str | None
     mask: str | None
     uncertainty: str | None
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A subject of the run, known before anything is loaded."""
+
+    name: str
+    folder: Path
+    inputs: tuple[Path, ...]
+    load: Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,26 +87,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--resample", action="store_true", help="resample modalities that are not on the FLAIR grid onto it")
     run.add_argument("--shard", metavar="K/N", help="process every N-th subject starting at K (0-based); set automatically under torchrun")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    out.add_argument("--overwrite", action="store_true", help="replace existing output files that napari-lesionseg did not write")
     parser.set_defaults(func=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Load the checkpoint once, then segment and write every subject of this process's shard."""
-    from napari_lesionseg.engine.checkpoints import load_checkpoint
+    from napari_lesionseg.engine.checkpoints import load_checkpoint, resolve_checkpoint
 
     outputs = _Outputs(args.prob_out, args.mask_out, args.uncertainty_out)
-    loaders = _subject_loaders(args.inputs, resample=args.resample)
-    _check_outputs(outputs, len(loaders))
+    planned = _subject_loaders(args.inputs, resample=args.resample)
+    _check_outputs(outputs, len(planned))
     rank, world = _shard(args.shard)
     settings = _settings(args, rank)
+    targets = _output_paths(outputs, planned, resolve_checkpoint(args.checkpoint), overwrite=args.overwrite)
     model, metadata = load_checkpoint(args.checkpoint, device="cpu")
-    for _name, load in loaders[rank::world]:
-        subject = load()
+    for subject_plan in planned[rank::world]:
+        subject = subject_plan.load()
         result = _predict_one(subject, (model, metadata), settings, quiet=args.quiet)
-        written = _write(subject, result, outputs)
+        written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
         if not args.quiet:
             print(_summary(subject, result, written), file=sys.stderr)
     return 0
+
+
+def _output_paths(
+    outputs: _Outputs, planned: list[_Planned], checkpoint: Path, *, overwrite: bool
+) -> dict[tuple[Path, str], list[tuple[str, Path]]]:
+    """Every subject's ``(output kind, path)`` list, after checking them all against the output policy."""
+    from napari_lesionseg.data.outputs import batch_outputs, check_outputs
+
+    subjects = [(p.name, p.folder) for p in planned]
+    targets: dict[tuple[Path, str], list[tuple[str, Path]]] = {(p.folder, p.name): [] for p in planned}
+    checked = []
+    for kind, template in (("prob", outputs.prob), ("mask", outputs.mask), ("uncertainty", outputs.uncertainty)):
+        if template is None:
+            continue
+        for (name, folder), output in zip(subjects, batch_outputs(template, subjects, f"--{kind}-out")):
+            targets[folder, name].append((kind, output.path))
+            checked.append(output)
+    inputs = [checkpoint, *(path for p in planned for path in p.inputs)]
+    check_outputs(checked, inputs, overwrite=overwrite)
+    return targets
 
 
 def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
@@ -121,38 +159,36 @@ def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
 
 
 def _predict_one(subject: Subject, checkpoint: Any, settings: InferenceSettings, *, quiet: bool) -> InferenceResult:
+    from napari_lesionseg.cli._patch_progress import PatchProgress
     from napari_lesionseg.engine.predict import predict
 
-    show = sys.stderr.isatty() and not quiet
-
-    def progress(event: Any) -> None:
-        if show:
-            print(f"\r{subject.name}: {event.done}/{event.total} patches", end="", file=sys.stderr, flush=True)
-        if event.message and not quiet:
-            print(f"\n{subject.name}: {event.message}", file=sys.stderr)
-
+    progress = PatchProgress(subject.name, quiet=quiet)
     result = predict(subject, checkpoint, settings, callback=progress)
-    if show:
-        print("\r", end="", file=sys.stderr)
+    progress.close()
     return result
 
 
-def _write(subject: Subject, result: InferenceResult, outputs: _Outputs) -> list[Path]:
+def _write(subject: Subject, result: InferenceResult, targets: list[tuple[str, Path]]) -> list[Path]:
+    """Write all of a subject's outputs to temporary files, then rename them into place together."""
+    import contextlib
+
+    import nibabel as nib
     import numpy as np
 
-    from napari_lesionseg.data.volumes import save_volume
+    from napari_lesionseg._files import atomic_path
+    from napari_lesionseg.data.volumes import volume_image
 
-    arrays = (
-        (outputs.prob, result.probability, np.float32),
-        (outputs.mask, result.mask.astype(np.uint8), np.uint8),
-        (outputs.uncertainty, result.uncertainty, np.float32),
-    )
-    written = []
-    for template, data, dtype in arrays:
-        if template is not None:
-            path = Path(template.replace(_PLACEHOLDER, subject.name))
-            written.append(save_volume(data, subject.geometry, path, dtype=dtype))
-    return written
+    arrays = {
+        "prob": (result.probability, np.float32),
+        "mask": (result.mask.astype(np.uint8), np.uint8),
+        "uncertainty": (result.uncertainty, np.float32),
+    }
+    with contextlib.ExitStack() as stack:
+        for kind, path in targets:
+            data, dtype = arrays[kind]
+            image = volume_image(data, subject.geometry, dtype=dtype, name=str(path))
+            nib.save(image, str(stack.enter_context(atomic_path(path))))
+    return [path for _, path in targets]
 
 
 def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> str:
@@ -190,19 +226,32 @@ def _shard(shard: str | None) -> tuple[int, int]:
     return rank, world
 
 
-def _subject_loaders(inputs: list[str], *, resample: bool) -> list[tuple[str, Any]]:
-    """(name, loader) per subject: loading is deferred so that a shard reads only its own subjects."""
-    from napari_lesionseg.data.naming import is_nifti_path
+def _subject_loaders(inputs: list[str], *, resample: bool) -> list[_Planned]:
+    """The run's subjects with their input files; loading is deferred so that a shard reads only its own subjects."""
+    from napari_lesionseg.data.naming import (
+        find_subject_files,
+        is_nifti_path,
+        subject_name,
+    )
     from napari_lesionseg.data.subject import load_subject
 
     folders = [Path(i) for i in inputs if Path(i).is_dir()]
     if folders and len(folders) != len(inputs):
+        missing = [i for i in inputs if not Path(i).exists() and "=" not in i]
+        if missing:
+            raise InvalidInputError(f"{missing[0]}: no such file or folder")
         raise InvalidInputError("give either folders (subjects or folders of subjects) or modality files, not both")
     if not folders:
         files = [_named_file(i, is_nifti_path) for i in inputs]
-        return [(_files_subject_name(files), lambda: _subject_from_files(files, resample=resample))]
-    subjects = [s for folder in folders for s in _subject_folders(folder)]
-    return [(s.name, lambda s=s: load_subject(s, resample=resample)) for s in subjects]
+        load = functools.partial(_subject_from_files, files, resample=resample)
+        return [_Planned(_files_subject_name(files), files[0][1].parent, tuple(p for _, p in files), load)]
+    planned = []
+    for folder in (s for given in folders for s in _subject_folders(given)):
+        images, mask = find_subject_files(folder)
+        paths = (*images.values(), *([mask] if mask is not None else []))
+        load = functools.partial(load_subject, folder, resample=resample)
+        planned.append(_Planned(subject_name(folder, list(images.values())), folder, paths, load))
+    return planned
 
 
 def _subject_folders(folder: Path) -> list[Path]:
@@ -241,6 +290,8 @@ def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
         modality, path = (matches[0] if matches else name), Path(path_text)
     else:
         path = Path(text)
+        if not path.exists():
+            raise InvalidInputError(f"{path}: no such file or folder")
         modality = modality_of(path)
         if modality is None:
             raise InvalidInputError(

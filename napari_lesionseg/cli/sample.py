@@ -1,10 +1,19 @@
-"""`lesionseg sample OUT_DIR`: write synthetic MS subjects (MNI152 phantoms) to a folder."""
+"""`lesionseg sample OUT_DIR`: write synthetic MS subjects (MNI152 phantoms) to a folder.
+
+Before anything is made, the subject folders are checked (`data.outputs`): an existing file is
+replaced only if napari-lesionseg wrote it, and a subject folder holding corrections of an earlier
+phantom is refused, since they would sit stale beside the new one; ``--overwrite`` replaces the
+files and deletes those corrections.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from napari_lesionseg.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from napari_lesionseg.data.phantom import Phantom
@@ -43,11 +52,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="image dtype of every subject (default: each subject's scanner chooses, mostly int16)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing subject files and delete the corrections saved for the subjects replaced",
+    )
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from napari_lesionseg.data.phantom import write_phantoms
+    from napari_lesionseg.data.phantom.subject import check_spacing
+
+    check_spacing(args.spacing)
+    if args.n >= 1:
+        _prepare(Path(args.out_dir), args.n, t1c=args.t1c, overwrite=args.overwrite)
 
     def report(folder: Path, phantom: Phantom) -> None:
         load = phantom.lesion_load
@@ -64,3 +83,29 @@ def _run(args: argparse.Namespace) -> int:
         on_subject=report,
     )
     return 0
+
+
+def _prepare(out_dir: Path, n: int, *, t1c: bool, overwrite: bool) -> None:
+    """Check every file to write against the output policy; refuse (or, with overwrite, delete) stale corrections."""
+    from napari_lesionseg.constants import CORE_MODALITIES, MASK_SUFFIX
+    from napari_lesionseg.data.corrections import corrected_mask_files
+    from napari_lesionseg.data.outputs import Output, check_outputs
+    from napari_lesionseg.data.phantom.writer import subject_name
+
+    roles = (*CORE_MODALITIES, *(("T1c",) if t1c else ()), MASK_SUFFIX)
+    outputs = [Output(out_dir, "OUT_DIR", "folder")]
+    stale: list[Path] = []
+    for index in range(1, n + 1):
+        name = subject_name(index)
+        folder = out_dir / name
+        outputs += [Output(folder / f"{name}_{role}.nii.gz", f"subject {name}", role_name_ok=True) for role in roles]
+        stale += corrected_mask_files(folder, name) if folder.is_dir() else []
+    if stale and not overwrite:
+        raise InvalidInputError(
+            f"{stale[0]}: corrections of the subject written there before; a new phantom would leave them stale beside "
+            f"it ({len(stale)} file(s)). Choose another OUT_DIR, or pass --overwrite to delete them"
+        )
+    check_outputs(outputs, overwrite=overwrite)
+    for path in stale:
+        path.unlink()
+        print(f"deleted stale corrections {path}", file=sys.stderr)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from napari_lesionseg.constants import (
@@ -143,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="save the resumable state every N steps (default: %(default)s)",
     )
     run.add_argument("--resume", action="store_true", help="continue the run saved in the work folder, if any")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not a napari-lesionseg checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -166,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, amp=args.amp, val_every=args.val_every,
         val_overlap=args.val_overlap, val_tta=args.val_tta, save_every=args.save_every, resume=args.resume,
     )
+    _check_training_outputs(config, overwrite=args.overwrite)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     cancel = threading.Event()
     bar = _ProgressBar(enabled=main_rank and not args.quiet)
@@ -175,6 +178,24 @@ def _run(args: argparse.Namespace) -> int:
     if main_rank:
         _report(result, config)
     return 130 if result.cancelled else 0
+
+
+def _check_training_outputs(config: Any, *, overwrite: bool) -> None:
+    """The output policy for --out and the work folder, before any data is read: never a training or
+    validation file, a data folder, the initial or a bundled checkpoint."""
+    from napari_lesionseg.data.naming import is_nifti_path
+    from napari_lesionseg.data.outputs import Output, check_outputs
+    from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, resolve_checkpoint
+
+    folders = [Path(p) for p in (*config.data, *config.val)]
+    inputs: list[Path] = [*folders, *BUNDLED_DIR.glob("*.pt")]
+    for folder in folders:
+        for pattern in ("*", "*/*"):
+            inputs.extend(p for p in folder.glob(pattern) if is_nifti_path(p))
+    if config.init_checkpoint is not None:
+        inputs.append(resolve_checkpoint(config.init_checkpoint))
+    outputs = [Output(Path(config.out), "--out", "checkpoint"), Output(config.run_dir, "the work folder (--work-dir)", "folder")]
+    check_outputs(outputs, inputs, overwrite=overwrite)
 
 
 def _report(result: Any, config: Any) -> None:

@@ -6,7 +6,13 @@
   (``$LESIONSEG_HOME/corrections/<sub>-<folder hash>/``, beside the user checkpoints).
 * The reference mask (``<sub>_label-lesion_mask``) is never written: `save_corrected_mask` refuses
   any target named like a reference mask, or listed as protected.
-* `find_corrected_mask` finds an earlier autosave of a subject, so reopening it can restore the work.
+* Two generations at most: a write goes to a temporary file that is then renamed over the mask,
+  so the last good state stays on disk at every instant. A session that starts afresh over an
+  earlier autosave first keeps that one as ``<sub>_label-lesion_corrected_previous.nii.gz``
+  (an atomic copy, made while the newest file still exists; an unreadable newest file is not kept
+  over a good previous one).
+* `find_corrected_mask` finds what to offer back on reopening: the newest readable corrected
+  mask, else the previous generation; it first removes temporary files a killed write left.
 
 Example:
     >>> path = save_corrected_mask(mask, geometry, corrected_mask_path(folder, "sub-01"))  # doctest: +SKIP
@@ -18,27 +24,37 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
+from napari_lesionseg._files import atomic_path, clean_stale_temps
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.naming import CORRECTED_SUFFIX, nifti_stem
-from napari_lesionseg.data.volumes import load_volume, save_volume
-from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.data.volumes import load_volume, volume_image
+from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
 __all__ = [
+    "corrected_mask_files",
     "corrected_mask_path",
     "find_corrected_mask",
     "keep_previous",
     "load_corrected_mask",
+    "previous_path",
     "save_corrected_mask",
     "user_corrections_dir",
 ]
 
 _EXTENSION = ".nii.gz"
+_PREVIOUS = "_previous"
+
+#: path -> ((mtime_ns, size), readable) of the files `find_corrected_mask` has checked.
+_READABLE: dict[Path, tuple[tuple[int, int], bool]] = {}
 
 
 def user_corrections_dir() -> Path:
@@ -58,10 +74,34 @@ def corrected_mask_path(folder: str | os.PathLike[str], name: str) -> Path:
 
 
 def find_corrected_mask(folder: str | os.PathLike[str], name: str) -> Path | None:
-    """The most recent saved corrected mask of subject `name` (beside it or in the user folder), if any."""
+    """What to offer back for subject `name`: its newest readable corrected mask, else the newest readable previous one.
+
+    Temporary files left by a killed autosave of these files are removed first.
+    """
     folder = Path(folder)
-    found = [p for p in (folder / f"{name}_{CORRECTED_SUFFIX}{_EXTENSION}", _user_path(folder, name)) if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    newest = [folder / f"{name}_{CORRECTED_SUFFIX}{_EXTENSION}", _user_path(folder, name)]
+    generations = (newest, [previous_path(p) for p in newest])
+    for path in (*generations[0], *generations[1]):
+        clean_stale_temps(path)
+    for generation in generations:
+        found = [p for p in generation if _readable(p)]
+        if found:
+            return max(found, key=lambda p: p.stat().st_mtime)
+    return None
+
+
+def corrected_mask_files(folder: str | os.PathLike[str], name: str) -> list[Path]:
+    """Every saved generation of subject `name`'s corrections, beside it and in the per-user folder."""
+    folder = Path(folder)
+    newest = [folder / f"{name}_{CORRECTED_SUFFIX}{_EXTENSION}", _user_path(folder, name)]
+    return [p for p in (*newest, *(previous_path(p) for p in newest)) if p.is_file()]
+
+
+def previous_path(path: str | os.PathLike[str]) -> Path:
+    """The older generation kept beside a corrected mask: ``<stem>_previous.nii.gz``."""
+    path = Path(path)
+    stem = nifti_stem(path)
+    return path.with_name(f"{stem}{_PREVIOUS}{path.name[len(stem):]}")
 
 
 def save_corrected_mask(
@@ -71,6 +111,7 @@ def save_corrected_mask(
     *,
     protected: Iterable[str | os.PathLike[str]] = (),
     fallback: tuple[str | os.PathLike[str], str] | None = None,
+    keep_earlier: bool = False,
 ) -> Path:
     """Write a corrected mask (nonzero = lesion) as uint8 {0, 1} NIfTI on `geometry`'s grid, atomically.
 
@@ -81,6 +122,8 @@ def save_corrected_mask(
         protected: files that must never be overwritten (the reference mask the review compares to).
         fallback: ``(subject folder, subject name)``: if writing `path` fails (read-only disk), write
             to the per-user folder instead.
+        keep_earlier: keep the file being replaced as the previous generation (`keep_previous`),
+            once the new one is written and before it replaces the old one.
 
     Returns:
         The path written.
@@ -90,27 +133,28 @@ def save_corrected_mask(
     """
     path = Path(path)
     _refuse_reference_target(path, protected)
-    data = (np.asarray(mask) != 0).astype(np.uint8)
+    image = volume_image((np.asarray(mask) != 0).astype(np.uint8), geometry, name=str(path))
     try:
-        return save_volume(data, geometry, path)
+        return _write_generation(image, path, keep_earlier)
     except OSError:
         if fallback is None:
             raise
-        return save_volume(data, geometry, _user_path(Path(fallback[0]), fallback[1]))
+        return _write_generation(image, _user_path(Path(fallback[0]), fallback[1]), keep_earlier)
 
 
 def keep_previous(path: str | os.PathLike[str]) -> Path | None:
-    """Move an existing corrected mask aside to ``*_previous.nii.gz`` (one level) before a new one replaces it.
+    """Keep a readable corrected mask as ``*_previous.nii.gz`` (one generation) without removing it.
 
-    A fresh correction session that did not start from the saved file calls this before its first
-    write, so corrections the user did not restore are kept, not silently overwritten.
+    The copy is atomic (a temporary copy renamed into place), so at every instant both the mask and
+    a complete previous generation exist. An unreadable mask is not kept:
+    it would replace a good previous generation.
     """
     path = Path(path)
-    if not path.is_file():
+    if not _readable(path):
         return None
-    stem = nifti_stem(path)
-    previous = path.with_name(f"{stem}_previous{path.name[len(stem):]}")
-    os.replace(path, previous)
+    previous = previous_path(path)
+    with atomic_path(previous) as tmp:
+        shutil.copyfile(path, tmp)  # a copy, not a hard link: a tool rewriting the mask in place must not change it
     return previous
 
 
@@ -123,6 +167,36 @@ def load_corrected_mask(path: str | os.PathLike[str], shape: Sequence[int] | Non
             f"{tuple(shape)}; it belongs to another grid (delete or move it to start afresh)"
         )
     return volume.data
+
+
+def _write_generation(image: nib.Nifti1Image, path: Path, keep_earlier: bool) -> Path:
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+        if keep_earlier:
+            keep_previous(path)
+    _READABLE.pop(path, None)
+    return path
+
+
+def _readable(path: Path) -> bool:
+    """Whether `path` is a corrected mask that loads (cached per size and modification time)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cached = _READABLE.get(path)
+    if cached is None or cached[0] != stamp:
+        try:
+            with warnings.catch_warnings():  # geometry warnings come when the mask is restored
+                warnings.simplefilter("ignore")
+                load_volume(path, kind="mask")
+            ok = True
+        except LesionSegError:
+            ok = False
+        cached = (stamp, ok)
+        _READABLE[path] = cached
+    return cached[1]
 
 
 def _user_path(folder: Path, name: str) -> Path:

@@ -22,6 +22,7 @@ __all__ = [
     "modality_of",
     "nifti_stem",
     "parse_subject_filename",
+    "role_of",
     "subject_name",
     "subject_of",
 ]
@@ -141,6 +142,15 @@ CORRECTED_SUFFIX = "label-lesion_corrected"
 
 
 _ROLES = (*MODALITIES, MASK_SUFFIX, CORRECTED_SUFFIX)
+
+
+def role_of(path: str | os.PathLike[str]) -> str | None:
+    """The subject-file role a NIfTI name carries (a modality, the reference mask, the corrected mask), else None."""
+    path = Path(path)
+    if not is_nifti_path(path):
+        return None
+    stem = nifti_stem(path).lower()
+    return next((role for role in _ROLES if stem == role.lower() or stem.endswith(f"_{role.lower()}")), None)
 
 
 def subject_of(path: str | os.PathLike[str]) -> tuple[Path, str] | None:

@@ -6,6 +6,8 @@ Input policies (each violation raises `InvalidInputError` naming the file):
   one-slice volume, a real 4-D series is refused.
 * Any integer or float voxel type is read as float32 (images); RGB and complex types are refused.
 * NaN or infinite voxels are refused, with their count.
+* The header must declare data that fits in the file and in memory, and a usable geometry
+  (`data.headers`; doubtful geometry is a `GeometryWarning` naming the file).
 * Masks (``kind="mask"``): nonzero = lesion (labels > 1 count as lesion), stored as uint8 {0, 1};
   fractional or negative values are refused. Labels (``kind="labels"``): non-negative integer values
   kept as they are (uint8/uint16/uint32).
@@ -28,11 +30,16 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from napari_lesionseg._files import atomic_path
+from napari_lesionseg._memory import format_bytes
 from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.headers import check_header, read_bytes_needed
 from napari_lesionseg.data.naming import is_nifti_path, modality_of, nifti_stem
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["Volume", "VolumeKind", "load_volume", "save_volume"]
+__all__ = ["OUTPUT_DESCRIP", "Volume", "VolumeKind", "load_volume", "save_volume", "volume_image"]
+
+#: The header ``descrip`` of every NIfTI file this program writes: how it recognises its own outputs.
+OUTPUT_DESCRIP = b"napari-lesionseg"
 
 
 VolumeKind = Literal["image", "mask", "labels"]
@@ -68,10 +75,15 @@ def load_volume(path: str | Path, *, kind: VolumeKind = "image") -> Volume:
     """
     path = Path(path)
     image = _read_nifti(path)
-    source = _read_voxels(image, path)
-    source = _convert_voxels(source, path, kind)
-    geometry = Geometry.from_affine(image.affine, source.shape, image.header, source_name=str(path))
-    return Volume(geometry.to_canonical(source), geometry, nifti_stem(path), path, modality_of(path))
+    try:
+        source = _convert_voxels(_read_voxels(image, path), path, kind)
+        geometry = Geometry.from_affine(image.affine, source.shape, image.header, source_name=str(path))
+        return Volume(geometry.to_canonical(source), geometry, nifti_stem(path), path, modality_of(path))
+    except MemoryError:
+        raise InvalidInputError(
+            f"{path}: not enough memory to read its {'x'.join(map(str, image.shape))} voxels (about "
+            f"{format_bytes(read_bytes_needed(image))}); free memory or crop the volume."
+        ) from None
 
 
 # --- Writing ---------------------------------------------------------------------------------------
@@ -95,20 +107,27 @@ def save_volume(
     path = Path(path)
     if not is_nifti_path(path):
         raise InvalidInputError(f"{path}: cannot write NIfTI to this name; expected a name ending in .nii.gz or .nii.")
+    image = volume_image(data, geometry, dtype=dtype, name=str(path))
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+    return path
+
+
+def volume_image(
+    data: np.ndarray, geometry: Geometry, *, dtype: np.dtype | type | str | None = None, name: str = "the volume"
+) -> nib.Nifti1Image:
+    """The NIfTI image `save_volume` writes: `data` on the source grid, with the source affine and header."""
     data = np.asarray(data)
     if tuple(data.shape) != geometry.shape:
         raise InvalidInputError(
-            f"{path}: the array to write has shape {tuple(data.shape)} but its geometry expects {geometry.shape} "
+            f"{name}: the array to write has shape {tuple(data.shape)} but its geometry expects {geometry.shape} "
             f"(canonical S, P, L; source {geometry.describe()})."
         )
     dtype = np.dtype(dtype) if dtype is not None else _storage_dtype(data)
     source = geometry.to_source(data.astype(dtype, copy=False))
     header = _output_header(geometry.header, dtype)
     image_class = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-    image = image_class(source, geometry.affine, header)
-    with atomic_path(path) as tmp:
-        nib.save(image, str(tmp))
-    return path
+    return image_class(source, geometry.affine, header)
 
 
 # --- Voxel reading and checks -------------------------------------------------------------------------
@@ -120,13 +139,15 @@ def _read_nifti(path: Path) -> nib.Nifti1Image:
     if not is_nifti_path(path):
         raise InvalidInputError(f"{path}: not a NIfTI file name; expected a name ending in .nii.gz or .nii.")
     try:
-        image = nib.load(str(path), mmap=False)
+        with nib.imageglobals.LoggingOutputSuppressor():  # check_header reports bad voxel sizes itself
+            image = nib.load(str(path), mmap=False)
     except _READ_ERRORS as err:
         raise InvalidInputError(
             f"{path}: cannot be read as NIfTI ({err}). Is the file empty, truncated or of another format?"
         ) from err
     if not isinstance(image, nib.Nifti1Image):  # Nifti2Image is a subclass
         raise InvalidInputError(f"{path}: is a {type(image).__name__}, not a NIfTI-1/2 image.")
+    check_header(image, path)
     return image
 
 
@@ -225,7 +246,7 @@ def _output_header(source: nib.Nifti1Header, dtype: np.dtype) -> nib.Nifti1Heade
     header["cal_min"] = 0.0
     header["cal_max"] = 0.0
     header.set_intent("none")
-    header["descrip"] = b"napari-lesionseg"
+    header["descrip"] = OUTPUT_DESCRIP
     return header
 
 

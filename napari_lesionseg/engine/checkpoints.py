@@ -16,7 +16,9 @@ Where checkpoints live:
 * the user's (fine-tunes): ``$LESIONSEG_HOME/checkpoints`` if set, else
   ``$XDG_DATA_HOME/napari-lesionseg/checkpoints`` (``~/.local/share/...`` by default).
 
-A name (the file stem) is looked up in the user folder first, then in the bundled one.
+A name (the file stem) is looked up in the user folder first, then in the bundled one. Weights
+holding NaN or infinite values are refused like a corrupt file, and the listing reports such files
+as unusable (`scan_checkpoints`).
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ from torch import nn
 
 from napari_lesionseg import __version__
 from napari_lesionseg._files import atomic_path
+from napari_lesionseg.engine._weights import (
+    check_finite,
+    check_state_fits,
+    non_finite_problem,
+    patch_problems,
+)
 from napari_lesionseg.errors import CheckpointError, LesionSegError
-from napari_lesionseg.models import build_model, size_divisor
+from napari_lesionseg.models import build_model
 
 __all__ = [
     "BUNDLED_DIR",
@@ -50,6 +58,7 @@ __all__ = [
     "read_metadata",
     "resolve_checkpoint",
     "save_checkpoint",
+    "scan_checkpoints",
     "user_checkpoint_dir",
 ]
 
@@ -61,6 +70,8 @@ SUFFIX = ".pt"
 
 #: path -> ((inode, mtime_ns, size), metadata) of the files `read_metadata` has read.
 _METADATA_CACHE: dict[Path, tuple[tuple[int, int, int], CheckpointMetadata]] = {}
+#: path -> ((inode, mtime_ns, size), problem or None) of the files `scan_checkpoints` has checked.
+_WEIGHTS_CACHE: dict[Path, tuple[tuple[int, int, int], str | None]] = {}
 
 
 @dataclasses.dataclass
@@ -130,7 +141,7 @@ class CheckpointMetadata:
         if self.beta is not None and not float(self.beta) > 0:
             problems.append(f"beta is {self.beta}, expected a positive number or None")
         if not problems:
-            problems += _patch_problems(self.model, self.patch_size)
+            problems += patch_problems(self.model, self.patch_size)
         if problems:
             raise CheckpointError(f"{source}: inconsistent metadata: {'; '.join(problems)}")
 
@@ -143,6 +154,16 @@ class CheckpointInfo:
     path: Path
     source: str  # "user" or "bundled"
     metadata: CheckpointMetadata
+
+
+@dataclasses.dataclass(frozen=True)
+class BadCheckpoint:
+    """A checkpoint file that cannot be used: its name, path, source and why."""
+
+    name: str
+    path: Path
+    source: str
+    problem: str
 
 
 def user_checkpoint_dir() -> Path:
@@ -163,7 +184,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: Ch
     path = Path(path)
     metadata.validate(str(path))
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    _check_state_fits(state, metadata.model, f"{path}: the model to save")
+    check_state_fits(state, metadata.model, f"{path}: the model to save")
     try:
         text = metadata.to_json()
     except (TypeError, ValueError) as err:
@@ -184,10 +205,14 @@ def load_checkpoint(
             weights that do not fit the network the metadata describes.
     """
     path = resolve_checkpoint(name_or_path)
-    payload = _read_payload(path)
-    metadata = _metadata_from_payload(payload, path)
-    state = payload["state_dict"]
-    _check_state_fits(state, metadata.model, str(path))
+    try:
+        payload = _read_payload(path)
+        metadata = _metadata_from_payload(payload, path)
+        state = payload["state_dict"]
+        check_state_fits(state, metadata.model, str(path))
+        check_finite(state, path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}{_shadow_note(path)}") from err
     try:
         model = build_model(metadata.model)
     except LesionSegError as err:
@@ -217,6 +242,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, os.PathLike) or text.endswith(SUFFIX) or os.sep in text or "/" in text:
         path = Path(text).expanduser()
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file ({SUFFIX})")
         if not path.is_file():
             raise CheckpointError(f"checkpoint file {path} does not exist")
         return path
@@ -225,6 +252,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
         candidate = folder / f"{text}{SUFFIX}"
         if candidate.is_file():
             return candidate
+        if candidate.exists():
+            raise CheckpointError(f"checkpoint {text!r}: {candidate} is not a checkpoint file (a folder?)")
     available = sorted({path.stem for folder in folders for path in _checkpoint_files(folder)})
     raise CheckpointError(
         f"no checkpoint named {text!r} in {user_checkpoint_dir()} or {BUNDLED_DIR}; available: "
@@ -233,17 +262,35 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def list_checkpoints() -> list[CheckpointInfo]:
-    """Return the user checkpoints, then the bundled ones; unreadable files are skipped with a warning."""
-    found = []
+    """Return the usable user checkpoints, then the bundled ones; unusable files are skipped with a warning."""
+    found, bad = scan_checkpoints()
+    for item in bad:
+        warnings.warn(f"skipping unusable checkpoint: {item.problem}", stacklevel=2)
+    return found
+
+
+def scan_checkpoints() -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
+    """The usable checkpoints (user first, then bundled) and the unusable ones with their problem.
+
+    A file is unusable when it is not a readable napari-lesionseg checkpoint or its weights hold NaN
+    or infinite values. A bundled checkpoint that a user file of the same name shadows is listed with
+    a bad user file's problem saying so, since its name then reaches the bad file.
+    """
+    found: list[CheckpointInfo] = []
+    bad: list[BadCheckpoint] = []
     for source, folder in (("user", user_checkpoint_dir()), ("bundled", BUNDLED_DIR)):
         for path in _checkpoint_files(folder):
             try:
                 metadata = read_metadata(path)
+                problem = _weights_problem(path)
             except CheckpointError as err:
-                warnings.warn(f"skipping unreadable checkpoint: {err}", stacklevel=2)
-                continue
-            found.append(CheckpointInfo(path.stem, path, source, metadata))
-    return found
+                problem = str(err)
+            if problem is None:
+                found.append(CheckpointInfo(path.stem, path, source, metadata))
+            else:
+                bad.append(BadCheckpoint(path.stem, path, source, problem))
+    bundled = {info.name: info.path for info in found if info.source == "bundled"}
+    return found, [_with_shadow_note(item, bundled) for item in bad]
 
 
 def check_modalities(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:
@@ -264,7 +311,35 @@ def check_modalities(metadata: CheckpointMetadata, available: Sequence[str]) -> 
 
 
 def _checkpoint_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+    return sorted(p for p in folder.glob(f"*{SUFFIX}") if p.is_file()) if folder.is_dir() else []
+
+
+def _weights_problem(path: Path) -> str | None:
+    """Why the weights of `path` are unusable (NaN/Inf), else None; cached per file version."""
+    stat = path.stat()
+    key, stamp = path.resolve(), (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    cached = _WEIGHTS_CACHE.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, non_finite_problem(_read_payload(path)["state_dict"], path))
+        _WEIGHTS_CACHE[key] = cached
+    return cached[1]
+
+
+def _with_shadow_note(item: BadCheckpoint, bundled: Mapping[str, Path]) -> BadCheckpoint:
+    if item.source != "user" or item.name not in bundled:
+        return item
+    return dataclasses.replace(item, problem=item.problem + _shadow_note(item.path))
+
+
+def _shadow_note(path: Path) -> str:
+    """For a user file named like a bundled checkpoint: that the name reaches it, and how to get the bundled one."""
+    bundled = BUNDLED_DIR / path.name
+    if path.parent != user_checkpoint_dir() or not bundled.is_file():
+        return ""
+    return (
+        f"; it shadows the bundled checkpoint {path.stem!r} (a name reaches the user file first): remove or rename "
+        f"it, or give the bundled file's path {bundled}"
+    )
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -309,35 +384,3 @@ def _metadata_from_payload(payload: Mapping[str, Any], path: Path) -> Checkpoint
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: its metadata is {type(data).__name__}, expected a JSON object")
     return CheckpointMetadata.from_dict(data, source=str(path))
-
-
-def _check_state_fits(state: Mapping[str, torch.Tensor], config: Mapping[str, Any], source: str) -> None:
-    """Raise `CheckpointError` unless `state` has exactly the names and shapes of the network `config` builds."""
-    try:
-        with torch.device("meta"):
-            expected = {key: tuple(value.shape) for key, value in build_model(config).state_dict().items()}
-    except LesionSegError as err:
-        raise CheckpointError(f"{source}: the network config {dict(config)} cannot be built: {err}") from err
-    found = {key: tuple(value.shape) for key, value in state.items()}
-    if found == expected:
-        return
-    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    resized = sorted(key for key in set(found) & set(expected) if found[key] != expected[key])
-    groups = {"missing weights": missing, "unexpected weights": unexpected, "wrong shapes": resized}
-    details = [
-        f"{label} {items[:3]}{' ...' if len(items) > 3 else ''} ({len(items)})" for label, items in groups.items() if items
-    ]
-    raise CheckpointError(
-        f"{source}: the weights do not fit the {config.get('architecture')} network its metadata describes: "
-        f"{'; '.join(details)}"
-    )
-
-
-def _patch_problems(model: Mapping[str, Any], patch_size: Sequence[int]) -> list[str]:
-    try:
-        divisor = size_divisor(model)
-    except LesionSegError as err:
-        return [str(err)]
-    if len(patch_size) != 3 or any(int(size) < 1 or int(size) % divisor for size in patch_size):
-        return [f"patch size {list(patch_size)} is not three positive multiples of {divisor}"]
-    return []

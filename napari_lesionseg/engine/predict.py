@@ -3,6 +3,8 @@
 `iter_predict` is what `lesionseg predict`, every dock and `lesionseg bench` call; nothing else
 matches modalities to a checkpoint, checks its normalisation or normalises images for inference.
 It yields a `ProgressEvent` after every batch and returns the `InferenceResult` on the images' grid.
+Before the network runs it checks the workload (`patches.check_workload`: memory, patch count);
+a network whose output is not finite (NaN weights) stops the run with a `CheckpointError`.
 
 Example:
     >>> result = predict(load_subject("sub-01"), "fbeta_1.5")                       # doctest: +SKIP
@@ -26,6 +28,7 @@ from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
 from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, check_modalities, load_checkpoint
+from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.run import iter_inference
 from napari_lesionseg.engine.settings import InferenceSettings
@@ -77,9 +80,13 @@ def iter_predict(
     settings = settings or InferenceSettings()
     if settings.patch_size is None:
         settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
+    grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
+    variants = len(tta_variants(settings.tta))
+    check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
     if before_network is not None:
         before_network()
-    result = yield from iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model))
+    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model))
+    result = yield from _finite(run, metadata.name)
     return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
 
 
@@ -118,6 +125,34 @@ def check_normalisation(metadata: CheckpointMetadata) -> None:
         "predictions may be less accurate",
         RuntimeWarning,
         stacklevel=3,
+    )
+
+
+def _finite(run: Generator[ProgressEvent, None, InferenceResult], name: str) -> Generator[ProgressEvent, None, InferenceResult]:
+    """Pass on the run's events; stop it as soon as the network's fused output is not finite."""
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                result: InferenceResult = stop.value
+                break
+            if event.partial is not None and not np.isfinite(event.partial).all():
+                raise _not_finite(name, event.partial)
+            yield event
+    finally:
+        run.close()
+    if not np.isfinite(result.probability).all():
+        raise _not_finite(name, result.probability)
+    return result
+
+
+def _not_finite(name: str, probability: np.ndarray) -> CheckpointError:
+    bad = probability.size - int(np.count_nonzero(np.isfinite(probability)))
+    return CheckpointError(
+        f"checkpoint {name!r}: the network's output is NaN or infinite ({bad:,} of {probability.size:,} voxels of "
+        "the probability map); its weights are broken (a diverged training?) or the file is damaged. The run was "
+        "stopped; use another checkpoint"
     )
 
 

@@ -66,6 +66,9 @@ def test_no_checkpoints(capsys):
 def test_unreadable_file_is_reported_and_skipped(capsys):
     _write(user_checkpoint_dir() / "good.pt")
     (user_checkpoint_dir() / "broken.pt").write_bytes(b"\x00" * 64)
-    with pytest.warns(UserWarning, match="broken.pt"):
-        assert main(["checkpoints", "--json"]) == 0
-    assert [row["name"] for row in json.loads(capsys.readouterr().out)] == ["good"]
+    assert main(["checkpoints", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["name"], row["usable"]) for row in rows] == [("good", True), ("broken", False)]
+    assert "broken.pt" in rows[1]["problem"] and rows[0]["problem"] is None
+    assert main(["checkpoints"]) == 0
+    assert "unusable: broken (user):" in capsys.readouterr().out

@@ -108,8 +108,11 @@ def test_find_takes_the_newest_and_keep_previous_moves_one_aside(make_subject, t
     os.utime(beside, (time.time() - 100, time.time() - 100))
     assert find_corrected_mask(folder, "sub-01") == user
     previous = keep_previous(beside)
-    assert previous.name == f"sub-01_{CORRECTED_SUFFIX}_previous.nii.gz" and not beside.exists()
-    assert keep_previous(beside) is None
+    assert previous.name == f"sub-01_{CORRECTED_SUFFIX}_previous.nii.gz"
+    assert beside.read_bytes() == previous.read_bytes()  # a copy: the newest never disappears
+    beside.write_bytes(b"garbage")
+    assert keep_previous(beside) is None  # an unreadable file never replaces a good previous one
+    assert np.array_equal(load_corrected_mask(previous), mask)
 
 
 def test_restoring_onto_another_grid_is_refused(make_subject):

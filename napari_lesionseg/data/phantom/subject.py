@@ -13,7 +13,7 @@ from napari_lesionseg.data.phantom.contrast import render_modality, scanner_dtyp
 from napari_lesionseg.data.phantom.lesions import LESION_LOADS, place_lesions
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["LesionLoad", "Phantom", "make_phantom", "resolve_lesion_load"]
+__all__ = ["LesionLoad", "Phantom", "check_spacing", "make_phantom", "resolve_lesion_load"]
 
 #: Voxel sizes (mm) the phantom supports: finer grids need gigabytes, coarser ones lose the anatomy.
 SPACING_RANGE = (0.75, 8.0)
@@ -81,7 +81,7 @@ def make_phantom(
         (['FLAIR', 'PDw', 'T1w', 'T2w'], dtype('uint8'))
     """
     _check_seed(seed)
-    _check_spacing(spacing)
+    check_spacing(spacing)
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
     category, target_ml = resolve_lesion_load(lesion_load, seed, rngs["lesions"])
     template = load_template()
@@ -146,7 +146,8 @@ def _check_seed(seed: int) -> None:
         raise InvalidInputError(f"phantom seed {seed!r} is not usable: expected an integer >= 0")
 
 
-def _check_spacing(spacing: float) -> None:
+def check_spacing(spacing: float) -> None:
+    """Refuse a voxel size outside `SPACING_RANGE`."""
     low, high = SPACING_RANGE
     if not low <= float(spacing) <= high:
         raise InvalidInputError(f"phantom spacing {spacing} mm is out of range: expected {low} to {high} mm")
