@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, RadioButtons
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, RadioButtons
 from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QApplication
 
 from napari_lesionseg._napari._autosave import MaskAutosaver
-from napari_lesionseg._napari._corrected_masks import CorrectedMasks, no_grid_message, source_path
-from napari_lesionseg._napari._layers import is_result, placement
+from napari_lesionseg._napari._corrected_masks import source_path
+from napari_lesionseg._napari._correction_panel import CorrectionPanel
+from napari_lesionseg._napari._layers import placement
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._plot import CurvePlot
@@ -71,21 +71,15 @@ class LesionReviewWidget(Container):
         self._overlay_mode: str | None = None
         self._worker: Any = None
         self._rerun = False
-        self._offered: set[Path] = set()
         self._watched: list[Labels] = []
         self._rows: list[ReviewRow] = []
-        self._painted: Labels | None = None
         self._coverage_timer = QTimer(self.native, singleShot=True, interval=_AUTO_UPDATE_MS)
         self._coverage_timer.timeout.connect(self._show_coverage)
-        self._autosaver = MaskAutosaver(
-            on_saved=self._on_autosaved, on_error=self._on_autosave_error, parent=self.native
-        )
         self._auto_update = QTimer(self.native)
         self._auto_update.setSingleShot(True)
         self._auto_update.setInterval(_AUTO_UPDATE_MS)
         self._auto_update.timeout.connect(lambda: self.update(quiet=True))
         self._closed = threading.Event()
-        self._masks = CorrectedMasks(viewer)
         self._build()
         self._connect()
         self._refresh_choices()
@@ -111,7 +105,7 @@ class LesionReviewWidget(Container):
     @property
     def autosaver(self) -> MaskAutosaver:
         """The corrected mask's autosave (its `last_saved`, `flush()`)."""
-        return self._autosaver
+        return self._correction.autosaver
 
     def set_prediction(self, layer: Labels) -> None:
         """Review `layer` as the prediction (a run's mask or any labels layer)."""
@@ -212,34 +206,15 @@ class LesionReviewWidget(Container):
 
     def new_corrected_mask(self) -> Labels | None:
         """Add a corrected mask layer initialised from the prediction, select it and return it."""
-        layer = self._masks.new_from(self._prediction.value)
-        if layer is not None:
-            self._corrected.value = layer
-        return layer
+        return self._correction.new_from(self._prediction.value)
 
     def restore_autosave(self) -> Labels | None:
         """Add the subject's autosaved corrected mask as a layer, select it and return it."""
-        layer = self._masks.restore()
-        if layer is not None:
-            self._corrected.value = layer
-        return layer
+        return self._correction.restore()
 
     def save_corrected(self, path: str | Path | None = None) -> Path | None:
         """Write the corrected mask to `path` (default: the Save-as field, else the autosave file)."""
-        return self._masks.save(self._corrected.value, path if path is not None else self._save_path.value)
-
-    def _offer_autosave(self) -> None:
-        found = self._masks.autosave_on_disk()
-        self._restore.enabled = found is not None
-        current = self._autosaver.target.path if self._autosaver.target is not None else None
-        if found is None or found[0] in self._offered or found[0] == current:  # not this session's own autosave
-            return
-        self._offered.add(found[0])
-        if not any(source_path(layer) == found[0] for layer in self._viewer.layers):
-            show_info(
-                f"Found autosaved corrections for this subject ({found[0]}): click 'Restore autosave' in the "
-                "Lesion review dock to continue from them."
-            )
+        return self._correction.save(path)
 
     # --- layout ----------------------------------------------------------------------------------
 
@@ -258,13 +233,9 @@ class LesionReviewWidget(Container):
         self._accept, self._reject = PushButton(text="Accept (keep)"), PushButton(text="Reject (remove)")
         self._speck_mm3 = FloatSpinBox(value=_SPECK_MM3, min=0.0, max=10_000.0, step=1.0)
         self._reject_specks = PushButton(text="Reject false positives under (mm³)")
-        self._corrected = ComboBox(choices=self._correctable_layers, nullable=True)
-        self._new_corrected = PushButton(text="New from prediction")
-        self._restore = PushButton(text="Restore autosave")
-        self._save_path = FileEdit(mode="w", filter="*.nii.gz *.nii")
-        self._save = PushButton(text="Save corrected mask (NIfTI, input grid)")
-        self._autosave_status = Label(value="Autosave: no corrected mask yet")
-        for label in (self._status, self._autosave_status):
+        self._correction = CorrectionPanel(self._viewer, excluded=lambda: self._overlay, on_edit=self._schedule_coverage)
+        self._correction.connect_new(lambda: self._prediction.value)
+        for label in (self._status, self._correction.status):
             label.native.setWordWrap(True)
             label.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped labels otherwise shrink to a narrow column
         self.extend(
@@ -278,11 +249,7 @@ class LesionReviewWidget(Container):
                 self._lesions,
                 _row(self._previous, self._next, self._accept, self._reject),
                 _row(self._reject_specks, self._speck_mm3),
-                _row(Label(value="Corrected mask"), self._corrected),
-                _row(self._new_corrected, self._restore),
-                _row(Label(value="Save as"), self._save_path),
-                self._save,
-                self._autosave_status,
+                self._correction,
             ]
         )
         self._plot = CurvePlot("Precision-recall", "recall", "precision", x_range=(0.0, 1.0), y_range=(0.0, 1.0))
@@ -301,17 +268,11 @@ class LesionReviewWidget(Container):
         self._reject.changed.connect(lambda: self.reject())
         self._reject_specks.changed.connect(lambda: self.reject_small_false_positives())
         self._session.threshold_changed.connect(self._schedule_update)  # the run's mask was re-thresholded
-        self._corrected.changed.connect(self._on_corrected_changed)
-        self._new_corrected.changed.connect(self.new_corrected_mask)
-        self._restore.changed.connect(self.restore_autosave)
-        self._save.changed.connect(lambda: self.save_corrected())
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
         self._session.run_finished.connect(self._on_run_finished)
         closed = self._closed  # not `self`: the dock may be half torn down when its widget is destroyed
         self.native.destroyed.connect(lambda *_: closed.set())
-        # Closing napari quits the application: write edits still waiting for the autosave timer.
-        QApplication.instance().aboutToQuit.connect(self._autosaver.flush)
 
     # --- slots -----------------------------------------------------------------------------------
 
@@ -342,15 +303,14 @@ class LesionReviewWidget(Container):
     def _on_layer_inserted(self, event: Any) -> None:
         self._refresh_choices()
         path = source_path(event.value)
-        if self._reference.value is None and path is not None and path in self._masks.reference_files():
+        if self._reference.value is None and path is not None and path in self._correction.masks.reference_files():
             self._reference.value = event.value
-        self._offer_autosave()
+        self._correction.offer_autosave()
 
     def _on_layer_removed(self, event: Any) -> None:
         if event.value is self._overlay:
             self._overlay = None
-        if event.value is self._autosaver.layer:
-            self._autosaver.watch(None, None)
+        self._correction.forget(event.value)
         self._refresh_choices()
 
     def _on_run_finished(self, run: Any) -> None:
@@ -358,29 +318,6 @@ class LesionReviewWidget(Container):
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], Labels):
             self._prediction.value = self._viewer.layers[name]
         self._schedule_update()
-
-    def _on_corrected_changed(self, layer: Labels | None) -> None:
-        if self._painted is not None:
-            self._painted.events.paint.disconnect(self._schedule_coverage)
-        self._painted = layer
-        if layer is not None:  # the 'corrected' column follows the user's brush
-            layer.events.paint.connect(self._schedule_coverage)
-        target = self._masks.autosave_target(layer) if layer is not None else None
-        self._autosaver.watch(layer, target)
-        if layer is None:
-            self._autosave_status.value = "Autosave: no corrected mask selected"
-        elif target is None:
-            self._autosave_status.value = f"Autosave off: {no_grid_message(layer)}"
-        else:
-            self._autosave_status.value = f"Autosave to {target.path}"
-        self._show_coverage()
-
-    def _on_autosaved(self, path: Path) -> None:
-        self._autosave_status.value = f"Autosaved to {path}"
-
-    def _on_autosave_error(self, err: Exception) -> None:
-        self._autosave_status.value = "Autosave failed (see the notification); edits are kept in the layer"
-        show_error(f"Could not autosave the corrected mask: {err}")
 
     def _report_error(self, err: Exception) -> None:
         if not isinstance(err, LesionSegError):  # a bug, not bad input: keep the traceback
@@ -469,7 +406,7 @@ class LesionReviewWidget(Container):
         self._coverage_timer.start()
 
     def _show_coverage(self) -> None:
-        corrected = self._corrected.value
+        corrected = self._correction.layer
         self._table_of_lesions.show_coverage(self._review, self._rows, None if corrected is None else corrected.data)
 
     # --- navigation and decisions ------------------------------------------------------------------
@@ -495,7 +432,7 @@ class LesionReviewWidget(Container):
 
     def _editable_corrected(self) -> Labels | None:
         """The corrected mask, if there is one on the reviewed grid (else a notification says what to do)."""
-        layer, review = self._corrected.value, self._review
+        layer, review = self._correction.layer, self._review
         if layer is None:
             show_error("No corrected mask: click 'New from prediction' (or restore an autosave) first.")
             return None
@@ -515,28 +452,19 @@ class LesionReviewWidget(Container):
     def _mask_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and layer is not self._overlay]
 
-    def _correctable_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
-        """Labels layers that may be edited: no computed result (a run's mask, the overlay), no reference file."""
-        reference_files = set(self._masks.reference_files())
-        return [
-            (name, layer)
-            for name, layer in self._mask_layers()
-            if not is_result(layer) and source_path(layer) not in reference_files
-        ]
-
     def _refresh_choices(self) -> None:
-        for combo in (self._prediction, self._reference, self._corrected):
+        for combo in (self._prediction, self._reference, self._correction.layer_choice):
             combo.reset_choices()
 
     def _pick_defaults(self) -> None:
         layers = dict(self._mask_layers())
-        references = [layer for layer in layers.values() if source_path(layer) in self._masks.reference_files()]
+        references = [layer for layer in layers.values() if source_path(layer) in self._correction.masks.reference_files()]
         if self._reference.value is None and references:
             self._reference.value = references[0]
         run = self._session.latest
         if run is not None and run.layers.get("mask") in layers:
             self._prediction.value = layers[run.layers["mask"]]
-        self._offer_autosave()
+        self._correction.offer_autosave()
 
 
 def _row(*widgets: Any) -> Container:

@@ -254,7 +254,7 @@ def test_autosave_writes_beside_the_subject_and_reopening_restores(make_napari_v
     layers = _open_subject(viewer, folder)
     dock.set_prediction(_prediction_layer(viewer, layers["FLAIR"]))
     assert dock._reference.value is layers["reference mask"]  # picked by default
-    assert all(layer is not layers["reference mask"] for _, layer in dock._correctable_layers())
+    assert all(layer is not layers["reference mask"] for _, layer in dock._correction._correctable_layers())
     dock.update(blocking=True)
     corrected = dock.new_corrected_mask()
     dock.reject(_row_of(dock, "prediction", np.s_[1:4, 1:4, 1:4]))
@@ -274,7 +274,7 @@ def test_autosave_writes_beside_the_subject_and_reopening_restores(make_napari_v
     other = _dock(second)
     second_layers = _open_subject(second, folder)
     assert any("Found autosaved corrections" in m for m in _messages(start))
-    assert other._restore.enabled
+    assert other._correction.restore_button.enabled
     restored = other.restore_autosave()
     assert np.array_equal(restored.data, corrected.data != 0)
     assert other.autosaver.target.path == saved
