@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import napari.layers
 import numpy as np
-from napari.layers import Layer, Shapes, Vectors
+from napari.layers import Labels, Layer, Shapes, Vectors
 
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata
+from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.data.geometry import Geometry
 
 if TYPE_CHECKING:
@@ -272,3 +273,11 @@ def _wireframe(box: np.ndarray) -> list[np.ndarray]:
     low, high = np.asarray(box[0]) - 0.5, np.asarray(box[1]) - 0.5
     corners = np.array([[(high if bit else low)[k] for k, bit in enumerate(bits)] for bits in np.ndindex(2, 2, 2)])
     return [corners[list(path)] for path in _WIREFRAME_PATHS]
+
+
+def confusion_overlay(data: np.ndarray, source: Layer, name: str) -> Labels:
+    """A TP/FN/FP labels layer (the paper's Fig. 8 colours, background clear) on `source`'s grid."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **CONFUSION_COLORS}
+    return Labels(data, name=name, colormap=DirectLabelColormap(color_dict=colors), opacity=0.8, **placement(source, "review"))

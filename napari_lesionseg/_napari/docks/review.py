@@ -23,22 +23,20 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, RadioButtons
 from napari.layers import Labels
 from napari.qt.threading import create_worker
-from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._autosave import MaskAutosaver
 from napari_lesionseg._napari._corrected_masks import source_path
 from napari_lesionseg._napari._correction_panel import CorrectionPanel
-from napari_lesionseg._napari._layers import placement
+from napari_lesionseg._napari._layers import confusion_overlay
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._plot import CurvePlot
+from napari_lesionseg._napari._review_inputs import review_arguments
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
-from napari_lesionseg.constants import CONFUSION_COLORS
-from napari_lesionseg.errors import InvalidInputError, LesionSegError
+from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.review import REVIEW_METRICS, Review, review_masks
 from napari_lesionseg.evaluation.review_rows import ReviewRow, false_positives_under, review_rows, row_voxels
 from napari_lesionseg.evaluation.tables import format_metric, metric_pairs
@@ -335,32 +333,8 @@ class LesionReviewWidget(Container):
 
     def _review_inputs(self) -> dict[str, Any]:
         prediction, reference = self._prediction.value, self._reference.value
-        if prediction is None or reference is None:
-            raise InvalidInputError(
-                "Nothing to review: choose a prediction and a reference labels layer (run inference, or open "
-                "a subject with a reference mask and pick another rater's mask as prediction)."
-            )
-        if prediction is reference:
-            raise InvalidInputError(f"Prediction and reference are both {prediction.name!r}: choose two different layers.")
-        geometry = geometry_from_layer_metadata(prediction.metadata) or geometry_from_layer_metadata(reference.metadata)
-        arguments = {
-            "pred": np.asarray(prediction.data) != 0,
-            "reference": np.asarray(reference.data) != 0,
-            "spacing": geometry.spacing if geometry is not None else tuple(float(s) for s in prediction.scale),
-            "prob": self._run_probability(prediction),
-            "affine": geometry.canonical_affine if geometry is not None else None,
-            "pred_name": prediction.name,
-            "reference_name": reference.name,
-        }
+        arguments = review_arguments(prediction, reference, self._session.runs)
         return {"arguments": arguments, "layers": (prediction, reference)}
-
-    def _run_probability(self, prediction: Labels) -> np.ndarray | None:
-        """The probability of the run whose mask layer is `prediction`, if it is one."""
-        for run in reversed(self._session.runs):
-            probability = run.result.probability
-            if run.layers.get("mask") == prediction.name and probability.shape == np.shape(prediction.data):
-                return probability
-        return None
 
     def _show(self, review: Review, layers: tuple[Labels, Labels], *, add_overlay: bool = True) -> None:
         if self._closed.is_set():  # a review that finished after the viewer closed
@@ -393,13 +367,7 @@ class LesionReviewWidget(Container):
             self._overlay.scale, self._overlay.translate = source.scale, source.translate
             return
         # Assigned before it is added: adding makes napari reset the dock's choices, which re-enters here.
-        self._overlay = Labels(
-            data,
-            name=OVERLAY_NAME,
-            colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **CONFUSION_COLORS}),
-            opacity=0.8,
-            **placement(source, "review"),
-        )
+        self._overlay = confusion_overlay(data, source, OVERLAY_NAME)
         self._viewer.add_layer(self._overlay)
 
     def _schedule_coverage(self, event: Any = None) -> None:
