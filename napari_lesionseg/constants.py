@@ -33,6 +33,7 @@ LR_INTERVAL_GROWTH_EVERY = 16_000  # steps
 
 # --- Losses --------------------------------------------------------------------------------------
 PAPER_BETAS = (1.0, 1.5, 3.0)  # Table I
+BEST_BETA = 1.5  # Table I: the best balance of DSC and F2 (the default checkpoint)
 FOCAL_ALPHA = 0.25  # Lin et al. defaults, as used for the focal-loss comparison (Table II)
 FOCAL_GAMMA = 2.0
 BOUNDARY_ALPHA_START = 1.0  # Kervadec et al. 2019, Sec. 3: GDL weight 1 -> 0.01 by 0.01 per epoch

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
 from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
 from napari_lesionseg._napari._layers import is_result
-from napari_lesionseg._napari.metadata import modality_from_layer_metadata
+from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
+from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.catalog import checkpoint_details, checkpoint_labels
 from napari_lesionseg.engine.checkpoints import (
@@ -25,12 +26,13 @@ from napari_lesionseg.engine.checkpoints import (
     list_checkpoints,
     user_checkpoint_dir,
 )
+from napari_lesionseg.engine.choice import default_checkpoint, grouped
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ModelInputs", "image_layers", "matching_layer"]
+__all__ = ["ModelInputs", "check_modalities_match", "image_layers", "matching_layer"]
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
@@ -59,6 +61,8 @@ class ModelInputs(Container):
         self._viewer = viewer
         self._status = status
         self._checkpoints: dict[str, CheckpointInfo] = {}
+        self._pinned = False  # the user chose a checkpoint: keep it; else offer `choice.default_checkpoint`
+        self._choosing = False
         self._checkpoint = RadioButtons(choices=self._checkpoint_choices)
         self._checkpoint_details = Label(value="")
         self._inputs = Container(labels=True)
@@ -81,6 +85,7 @@ class ModelInputs(Container):
         self._open_folder.changed.connect(self._on_open_folder)
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self.refresh_inputs)
+        viewer.layers.events.inserted.connect(self._on_layer_added)
 
     @property
     def checkpoints(self) -> list[CheckpointInfo]:
@@ -90,14 +95,32 @@ class ModelInputs(Container):
     def refresh_checkpoints(self) -> None:
         """Re-read the user's and the bundled checkpoints into the selector (keeps the selection)."""
         with warnings_as_notifications():
-            infos = list_checkpoints()
+            infos = grouped(list_checkpoints())
         self._checkpoints = {str(info.path): info for info in infos}
-        previous = self._checkpoint.value
         if tuple(self._checkpoints) != self._checkpoint.choices:  # rebuilding the buttons makes the dock flicker
-            self._checkpoint.reset_choices()
-        if infos:
-            self._checkpoint.value = previous if previous in self._checkpoints else str(infos[0].path)
+            self._choosing = True
+            try:
+                self._checkpoint.reset_choices()
+            finally:
+                self._choosing = False
+        self._offer_default()
         self._on_checkpoint_changed()
+
+    def _offer_default(self) -> None:
+        """Select the default checkpoint for the loaded subject, unless the user pinned one that still exists."""
+        if self._pinned and self._checkpoint.value in self._checkpoints:
+            return
+        layers = image_layers(self._viewer)
+        modalities = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in layers]
+        paths = [path_from_layer_metadata(layer.metadata) for layer in layers]
+        subjects = [parsed[1] for parsed in (subject_of(p) for p in paths if p is not None) if parsed is not None]
+        default = default_checkpoint(self.checkpoints, modalities=modalities, subject=subjects[0] if subjects else None)
+        if default is not None and self._checkpoint.value != str(default.path):
+            self._choosing = True
+            try:
+                self._checkpoint.value = str(default.path)
+            finally:
+                self._choosing = False
 
     def select(self, name: str) -> None:
         """Select the checkpoint called `name` (file stem), as one click on it would."""
@@ -106,6 +129,7 @@ class ModelInputs(Container):
             names = [info.name for info in self.checkpoints]
             raise CheckpointError(f"no checkpoint named {name!r} in the selector; found {names}")
         self._checkpoint.value = matches[0]
+        self._pinned = True
 
     def selected(self) -> CheckpointInfo:
         """The selected checkpoint (`CheckpointError` when there is none)."""
@@ -135,6 +159,7 @@ class ModelInputs(Container):
             )
         layers = [chosen[modality] for modality in metadata.modalities]
         check_layers(dict(zip(metadata.modalities, layers)))
+        check_modalities_match(dict(zip(metadata.modalities, layers)))
         return layers
 
     def open_folder(self, folder: str | Path) -> Any:
@@ -156,6 +181,8 @@ class ModelInputs(Container):
         return [(labels[path], path) for path in self._checkpoints]
 
     def _on_checkpoint_changed(self, value: Any = None) -> None:
+        if value is not None and not self._choosing:  # a click on a checkpoint pins it
+            self._pinned = True
         info = self._checkpoints.get(self._checkpoint.value)
         if info is None:
             self._checkpoint_details.value = f"No checkpoints found (user folder: {user_checkpoint_dir()})."
@@ -171,6 +198,12 @@ class ModelInputs(Container):
             in_viewer = any(previous is layer for layer in available)
             combo.value = previous if in_viewer else matching_layer(self._viewer, modality)
             self._inputs.append(combo)
+
+    def _on_layer_added(self, event: Any = None) -> None:
+        """A subject opened: offer its default checkpoint (unless one is pinned)."""
+        if not self._pinned and self._checkpoints:
+            self._offer_default()
+            self._on_checkpoint_changed()
 
     def _image_choices(self, widget: Any = None) -> list[tuple[str, Layer]]:
         return [(layer.name, layer) for layer in image_layers(self._viewer)]
@@ -194,3 +227,19 @@ class ModelInputs(Container):
             show_error(str(err))
         else:
             raise err
+
+
+def check_modalities_match(chosen: dict[str, Layer]) -> None:
+    """Refuse a layer loaded as one modality in another's box (FLAIR and T2w swapped give a plausible, wrong mask).
+
+    A layer of unknown origin (no recorded modality) is taken as chosen, with a warning naming it.
+    """
+    for modality, layer in chosen.items():
+        loaded_as = modality_from_layer_metadata(layer.metadata)
+        if loaded_as is not None and loaded_as.casefold() != modality.casefold():
+            raise InvalidInputError(
+                f"Layer {layer.name!r} was loaded as {loaded_as} but is chosen as the {modality} input: pick the "
+                f"{modality} layer there (the network would read a {loaded_as} image as {modality})."
+            )
+        if loaded_as is None and layer.name.casefold() != modality.casefold():
+            show_warning(f"Layer {layer.name!r} has no recorded modality: it is used as the {modality} input.")

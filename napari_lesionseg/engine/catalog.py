@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
+from napari_lesionseg.engine.choice import tuned_on
 
 __all__ = ["auto_run_name", "checkpoint_details", "checkpoint_labels", "short_label", "training_summary", "validation_dsc"]
 
@@ -29,7 +30,11 @@ def checkpoint_labels(infos: Sequence[CheckpointInfo]) -> dict[str, str]:
     for info in infos:
         beta = "no beta" if info.metadata.beta is None else f"β = {info.metadata.beta:g}"
         source = "yours" if info.source == "user" else "bundled"
-        labels[str(info.path)] = f"{beta}  ·  {info.metadata.loss}  ·  {info.name} ({source})"
+        line = f"{beta}  ·  {info.metadata.loss}  ·  {info.name} ({source})"
+        if info.metadata.parent:  # listed under its parent (`choice.grouped`)
+            subject = tuned_on(info)
+            line = f"   ↳ {line}, from {info.metadata.parent}" + (f", tuned on {subject}" if subject else "")
+        labels[str(info.path)] = line
     return labels
 
 

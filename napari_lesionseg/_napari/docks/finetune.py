@@ -31,6 +31,7 @@ from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
+from napari_lesionseg.engine.choice import grouped
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.tables import comparison_rows, format_metric
 from napari_lesionseg.training.corrections import (
@@ -69,6 +70,7 @@ class FineTuneWidget(Container):
         self._folders: list[Path] = []
         self._infos: list[CheckpointInfo] = []
         self._settings_from: Path | None = None
+        self._follow_run = False
         self._build()
         self._connect()
         self.refresh_checkpoints()
@@ -199,19 +201,25 @@ class FineTuneWidget(Container):
         """Re-read the checkpoints off the GUI thread (reading each file's metadata takes a moment)."""
         create_worker(list_checkpoints, _connect={"returned": self._show_checkpoints})
 
+    def _on_run_finished(self, run: Any) -> None:
+        """A new run: the next fine-tune starts from its checkpoint (the one whose output gets corrected)."""
+        self._follow_run = True
+        self._refresh_in_background()
+
     def _show_checkpoints(self, infos: list[CheckpointInfo]) -> None:
         if self._closed.is_set():  # the worker outlived the dock
             return
-        self._infos = list(infos)
+        self._infos = grouped(infos)
         previous = self._checkpoint.value
         self._checkpoint.reset_choices()
         paths = [path for _, path in self._checkpoint_choices()]
         run = self._session.latest
         preferred = [p for p in paths if run is not None and Path(p).stem == run.checkpoint.name]
-        if previous in paths:
-            self._checkpoint.value = previous
-        elif preferred:
+        if preferred and (self._follow_run or previous not in paths):  # start from the run being corrected
             self._checkpoint.value = preferred[0]
+        elif previous in paths:
+            self._checkpoint.value = previous
+        self._follow_run = False
 
     # --- layout and events -------------------------------------------------------------------------
 
@@ -264,7 +272,7 @@ class FineTuneWidget(Container):
         self._clear_folders.changed.connect(self.clear_folders)
         self._checkpoint.changed.connect(self._on_checkpoint_changed)
         self._session.checkpoints_changed.connect(self._refresh_in_background)
-        self._session.run_finished.connect(self._refresh_in_background)
+        self._session.run_finished.connect(self._on_run_finished)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
 

@@ -404,3 +404,33 @@ class TestRunRecords:
         viewer.layers.remove("lesion probability [first]")
         assert "first" not in dock.runs
         assert [run.name for run in session_for(viewer).runs] == ["second"]
+
+
+class TestTrustworthyInputs:
+    def test_swapped_modalities_are_refused_naming_both(self, app):
+        viewer, dock = app
+        boxes = {combo.label: combo for combo in dock._model._inputs}
+        boxes["FLAIR"].value, boxes["T2w"].value = viewer.layers["T2w"], viewer.layers["FLAIR"]
+        start = notification_count()
+        assert dock.run() is None
+        messages = notifications_since(start)
+        assert any("'T2w' was loaded as T2w but is chosen as the FLAIR input" in m for m in messages)
+        assert not any("lesion probability" in layer.name for layer in viewer.layers)
+
+    def test_the_default_stays_the_bundled_beta_1_5_after_a_fine_tune(self, home, make_napari_viewer, make_subject):
+        viewer = make_napari_viewer()
+        add_subject(viewer, make_subject(shape=SHAPE))
+        save_tiny_checkpoint("fbeta_1.5", 1.5)  # stands in for the bundled one (the fixture hides those)
+        checkpoints.BUNDLED_DIR.mkdir(parents=True, exist_ok=True)
+        (user_checkpoint_dir() / "fbeta_1.5.pt").rename(checkpoints.BUNDLED_DIR / "fbeta_1.5.pt")
+        path = save_tiny_checkpoint("fbeta_1.5_ft-other", 1.5, seed=3)
+        model, metadata = load_checkpoint(path)
+        metadata.parent = "fbeta_1.5"
+        metadata.training["fine_tune"] = {"viewer_subjects": [{"name": "another-patient"}]}
+        save_checkpoint(path, model, metadata)
+        dock = InferenceWidget(viewer)
+        assert dock._model.selected().name == "fbeta_1.5"  # not the fine-tune listed first on disk
+        assert dock.checkpoint_names.index("fbeta_1.5_ft-other") == dock.checkpoint_names.index("fbeta_1.5") + 1
+        dock.select_checkpoint("tiny-beta3")  # a pinned choice survives a refresh
+        dock.refresh_checkpoints()
+        assert dock._model.selected().name == "tiny-beta3"

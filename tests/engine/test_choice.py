@@ -1,0 +1,46 @@
+"""The checkpoint offered: bundled beta 1.5 for the loaded inputs; fine-tuned ones under their parent."""
+
+from pathlib import Path
+
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
+from napari_lesionseg.engine.choice import can_run, default_checkpoint, grouped, tuned_on
+
+FOUR = ["FLAIR", "T1w", "T2w", "PDw"]
+
+
+def _info(name, beta, *, source="bundled", parent=None, modalities=FOUR, subject=None, created="2026-11-01T00:00:00+00:00"):
+    training = {"fine_tune": {"viewer_subjects": [{"name": subject}]}} if subject else {}
+    meta = CheckpointMetadata(
+        name=name, model={}, loss="fbeta", beta=beta, modalities=list(modalities), patch_size=[32] * 3,
+        parent=parent, training=training, created=created,
+    )  # fmt: skip
+    return CheckpointInfo(name=name, path=Path(f"/c/{name}.pt"), source=source, metadata=meta)
+
+
+BUNDLED = [_info("fbeta_1.0", 1.0), _info("fbeta_1.5", 1.5), _info("fbeta_3.0", 3.0), _info("focal", None)]
+TUNED = _info("fbeta_1.5_ft-sub-01", 1.5, source="user", parent="fbeta_1.5", subject="sub-01")
+
+
+def test_the_bundled_beta_1_5_is_the_default_even_after_a_fine_tune():
+    infos = [TUNED, *BUNDLED]  # the listing puts user checkpoints first
+    assert default_checkpoint(infos, modalities=FOUR).name == "fbeta_1.5"
+    assert default_checkpoint(infos, modalities=FOUR, subject="sub-02").name == "fbeta_1.5"
+
+
+def test_a_fine_tuned_checkpoint_is_offered_first_for_its_own_subject():
+    assert default_checkpoint([TUNED, *BUNDLED], modalities=FOUR, subject="sub-01") is TUNED
+    assert tuned_on(TUNED) == "sub-01" and tuned_on(BUNDLED[0]) is None
+
+
+def test_only_checkpoints_that_can_run_on_the_loaded_inputs_are_preselected():
+    flair_t1 = _info("flair-t1_1.5", 1.5, modalities=["FLAIR", "T1w"])
+    infos = [*BUNDLED, flair_t1]
+    assert default_checkpoint(infos, modalities=["FLAIR", "T1w"]) is flair_t1
+    assert default_checkpoint(infos, modalities=FOUR).name == "fbeta_1.5"  # the one using most inputs
+    assert can_run(flair_t1, ["flair", "t1w", "t2w"]) and not can_run(BUNDLED[0], ["FLAIR", "T1w"])
+
+
+def test_fine_tuned_checkpoints_are_listed_under_their_parent():
+    older = _info("fbeta_1.5_ft-old", 1.5, source="user", parent="fbeta_1.5", created="2026-10-01T00:00:00+00:00")
+    order = [info.name for info in grouped([TUNED, older, *reversed(BUNDLED)])]
+    assert order == ["fbeta_1.0", "fbeta_1.5", "fbeta_1.5_ft-sub-01", "fbeta_1.5_ft-old", "fbeta_3.0", "focal"]
