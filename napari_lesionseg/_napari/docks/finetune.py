@@ -23,6 +23,7 @@ from napari.utils.notifications import show_error, show_info
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._model_inputs import matching_layer
+from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
@@ -60,6 +61,7 @@ class FineTuneWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        show_radiological(viewer)
         self._viewer = viewer
         self._session = session_for(viewer)
         self._worker: Any = None

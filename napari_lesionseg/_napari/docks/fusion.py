@@ -26,6 +26,7 @@ from napari_lesionseg._napari._layers import (
     show_layer,
     single_color_labels,
 )
+from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.docks.inference import MASK_COLOR, PROBABILITY_COLORMAP
 from napari_lesionseg._napari.metadata import METADATA_KEY
@@ -66,6 +67,7 @@ class FusionExplorerWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        show_radiological(viewer)
         self._viewer = viewer
         self._session = session_for(viewer)
         self._worker: Any = None

@@ -25,6 +25,7 @@ from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._inference_job import InferenceFailed, box_slices, inference_job, pause_worker_after
 from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
+from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
     PROBABILITY_COLORMAP,
@@ -76,6 +77,7 @@ class InferenceWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        show_radiological(viewer)
         self._viewer = viewer
         self._session = session_for(viewer)
         self._worker: Any = None

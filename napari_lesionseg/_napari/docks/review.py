@@ -32,6 +32,7 @@ from napari_lesionseg._napari._correction_panel import CorrectionPanel
 from napari_lesionseg._napari._layers import confusion_overlay
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
+from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._review_inputs import review_arguments
 from napari_lesionseg._napari._session import session_for
@@ -61,6 +62,7 @@ class LesionReviewWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        show_radiological(viewer)
         self._viewer = viewer
         self._session = session_for(viewer)
         self._review: Review | None = None

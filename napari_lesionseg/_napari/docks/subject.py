@@ -15,6 +15,7 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.samples import sample_subjects
@@ -35,6 +36,7 @@ class SubjectWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=False)
+        show_radiological(viewer)
         self._viewer = viewer
         self._worker: Any = None
 
