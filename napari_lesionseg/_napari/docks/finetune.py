@@ -25,6 +25,7 @@ from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._model_inputs import matching_layer
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
+from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
@@ -77,6 +78,7 @@ class FineTuneWidget(Container):
         self._connect()
         self.refresh_checkpoints()
         self._on_layers_changed()
+        scroll_contents(self)  # fits a laptop screen
 
     # --- public handles (also used by the headless demo) -------------------------------------------
 

@@ -27,6 +27,7 @@ from napari_lesionseg._napari._layers import (
     single_color_labels,
 )
 from napari_lesionseg._napari._orientation import show_radiological
+from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.docks.inference import MASK_COLOR, PROBABILITY_COLORMAP
 from napari_lesionseg._napari.metadata import METADATA_KEY
@@ -117,6 +118,7 @@ class FusionExplorerWidget(Container):
         self._set_default_reference()
         if self._session.latest is not None:
             self._run.value = self._session.latest.name
+        scroll_contents(self)  # fits a laptop screen
 
     # --- public API ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from napari_lesionseg._napari._run_layers import (
     result_layer_names,
 )
 from napari_lesionseg._napari._run_options import RunOptions
+from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
@@ -101,6 +102,7 @@ class InferenceWidget(Container):
         self._build_layout()
         self._connect_events()
         self.refresh_checkpoints()
+        scroll_contents(self)  # fits a laptop screen
 
     # --- public API ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._review_inputs import review_arguments
+from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg.errors import LesionSegError
@@ -84,6 +85,7 @@ class LesionReviewWidget(Container):
         self._connect()
         self._refresh_choices()
         self._pick_defaults()
+        scroll_contents(self)  # fits a laptop screen
 
     # --- public handles (also used by the headless demo) -------------------------------------------
 

@@ -16,6 +16,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._orientation import show_radiological
+from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.samples import sample_subjects
@@ -72,6 +73,7 @@ class SubjectWidget(Container):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
             event.connect(self._refresh)
         self._refresh()
+        scroll_contents(self)  # fits a laptop screen
 
     # --- actions ------------------------------------------------------------------------------
 
