@@ -12,6 +12,7 @@ from napari.layers import Labels, Layer
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._autosave import AutosaveTarget
+from napari_lesionseg._napari._layers import CORRECTED_COLOR, single_color_labels
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata, path_from_layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.corrections import (
@@ -51,6 +52,7 @@ class CorrectedMasks:
             translate=prediction.translate,
             metadata=grid_metadata(prediction, self.subject_geometry(prediction)),
             opacity=0.6,
+            **single_color_labels(CORRECTED_COLOR),
         )
         return layer
 
@@ -73,6 +75,7 @@ class CorrectedMasks:
             translate=source.translate,
             metadata=layer_metadata(geometry_from_layer_metadata(source.metadata), path=path),
             opacity=0.6,
+            **single_color_labels(CORRECTED_COLOR),
         )
         show_info(f"Restored the corrections saved in {path}")
         return layer

@@ -16,7 +16,7 @@ import napari.layers
 import numpy as np
 from napari.layers import Labels, Layer, Shapes, Vectors
 
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata, path_from_layer_metadata
 from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.data.geometry import Geometry
 
@@ -99,6 +99,14 @@ def remove_layers(viewer: napari.viewer.Viewer, names: Sequence[str]) -> None:
     for name in names:
         if name in viewer.layers:
             viewer.layers.remove(name)
+
+
+#: Distinct colours, so a reader never mistakes one mask for another: the reference, the corrected mask,
+#: and each kept run (its mask colour and its probability colormap, in the order the runs were made).
+REFERENCE_COLOR = "yellow"
+CORRECTED_COLOR = "orange"
+RUN_MASK_COLORS = ("cyan", "deeppink", "lime", "dodgerblue", "violet")
+RUN_PROBABILITY_COLORMAPS = ("magma", "bop orange", "green", "bop blue", "magenta")
 
 
 def single_color_labels(color: str) -> dict[str, Any]:
@@ -281,3 +289,19 @@ def confusion_overlay(data: np.ndarray, source: Layer, name: str) -> Labels:
 
     colors = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0), **CONFUSION_COLORS}
     return Labels(data, name=name, colormap=DirectLabelColormap(color_dict=colors), opacity=0.8, **placement(source, "review"))
+
+
+def add_subject_layers(viewer: napari.viewer.Viewer, layer_data: Sequence[tuple]) -> tuple[list[Layer], list[str]]:
+    """Add a subject's layers, skipping files already open (opening a folder twice adds nothing twice).
+
+    Returns the layers added and the names of those skipped.
+    """
+    open_paths = {path_from_layer_metadata(layer.metadata) for layer in viewer.layers} - {None}
+    added, skipped = [], []
+    for data, kwargs, layer_type in layer_data:
+        path = path_from_layer_metadata(kwargs.get("metadata"))
+        if path is not None and path in open_paths:
+            skipped.append(kwargs.get("name", str(path)))
+            continue
+        added.append(viewer.add_layer(Layer.create(data, kwargs, layer_type)))
+    return added, skipped

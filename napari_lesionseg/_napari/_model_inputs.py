@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
 from napari.layers import Image, Layer
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
-from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari._layers import add_subject_layers, is_result
 from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.naming import subject_of
@@ -216,8 +216,9 @@ class ModelInputs(Container):
         self.open_folder(folder)
 
     def _add_subject(self, subject: Any) -> None:
-        for data, kwargs, layer_type in subject_layer_data(subject):
-            self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        _, skipped = add_subject_layers(self._viewer, subject_layer_data(subject))
+        if skipped:
+            show_info(f"{subject.name}: already open, not added again: {', '.join(skipped)}")
         self.refresh_inputs()
         self._status(f"{subject.name}: {', '.join(subject.modalities)} loaded as inputs.")
 

@@ -19,7 +19,15 @@ from napari.layers import Layer
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
-from napari_lesionseg._napari._layers import BoxOverlay, placement, remove_layers, show_layer, single_color_labels
+from napari_lesionseg._napari._layers import (
+    RUN_MASK_COLORS,
+    RUN_PROBABILITY_COLORMAPS,
+    BoxOverlay,
+    placement,
+    remove_layers,
+    show_layer,
+    single_color_labels,
+)
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -30,11 +38,13 @@ LAYER_STEP_MS = 30
 __all__ = ["LayerSteps", "result_layer_names", "MASK_COLOR", "PATCH_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "RunLayers"]
 
 
-#: Perceptually uniform colormaps: probability (additive over the FLAIR) and uncertainty.
-PROBABILITY_COLORMAP = "magma"
+#: Perceptually uniform colormaps: probability (additive over the FLAIR; the first run's) and uncertainty.
+PROBABILITY_COLORMAP = RUN_PROBABILITY_COLORMAPS[0]
 UNCERTAINTY_COLORMAP = "viridis"
 #: The one colour of the lesion mask (Labels), chosen to stand out over magma and grey.
-MASK_COLOR = "cyan"
+MASK_COLOR = RUN_MASK_COLORS[0]
+#: Appended to the probability layer of a run that did not finish.
+PARTIAL_SUFFIX = " (partial)"
 #: Colour of the outline of the patches being predicted.
 PATCH_COLOR = "lime"
 #: Largest possible spread of probabilities in [0, 1] (the uncertainty's contrast limit).
@@ -57,8 +67,11 @@ class RunLayers:
         names: dict[str, str],
         reference: Layer,
         stale: Sequence[str] = (),
+        style: int = 0,
     ) -> None:
         self._viewer, self._names, self._reference = viewer, names, reference
+        self._mask_color = RUN_MASK_COLORS[style % len(RUN_MASK_COLORS)]
+        self._colormap = RUN_PROBABILITY_COLORMAPS[style % len(RUN_PROBABILITY_COLORMAPS)]
         shape = tuple(reference.data.shape)
         self.probability_data = np.zeros(shape, dtype=np.float32)
         self.mask_data = np.zeros(shape, dtype=np.uint8)
@@ -106,12 +119,18 @@ class RunLayers:
         the run's other layers (one per step, like the adding)."""
         steps: list[Callable[[], Any]] = [] if self.probability is not None else [self._add_probability]
         steps.append(lambda: self._show("probability"))
+        steps.append(self._mark_partial)
         outline, others = self.outline, [layer for layer in (self.mask, self.uncertainty) if layer is not None]
         if outline is not None:
             steps.append(outline.remove)
         steps += [lambda layer=layer: self._remove(layer) for layer in others]
         self._steps = deque(steps)
         self.outline = self.mask = self.uncertainty = None
+
+    def _mark_partial(self) -> None:
+        """The name says the probability is partial (a cancelled run), so nobody takes it for a result."""
+        if self.probability is not None and not self.probability.name.endswith(PARTIAL_SUFFIX):
+            self.probability.name = self.probability.name + PARTIAL_SUFFIX
 
     def refresh(self) -> None:
         """Redraw the layers that exist."""
@@ -153,7 +172,7 @@ class RunLayers:
         self._note_if_new("probability")
         self.probability = show_layer(
             self._viewer, self._names["probability"], self.probability_data, "image", visible=False,
-            **placement(self._reference, "probability"), colormap=PROBABILITY_COLORMAP,
+            **placement(self._reference, "probability"), colormap=self._colormap,
             blending="additive", contrast_limits=(0.0, 1.0),
         )  # fmt: skip
 
@@ -161,7 +180,7 @@ class RunLayers:
         self._note_if_new("mask")
         self.mask = show_layer(
             self._viewer, self._names["mask"], self.mask_data, "labels", visible=False,
-            **placement(self._reference, "mask"), **single_color_labels(MASK_COLOR), opacity=0.5,
+            **placement(self._reference, "mask"), **single_color_labels(self._mask_color), opacity=0.5,
         )  # fmt: skip
 
     def _add_uncertainty(self) -> None:

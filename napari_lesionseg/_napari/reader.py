@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_lesionseg._napari._layers import REFERENCE_COLOR, single_color_labels
 from napari_lesionseg._napari.metadata import layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.intensity import foreground_mask
 from napari_lesionseg.data.naming import is_nifti_path, nifti_stem
 from napari_lesionseg.data.subject import Subject, load_subject
 from napari_lesionseg.data.volumes import Volume, load_volume
@@ -47,7 +49,7 @@ LayerDataTuple = tuple[Any, dict[str, Any], str]
 #: File name endings (before .nii/.nii.gz, case-insensitive) that open as a Labels layer.
 LABEL_SUFFIXES: tuple[str, ...] = (MASK_SUFFIX.lower(), "_mask", "_dseg")
 #: Percentiles of the non-background voxels used as an image layer's contrast limits.
-_CONTRAST_PERCENTILES = (0.5, 99.5)
+_CONTRAST_PERCENTILES = (2.0, 99.8)
 _CONTRAST_SAMPLE = 1_000_000
 
 
@@ -123,18 +125,23 @@ def volume_layer_data(
             blending="translucent_no_depth",
         )
     elif layer_type == "labels":
-        kwargs.update(opacity=0.6, blending="translucent")
+        kwargs.update(opacity=0.6, blending="translucent", **single_color_labels(REFERENCE_COLOR))
     else:
         raise ValueError(f"layer_type must be 'image' or 'labels', not {layer_type!r}")
     return volume.data, kwargs, layer_type
 
 
 def robust_contrast_limits(data: np.ndarray) -> tuple[float, float]:
-    """[0.5, 99.5] percentiles of the voxels above the minimum (background), from a subsample."""
-    flat = data.ravel()
-    flat = flat[:: max(1, flat.size // _CONTRAST_SAMPLE)]
-    above = flat[flat > flat.min()]
-    values = above if above.size else flat
+    """A window on the head: the [2, 99.8] percentiles inside its foreground (a subsampled grid).
+
+    Percentiles over the whole field of view start the window at background level and wash the brain
+    out; inside the head the window spans tissue, so lesions stand out on FLAIR.
+    """
+    data = np.asarray(data)
+    step = max(1, round((data.size / _CONTRAST_SAMPLE) ** (1.0 / 3.0))) if data.ndim == 3 else 1
+    sample = data[::step, ::step, ::step] if data.ndim == 3 else data
+    inside = sample[foreground_mask(sample)] if sample.ndim == 3 and sample.size > 1 else sample.ravel()
+    values = inside if inside.size else sample.ravel()
     low, high = (float(v) for v in np.percentile(values, _CONTRAST_PERCENTILES))
     return (low, high) if high > low else (low, low + 1.0)
 

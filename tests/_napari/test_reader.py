@@ -118,3 +118,13 @@ class TestInViewer:
         assert len(viewer.layers) == 0
         messages = [str(n.message) for n in notification_manager.records[before:]]
         assert any("FLAIR is present 2 times" in m for m in messages)
+
+
+def test_the_window_spans_the_head_not_the_air_around_it():
+    rng = np.random.default_rng(0)
+    volume = rng.normal(5.0, 1.0, (40, 40, 40)).astype(np.float32)  # noisy air
+    z, y, x = np.ogrid[:40, :40, :40]
+    head = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 < 15**2
+    volume[head] = rng.normal(300.0, 20.0, head.sum())  # tissue
+    low, high = robust_contrast_limits(volume)
+    assert low > 200.0 and high < 400.0  # the window starts in tissue, not at background level

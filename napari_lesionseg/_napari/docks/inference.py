@@ -28,6 +28,7 @@ from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
+    PARTIAL_SUFFIX,
     PROBABILITY_COLORMAP,
     UNCERTAINTY_COLORMAP,
     LayerSteps,
@@ -274,7 +275,8 @@ class InferenceWidget(Container):
         self._runs.pop(name, None)
         self._shown_runs.add(name)
         stale_layers = [layer for old in stale for layer in result_layer_names(old).values()]
-        layers = RunLayers(self._viewer, result_layer_names(name), reference, stale=stale_layers)
+        style = len(self._shown_runs) - 1  # each kept run in its own colours
+        layers = RunLayers(self._viewer, result_layer_names(name), reference, stale=stale_layers, style=style)
         self._status.value = f"{name}: loading the checkpoint and normalising the images..."
         self._set_progress(0, 1)
         throttle = RedrawThrottle.for_device(resolve_device(settings.device).type)
@@ -360,7 +362,7 @@ class InferenceWidget(Container):
             done, total = (run.latest.done, run.latest.total) if run.latest else (0, "?")
             self._status.value = (
                 f"{run.name}: cancelled after {done} of {total} patches; the probability so far stays in "
-                f"{result_layer_names(run.name)['probability']!r} (no mask)."
+                f"{result_layer_names(run.name)['probability'] + PARTIAL_SUFFIX!r} (no mask)."
             )
 
     def _drop_unfinished(self, run: _ActiveRun) -> None:

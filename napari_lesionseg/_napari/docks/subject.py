@@ -15,6 +15,7 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari._layers import add_subject_layers
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
@@ -124,8 +125,9 @@ class SubjectWidget(Container):
         show_info(f"Saved {layer.name!r} to {written}")
 
     def _add_subject(self, subject: Any) -> None:
-        for data, kwargs, layer_type in subject_layer_data(subject):
-            self._viewer.add_layer(Layer.create(data, kwargs, layer_type))
+        _, skipped = add_subject_layers(self._viewer, subject_layer_data(subject))
+        if skipped:
+            show_info(f"{subject.name}: already open, not added again: {', '.join(skipped)}")
         self._status.value = f"{subject.name}: {', '.join(subject.modalities)}" + (
             " + reference mask" if subject.mask is not None else ""
         )

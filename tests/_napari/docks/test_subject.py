@@ -70,3 +70,16 @@ def test_save_layer_without_geometry_is_refused_clearly(widget):
     layer = viewer.add_labels(np.zeros((4, 4, 4), dtype=np.uint8), name="drawn")
     with pytest.raises(LesionSegError, match="'drawn' has no source geometry"):
         dock.save_layer(layer, "x.nii.gz")
+
+
+def test_opening_the_same_folder_twice_adds_nothing_twice(make_napari_viewer, make_subject):
+    from napari_lesionseg._napari._layers import add_subject_layers
+    from napari_lesionseg._napari.reader import subject_layer_data
+    from napari_lesionseg.data.subject import load_subject
+
+    viewer = make_napari_viewer()
+    subject = load_subject(make_subject(shape=(12, 10, 9)))
+    added, skipped = add_subject_layers(viewer, subject_layer_data(subject))
+    again, skipped_again = add_subject_layers(viewer, subject_layer_data(subject))
+    assert added and not skipped and again == [] and len(skipped_again) == len(added)
+    assert not any(layer.name.endswith("[1]") for layer in viewer.layers)
