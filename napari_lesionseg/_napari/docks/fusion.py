@@ -54,6 +54,8 @@ WEIGHT_COLORMAP = "viridis"
 KERNEL_COLORMAP = "plasma"
 DISAGREEMENT_COLORMAP = "inferno"
 DISAGREEMENT_MASK_COLOR = "orange"
+#: Roles of the heatmap layers (`show_weights`), which the end of a comparison leaves hidden.
+_HEATMAP_ROLES = ("weight kernel", "weight sum")
 #: Metrics of the per-mode table (labels and formats from `vocabulary`).
 _METRIC_KEYS = ("dsc", "sensitivity", "ppv", "apr", "ltpr", "lfpr", "hd95_mm")
 _TEXT_WIDTH = 300
@@ -194,8 +196,8 @@ class FusionExplorerWidget(Container):
     def end_compare(self) -> None:
         """Leave the comparison: remove its layers, show the hidden layers again, restore the grid setting."""
         remove_layers(self._viewer, [layer.name for layer in self._comparison if layer in self._viewer.layers])
-        for layer in self._hidden_by_comparison:
-            if layer in self._viewer.layers:
+        for layer in self._hidden_by_comparison:  # the weight heatmaps stay hidden: they would cover the image
+            if layer in self._viewer.layers and layer.metadata.get(ROLE_KEY) not in _HEATMAP_ROLES:
                 layer.visible = True
         if self._grid_before is not None:
             grid = _grid_model(self._viewer)
@@ -326,7 +328,7 @@ class FusionExplorerWidget(Container):
             **single_color_labels(MASK_COLOR),
             contour=1,  # outlines, so the probability under them stays visible
         )
-        return [*self._backdrop_copy(record, mode), prob, mask]
+        return [*self._backdrop_copy(record, mode), prob, mask, self._title(record, mode)]
 
     def _disagreement_cell(self, record: RunRecord, spread: np.ndarray, differ: np.ndarray) -> list[Layer]:
         high = float(spread.max())
@@ -349,7 +351,18 @@ class FusionExplorerWidget(Container):
             **single_color_labels(DISAGREEMENT_MASK_COLOR),
             opacity=0.7,
         )
-        return [*self._backdrop_copy(record, "disagreement", _DIM_BACKDROP), image, masks]
+        return [*self._backdrop_copy(record, "disagreement", _DIM_BACKDROP), image, masks, self._title(record, "disagreement")]
+
+    def _title(self, record: RunRecord, text: str) -> Layer:
+        """A text label at the top-left corner of a grid view, so each panel says what it shows."""
+        where = self._where(record, "comparison")
+        corner = np.zeros((1, 3))
+        corner[0, 0] = self._viewer.dims.current_step[0]
+        return show_layer(
+            self._viewer, f"title: {text} [{record.name}]", corner, "points", **where, size=0.1,
+            features={"title": [text]}, text={"string": "{title}", "color": "white", "size": 14, "anchor": "upper_left"},
+            face_color="transparent",
+        )  # fmt: skip
 
     def _arrange(self, cells: list[list[Layer]]) -> None:
         """Put each cell's layers in one view of napari's grid mode and hide every other layer meanwhile."""

@@ -112,16 +112,21 @@ class TestCompare:
         dock.compare()
         wait_until_idle(qtbot, dock)
         grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
-        assert grid.enabled and grid.stride == 3
-        names = [layer.name for layer in viewer.layers][:12]
+        assert grid.enabled and grid.stride == 4
+        names = [layer.name for layer in viewer.layers][:16]
         assert names == [
-            "FLAIR (tiling) [beta 1]", "tiling probability [beta 1]", "tiling mask [beta 1]",
+            "FLAIR (tiling) [beta 1]", "tiling probability [beta 1]", "tiling mask [beta 1]", "title: tiling [beta 1]",
             "FLAIR (uniform) [beta 1]", "uniform probability [beta 1]", "uniform mask [beta 1]",
-            "FLAIR (spline) [beta 1]", "spline probability [beta 1]", "spline mask [beta 1]",
+            "title: uniform [beta 1]",
+            "FLAIR (spline) [beta 1]", "spline probability [beta 1]", "spline mask [beta 1]", "title: spline [beta 1]",
             "FLAIR (disagreement) [beta 1]", "fusion disagreement [beta 1]", "masks disagree [beta 1]",
+            "title: disagreement [beta 1]",
         ]  # fmt: skip
-        assert all(layer.visible for layer in viewer.layers[:12])
-        assert not any(layer.visible for layer in viewer.layers[12:])
+        assert all(layer.visible for layer in viewer.layers[:16])
+        assert not any(layer.visible for layer in viewer.layers[16:])
+        assert [viewer.layers[f"title: {t} [beta 1]"].text.values[0] for t in ("tiling", "uniform", "spline")] == [
+            "tiling", "uniform", "spline",
+        ]  # each panel says what it shows
         probabilities = record.result.probabilities
         for mode in ("tiling", "uniform", "spline"):  # the run's own arrays: nothing was predicted again
             assert viewer.layers[f"{mode} probability [beta 1]"].data is probabilities[mode]
@@ -146,6 +151,18 @@ class TestCompare:
         dock.end_compare()
         assert not grid.enabled and not dock.comparing
         assert [(layer.name, layer.visible) for layer in viewer.layers] == before
+
+    def test_back_to_single_view_leaves_the_weight_heatmaps_hidden(self, qtbot, explorer):
+        viewer, dock, record = explorer
+        dock.show_weights("spline")
+        wait_until_idle(qtbot, dock)
+        heatmaps = [layer for layer in viewer.layers if layer.name.startswith(("weight sum", "weight kernel"))]
+        assert heatmaps and all(layer.visible for layer in heatmaps)
+        dock.compare()
+        wait_until_idle(qtbot, dock)
+        dock.end_compare()
+        assert not any(layer.visible for layer in heatmaps)  # they would cover the image
+        assert viewer.layers["FLAIR"].visible
 
     @slow
     def test_no_reference_mask_means_no_metrics_but_still_the_views(self, explorer):
