@@ -19,7 +19,7 @@ MARKER_NAME = "selected lesion"
 #: The view shows about this many times the lesion's diameter (some context around it), and never less
 #: than `_MIN_FIELD_MM`, nor more than the whole volume.
 _FIELD_PER_DIAMETER = 4.0
-_MIN_FIELD_MM = 20.0
+_MIN_FIELD_MM = 60.0
 _RING_COLOR = "yellow"
 
 
@@ -51,6 +51,8 @@ def _zoom_to(viewer: napari.viewer.Viewer, layer: Layer, field_mm: float) -> Non
 def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_mm: float) -> Points:
     size = max(2.0 * diameter_mm, 6.0) / float(min(layer.scale[-3:]))  # in voxels of `layer`
     point = np.asarray([row.centroid_voxel], dtype=float)
+    sliced = [axis for axis in viewer.dims.not_displayed if axis < point.shape[1]]
+    point[0, sliced] = np.round(point[0, sliced])  # on the displayed slice, where napari draws points
     if MARKER_NAME in viewer.layers:
         marker = viewer.layers[MARKER_NAME]
         marker.scale, marker.translate = layer.scale[-3:], layer.translate[-3:]
