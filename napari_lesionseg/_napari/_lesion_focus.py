@@ -26,7 +26,7 @@ _RING_COLOR = "yellow"
 def focus_on(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow) -> Points:
     """Move to `row`'s lesion on `layer`'s grid, zoom so it fills about a sixth of the view, and ring it."""
     world = np.asarray(layer.data_to_world(np.asarray(row.centroid_voxel)), dtype=float)
-    for axis in viewer.dims.not_displayed:
+    for axis in range(min(viewer.dims.ndim, world.size)):  # all axes: the other planes follow the point too
         viewer.dims.set_point(axis, world[axis])
     diameter_mm = _diameter_mm(row, layer)
     _zoom_to(viewer, layer, max(_MIN_FIELD_MM, _FIELD_PER_DIAMETER * diameter_mm))

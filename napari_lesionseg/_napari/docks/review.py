@@ -32,7 +32,9 @@ from napari_lesionseg._napari._correction_panel import CorrectionPanel
 from napari_lesionseg._napari._layers import confusion_overlay
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
+from napari_lesionseg._napari._model_inputs import image_layers, matching_layer
 from napari_lesionseg._napari._orientation import show_radiological
+from napari_lesionseg._napari._ortho_views import OrthoViews
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._review_inputs import review_arguments
 from napari_lesionseg._napari._scroll import scroll_contents
@@ -254,6 +256,8 @@ class LesionReviewWidget(Container):
                 self._correction,
             ]
         )
+        self._ortho = OrthoViews(self._viewer)
+        self.insert(self.index(self._lesions), self._ortho)
         self._plot = CurvePlot("Precision-recall", "recall", "precision", x_range=(0.0, 1.0), y_range=(0.0, 1.0))
         self._plot.clear("choose a run's mask as prediction for the curve")
         self.native.layout().insertWidget(self.index(self._metrics) + 1, self._plot)
@@ -292,6 +296,7 @@ class LesionReviewWidget(Container):
     def _on_mode_changed(self, mode: str) -> None:
         if mode != self._overlay_mode:  # napari resets the dock's choices (re-emitting this) on layer changes
             self._show_overlay()
+            self._ortho.show(self._ortho.image, self._overlay)
 
     def _schedule_update(self, event: Any = None) -> None:
         if self._prediction.value is not None and self._reference.value is not None:
@@ -355,6 +360,7 @@ class LesionReviewWidget(Container):
         self._show_coverage()
         if add_overlay or self._overlay in self._viewer.layers:  # automatic updates never add it unasked
             self._show_overlay()
+        self._ortho.show(matching_layer(self._viewer, "FLAIR") or next(iter(image_layers(self._viewer)), None), self._overlay)
         self._status.value = (
             f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
             f"{metrics['n_lesions_pred']} predicted lesions, DSC {format_metric('dsc', metrics['dsc'])}"
