@@ -166,13 +166,13 @@ def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[
     dock.set_reference(viewer.layers["reference mask"])
     dock.update(blocking=True)
     dock.set_mode("voxel")
-    if dock.review and dock.review.lesions:
-        dock.select_lesion(_largest_reference_lesion(dock.review.lesions))
-    _show_only_overlays(viewer, keep=("FLAIR", "lesion review"))
+    if dock.rows:
+        dock.select_lesion(_largest_reference_lesion(dock.rows))
+    _show_only_overlays(viewer, keep=("FLAIR", "lesion review", "selected lesion"))
     shots["review"] = _screenshot(viewer, out_dir, "review.png")
     review = dock.review
     metrics = {k: review.metrics.get(k) for k in ("dsc", "sensitivity", "ppv", "ltpr", "lfpr")} if review else {}
-    return {"metrics": metrics, "lesions": len(review.lesions) if review else 0}
+    return {"metrics": metrics, "lesions": len(dock.rows), "plane": viewer.text_overlay.text}
 
 
 def _fine_tune(
@@ -181,9 +181,9 @@ def _fine_tune(
     """Correct the mask from the review (accept missed lesions, reject false ones) and fine-tune on it."""
     review = docks["Lesion review"]
     corrected = review.new_corrected_mask()
-    for index, lesion in enumerate(review.review.lesions):
-        if (lesion.source, lesion.status) in (("reference", "FN"), ("prediction", "FP")):
-            (review.accept if lesion.status == "FN" else review.reject)(index)
+    for index, row in enumerate(review.rows):  # adopt the missed lesions, reject the false ones
+        if row.status in ("FN", "FP"):
+            (review.accept if row.status == "FN" else review.reject)(index)
     dock = docks["Fine-tune"]
     _raise_dock(dock)
     dock.set_checkpoint(DEMO_CHECKPOINT)
@@ -205,10 +205,10 @@ def _fine_tune(
     }
 
 
-def _largest_reference_lesion(lesions: Sequence[Any]) -> int:
-    """Index of the largest reference lesion (the first row when there is none)."""
-    reference = [i for i, lesion in enumerate(lesions) if lesion.source == "reference"]
-    return max(reference, key=lambda i: lesions[i].volume_ml) if reference else 0
+def _largest_reference_lesion(rows: Sequence[Any]) -> int:
+    """Index of the row of the largest reference lesion (the first row when there is none)."""
+    reference = [i for i, row in enumerate(rows) if row.reference is not None]
+    return max(reference, key=lambda i: rows[i].reference_ml) if reference else 0
 
 
 def _show_only_overlays(viewer: napari.Viewer, keep: Sequence[str]) -> None:
