@@ -151,7 +151,12 @@ def _read_one(path: Path) -> list[LayerDataTuple]:
         return subject_layer_data(load_subject(path))
     if _is_label_name(path):
         return [volume_layer_data(load_volume(path, kind="labels"), layer_type="labels")]
-    return [volume_layer_data(load_volume(path, kind="image"))]
+    volume = load_volume(path, kind="image")
+    # A file named by its modality opens as that modality: named so (the Inference dock's boxes find it), and
+    # only the FLAIR shown, so that files opened one by one do not hide each other.
+    if volume.modality is not None:
+        return [volume_layer_data(volume, name=volume.modality, visible=volume.modality == "FLAIR")]
+    return [volume_layer_data(volume)]
 
 
 def _is_label_name(path: Path) -> bool:

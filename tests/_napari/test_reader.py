@@ -128,3 +128,12 @@ def test_the_window_spans_the_head_not_the_air_around_it():
     volume[head] = rng.normal(300.0, 20.0, head.sum())  # tissue
     low, high = robust_contrast_limits(volume)
     assert low > 200.0 and high < 400.0  # the window starts in tissue, not at background level
+
+
+def test_modality_files_opened_one_by_one_are_named_by_modality_and_only_flair_shows(make_subject):
+    folder = make_subject(shape=(12, 10, 9))
+    layers = {}
+    for path in sorted(folder.glob("*.nii.gz")):
+        for data, kwargs, layer_type in read_paths(str(path)):
+            layers[kwargs["name"]] = kwargs["visible"]
+    assert layers["FLAIR"] is True and layers["T1w"] is False and layers["T2w"] is False
