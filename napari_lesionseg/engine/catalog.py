@@ -44,7 +44,9 @@ def checkpoint_details(info: CheckpointInfo) -> str:
     parts = [f"Loss {metadata.loss}" + ("" if metadata.beta is None else f" (β = {metadata.beta:g})")]
     parts.append(f"trained on {training_summary(metadata.training)}")
     dsc = validation_dsc(metadata.validation)
-    if dsc is not None:
+    if dsc is not None and metadata.parent:  # a fine-tune validates on the mask it learnt: say so
+        parts.append(f"DSC {dsc:.3f} on the mask it was tuned on (not held out)")
+    elif dsc is not None:
         parts.append(f"validation DSC {dsc:.3f}")
     if metadata.parent:
         parts.append(f"fine-tuned from {metadata.parent}")

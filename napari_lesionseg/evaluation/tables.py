@@ -10,7 +10,7 @@ from typing import Any
 
 from napari_lesionseg.vocabulary import METRIC_FORMATS, METRIC_LABELS
 
-__all__ = ["comparison_rows", "format_metric", "metric_pairs", "mode_table"]
+__all__ = ["comparison_rows", "format_metric", "metric_pairs", "mode_table", "verdict"]
 
 #: Shown where a metric is undefined (its reason is in the metrics' ``notes``).
 MISSING = "n/a"
@@ -47,3 +47,32 @@ def mode_table(metrics: Mapping[str, Mapping[str, Any]], keys: Sequence[str]) ->
     """magicgui's "split" table: one row per metric, one column per fusion mode."""
     rows = [[format_metric(key, values.get(key)) for values in metrics.values()] for key in keys]
     return {"data": rows, "index": [METRIC_LABELS[key] for key in keys], "columns": list(metrics)}
+
+
+#: Changes smaller than this are noise, not a verdict (on a metric in [0, 1]).
+VERDICT_TOLERANCE = 0.01
+#: Metrics the verdict weighs, and whether a higher value is better.
+_VERDICT_METRICS = {"dsc": True, "ltpr": True, "lfpr": False, "ppv": True, "sensitivity": True}
+
+
+def verdict(before: Mapping[str, Any], after: Mapping[str, Any] | None, *, held_out: bool = False) -> str:
+    """One sentence on a before/after pair: better, worse or mixed, naming what moved, and where it was measured."""
+    if not after:
+        return ""
+    better, worse = [], []
+    for key, higher_is_better in _VERDICT_METRICS.items():
+        old, new = before.get(key), after.get(key)
+        if old is None or new is None or abs(new - old) < VERDICT_TOLERANCE:
+            continue
+        change = f"{METRIC_LABELS[key]} {new - old:+.3f}"
+        (better if (new > old) == higher_is_better else worse).append(change)
+    if better and worse:
+        summary = f"Mixed: {', '.join(better)}, but {', '.join(worse)}."
+    elif better:
+        summary = f"Better: {', '.join(better)}."
+    elif worse:
+        summary = f"Worse: {', '.join(worse)}."
+    else:
+        summary = "No change beyond noise."
+    where = "on held-out data" if held_out else "on the mask it was trained on (not held out): check another subject"
+    return f"{summary} Measured {where}."

@@ -1,6 +1,6 @@
 """Metric rows the docks show: one label and one format per metric, undefined values said so."""
 
-from napari_lesionseg.evaluation.tables import comparison_rows, format_metric, metric_pairs, mode_table
+from napari_lesionseg.evaluation.tables import comparison_rows, format_metric, metric_pairs, mode_table, verdict
 from napari_lesionseg.vocabulary import METRIC_LABELS
 
 
@@ -25,3 +25,12 @@ def test_comparison_gives_the_signed_change_only_when_both_sides_are_defined():
 def test_the_fusion_table_has_a_column_per_mode_and_the_shared_labels():
     table = mode_table({"tiling": {"sensitivity": 0.5}, "spline": {"sensitivity": 0.75}}, ["sensitivity"])
     assert table == {"data": [["0.500", "0.750"]], "index": [METRIC_LABELS["sensitivity"]], "columns": ["tiling", "spline"]}
+
+
+def test_the_verdict_names_what_got_better_and_worse_and_where_it_was_measured():
+    before = {"dsc": 0.70, "ltpr": 0.60, "lfpr": 0.30, "ppv": 0.7, "sensitivity": 0.7}
+    mixed = verdict(before, {**before, "dsc": 0.746, "ltpr": 0.433})
+    assert mixed.startswith("Mixed: DSC +0.046, but LTPR -0.167.") and "not held out" in mixed
+    assert verdict(before, {**before, "lfpr": 0.10}).startswith("Better: LFPR -0.200.")  # fewer false lesions
+    assert verdict(before, dict(before), held_out=True) == "No change beyond noise. Measured on held-out data."
+    assert verdict(before, None) == ""

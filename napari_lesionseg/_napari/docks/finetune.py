@@ -35,7 +35,7 @@ from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
 from napari_lesionseg.engine.choice import grouped
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
-from napari_lesionseg.evaluation.tables import comparison_rows, format_metric
+from napari_lesionseg.evaluation.tables import comparison_rows, format_metric, verdict
 from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
     FineTuneRequest,
@@ -340,8 +340,7 @@ class FineTuneWidget(Container):
             return
         self._session.checkpoints_changed.emit()  # this dock and the Inference dock re-read the list
         self._rerun.enabled = True
-        before, after = outcome.before.get("dsc"), (outcome.after or {}).get("dsc")
-        measured = f" DSC on the corrected mask: {format_metric('dsc', before)} -> {format_metric('dsc', after)}." if outcome.before else ""
+        measured = f" {verdict(outcome.before, outcome.after)}" if outcome.before else ""
         self._status.value = f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {outcome.checkpoint.parent}.{measured}"
         show_info(f"Fine-tuned checkpoint {outcome.name!r} saved; the Inference dock lists it.")
 
