@@ -117,9 +117,10 @@ def predict(
     *,
     callback: Callable[[ProgressEvent], Any] | None = None,
     cancel: CancelToken | threading.Event | None = None,
+    geometry: Geometry | None = None,
 ) -> InferenceResult:
     """Run :func:`iter_predict` to the end (or to cancellation), passing every event to `callback`."""
-    return drain(iter_predict(images, checkpoint, settings, cancel=cancel), callback)
+    return drain(iter_predict(images, checkpoint, settings, cancel=cancel, geometry=geometry), callback)
 
 
 def loaded_checkpoint(checkpoint: Checkpoint) -> tuple[nn.Module, CheckpointMetadata]:
