@@ -94,7 +94,8 @@ def check_layers(chosen: dict[str, Layer]) -> None:
             raise InvalidInputError(
                 f"Layer {layer.name!r} ({modality}) has shape {tuple(layer.data.shape)} but {first.name!r} "
                 f"({first_modality}) has {tuple(first.data.shape)}: all input layers must lie on one voxel grid. "
-                "Resample it onto the FLAIR grid (`load_subject(..., resample=True)`) or pick another layer."
+                "Open the subject folder instead (modalities on other grids are resampled onto the FLAIR grid) or "
+                "pick another layer."
             )
 
 
