@@ -13,16 +13,17 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.resample import resample_to_grid
-from napari_lesionseg.engine.results import ProgressEvent
 
 __all__ = ["COARSE_FACTOR", "SPACING_TOLERANCE", "ModelSpace", "model_space", "to_model", "to_native"]
 
@@ -78,14 +79,14 @@ class ModelSpace:
             f"({'x'.join(map(str, self.geometry.shape))} voxels) and the probability back to {native}"
         )
 
-    def native_event(self, event: ProgressEvent, probability: np.ndarray) -> ProgressEvent:
-        """`event` with its boxes on the native grid and its partial result resampled from `probability`."""
+    def native_event(self, event: Any, probability: np.ndarray) -> Any:
+        """A `ProgressEvent` with its boxes on the native grid and its partial result resampled from `probability`."""
         box = self._native_box(event.box)
         partial = None
         if event.partial is not None:
             partial = self._sample(probability, box[0], tuple(int(n) for n in box[1] - box[0]))
         boxes = np.stack([self._native_box(b) for b in event.patch_boxes]) if len(event.patch_boxes) else event.patch_boxes
-        return ProgressEvent(event.done, event.total, box, boxes, partial, event.message)
+        return dataclasses.replace(event, box=box, patch_boxes=boxes, partial=partial)
 
     def native_slice(self, index: int, axis: int = 0) -> int:
         """The model-space index of native slice `index` along `axis` (to predict its patches first)."""
