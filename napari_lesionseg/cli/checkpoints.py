@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _row(info: Any) -> dict[str, Any]:
-    from napari_lesionseg.engine.checkpoints import required_modalities, trained_spacing
+    from napari_lesionseg.engine.requirements import required_modalities, trained_spacing
 
     metadata = info.metadata
     spacing = trained_spacing(metadata)

@@ -25,12 +25,9 @@ are renamed into place together, after all of them are written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import os
 import sys
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,16 +106,15 @@ def run_predict(args: argparse.Namespace) -> int:
     settings = _settings(args, rank)
     checkpoints = _Checkpoints(args.checkpoint, args.beta)
     targets = _output_paths(outputs, planned, checkpoints.paths(), overwrite=args.overwrite)
-    with _one_line_warnings():
-        for subject_plan in planned[rank::world]:
-            subject = subject_plan.load()
-            if not args.quiet:
-                for note in subject.notes:
-                    print(note, file=sys.stderr)
-            result = _predict_one(subject, checkpoints.for_subject(subject), settings, quiet=args.quiet)
-            written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
-            if not args.quiet:
-                print(_summary(subject, result, written), file=sys.stderr)
+    for subject_plan in planned[rank::world]:
+        subject = subject_plan.load()
+        if not args.quiet:
+            for note in subject.notes:
+                print(note, file=sys.stderr)
+        result = _predict_one(subject, checkpoints.for_subject(subject), settings, quiet=args.quiet)
+        written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
+        if not args.quiet:
+            print(_summary(subject, result, written), file=sys.stderr)
     return 0
 
 
@@ -145,21 +141,6 @@ class _Checkpoints:
         if path not in self._loaded:
             self._loaded[path] = load_checkpoint(path, device="cpu")
         return self._loaded[path]
-
-
-@contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """Warnings (model space, coarse input...) as one ``lesionseg predict: warning: ...`` line each."""
-    previous = warnings.showwarning
-
-    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        print(f"lesionseg predict: warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = previous
 
 
 def _output_paths(

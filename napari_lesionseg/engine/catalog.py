@@ -9,14 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointInfo,
-    CheckpointMetadata,
-    missing_modalities,
-    required_modalities,
-    trained_spacing,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.choice import tuned_on
+from napari_lesionseg.engine.requirements import missing_modalities, required_modalities, trained_spacing
 from napari_lesionseg.errors import CheckpointError
 
 __all__ = [

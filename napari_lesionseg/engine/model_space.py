@@ -85,7 +85,9 @@ class ModelSpace:
         partial = None
         if event.partial is not None:
             partial = self._sample(probability, box[0], tuple(int(n) for n in box[1] - box[0]))
-        boxes = np.stack([self._native_box(b) for b in event.patch_boxes]) if len(event.patch_boxes) else event.patch_boxes
+        boxes = (
+            np.stack([self._native_box(b) for b in event.patch_boxes]) if len(event.patch_boxes) else event.patch_boxes
+        )
         return dataclasses.replace(event, box=box, patch_boxes=boxes, partial=partial)
 
     def native_slice(self, index: int, axis: int = 0) -> int:

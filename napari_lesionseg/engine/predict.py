@@ -30,18 +30,14 @@ from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
 from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.data.volumes import Volume
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
-    check_modalities,
-    load_checkpoint,
-    trained_spacing,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint
 from napari_lesionseg.engine.model_space import COARSE_FACTOR, ModelSpace, model_space, to_model, to_native
 from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
+from napari_lesionseg.engine.requirements import check_modalities, trained_spacing
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.run import iter_inference
 from napari_lesionseg.engine.settings import InferenceSettings
-from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegWarning
 from napari_lesionseg.models import size_divisor
 
 __all__ = ["Checkpoint", "Images", "check_normalisation", "iter_predict", "loaded_checkpoint", "predict"]
@@ -273,7 +269,7 @@ def _back_to_native(result: InferenceResult, space: ModelSpace, normalisation: f
 
 def _note(notes: list[str], text: str) -> None:
     notes.append(text)
-    warnings.warn(text, RuntimeWarning, stacklevel=4)
+    warnings.warn(text, LesionSegWarning, stacklevel=4)
 
 
 def _mm(spacing: tuple[float, ...]) -> str:

@@ -231,7 +231,8 @@ def iter_fine_tune_on_correction(
         InvalidInputError: unusable data (see `check_correction`), a bad setting or folder.
         CheckpointError: the checkpoint is missing, or does not take this many images.
     """
-    from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint, trained_spacing
+    from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
+    from napari_lesionseg.engine.requirements import trained_spacing
     from napari_lesionseg.training import TrainingProgress
     from napari_lesionseg.training.finetune import iter_fine_tune
 

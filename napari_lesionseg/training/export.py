@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -21,7 +20,8 @@ __all__ = ["model_spacing", "training_record", "write_checkpoint"]
 def model_spacing(config: TrainingConfig, subjects: Sequence[TrainingSubject]) -> list[float] | None:
     """The voxel size the network learns at: its parent's (a fine-tune), else the training subjects' median."""
     if config.init_checkpoint:
-        from napari_lesionseg.engine.checkpoints import read_metadata, trained_spacing
+        from napari_lesionseg.engine.checkpoints import read_metadata
+        from napari_lesionseg.engine.requirements import trained_spacing
 
         parent = trained_spacing(read_metadata(config.init_checkpoint))
         if parent is not None:

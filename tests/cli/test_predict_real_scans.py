@@ -119,7 +119,7 @@ def test_beta_picks_the_checkpoint_using_the_most_of_the_inputs(tmp_path, subset
     order = runnable_first(infos, ("FLAIR",))
     runnable = [info.name for info, missing in order if not missing]
     assert runnable == ["flair_only"] and order[0][0].name == "flair_only"
-    needs = dict((info.name, missing) for info, missing in order)
+    needs = {info.name: missing for info, missing in order}
     assert needs["flair_t1w"] == ["T1w"] and needs["fbeta_1.5"] == ["T1w", "T2w", "PDw"]
 
 

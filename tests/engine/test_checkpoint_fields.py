@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata
+from napari_lesionseg.engine.requirements import (
     check_modalities,
     missing_modalities,
     required_modalities,

@@ -17,6 +17,7 @@ from napari_lesionseg.engine.model_space import model_space, to_model, to_native
 from napari_lesionseg.engine.predict import iter_predict, predict
 from napari_lesionseg.engine.run import run_inference
 from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.errors import LesionSegWarning
 from napari_lesionseg.models import build_model, model_config
 
 SETTINGS = InferenceSettings(tta="none", device="cpu", fusion=("spline", "uniform"))
@@ -57,7 +58,7 @@ class TestModelSpaceGrid:
         assert space.resampled and space.spacing == pytest.approx((2.0, 2.0, 2.0))
         assert native.shape == (12, 36, 40) and native.spacing == pytest.approx((3.0, 1.0, 1.0))  # (S, P, L)
         assert space.geometry.shape == (18, 18, 20)  # 12 x 3 mm, 36 x 1 mm, 40 x 1 mm
-        centre = lambda g: g.canonical_affine @ np.append((np.array(g.shape) - 1) / 2, 1)  # noqa: E731
+        centre = lambda g: g.canonical_affine @ np.append((np.array(g.shape) - 1) / 2, 1)
         np.testing.assert_allclose(centre(space.geometry), centre(native), atol=1e-9)
         np.testing.assert_allclose(space.scale, (2.0 / 3.0, 2.0, 2.0))
 
@@ -136,14 +137,14 @@ class TestPredictInModelSpace:
     def test_an_input_far_coarser_than_the_model_is_segmented_with_a_warning(self, tmp_path):
         affine = make_affine((1.0, 1.0, 8.0), axcodes="RAS")
         subject = load_subject(write_subject(tmp_path, shape=(18, 20, 4), affine=affine, modalities=("FLAIR", "T1w")))
-        with pytest.warns(RuntimeWarning, match=r"more than 4x the model's .*cannot be resolved"):
+        with pytest.warns(LesionSegWarning, match=r"more than 4x the model's .*cannot be resolved"):
             result = predict(subject, _checkpoint(tmp_path, spacing=[1.5, 1.5, 1.5]), SETTINGS)
         assert result.probability.shape == subject.geometry.shape
 
     def test_a_checkpoint_without_a_spacing_takes_the_inputs_with_a_warning(self, tmp_path):
         affine = make_affine((1.0, 1.0, 3.0), axcodes="RAS")
         subject = load_subject(write_subject(tmp_path, shape=(16, 12, 5), affine=affine, modalities=("FLAIR", "T1w")))
-        with pytest.warns(RuntimeWarning, match="does not record the voxel size"):
+        with pytest.warns(LesionSegWarning, match="does not record the voxel size"):
             result = predict(subject, _checkpoint(tmp_path), SETTINGS)
         assert not result.model_space.resampled
 

@@ -89,7 +89,7 @@ def _factor(thickness: float, spacing: float) -> int:
         raise InvalidInputError(
             f"slice thickness {thickness:g} mm must be a whole multiple (at least 1) of the spacing {spacing:g} mm"
         )
-    return int(round(factor))
+    return round(factor)
 
 
 def _block_mean(volume: np.ndarray, axis: int, factor: int) -> np.ndarray:
