@@ -18,6 +18,7 @@ from napari.utils.notifications import show_warning
 from qtpy.QtCore import Qt
 
 from napari_lesionseg._progress import CancelToken
+from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.engine.predict import iter_predict
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
@@ -39,11 +40,13 @@ def inference_job(
     settings: InferenceSettings,
     cancel: CancelToken,
     layers_ready: threading.Event,
+    geometry: Geometry | None = None,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
     """Worker body: the one prediction entry point, yielding every event.
 
     The network starts once `layers_ready` is set, after `LAYERS_WAIT_S` at the latest (or the run
-    is cancelled: the engine then stops before its first batch).
+    is cancelled: the engine then stops before its first batch). With the reference layer's
+    `geometry` the run goes through the model's space (events and result stay on the layers' grid).
     """
 
     def wait_for_layers() -> None:
@@ -52,7 +55,8 @@ def inference_job(
             pass
 
     try:
-        return (yield from iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers))
+        run = iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers, geometry=geometry)
+        return (yield from run)
     except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user
         raise InferenceFailed(f"inference failed on device {settings.device!r}: {err}") from err
 
@@ -94,7 +98,8 @@ def check_layers(chosen: dict[str, Layer]) -> None:
             raise InvalidInputError(
                 f"Layer {layer.name!r} ({modality}) has shape {tuple(layer.data.shape)} but {first.name!r} "
                 f"({first_modality}) has {tuple(first.data.shape)}: all input layers must lie on one voxel grid. "
-                "Resample it onto the FLAIR grid (`load_subject(..., resample=True)`) or pick another layer."
+                "Open the subject folder instead (modalities on other grids are resampled onto the FLAIR grid) or "
+                "pick another layer."
             )
 
 

@@ -91,7 +91,16 @@ def _notify(caught: list[warnings.WarningMessage]) -> None:
 
 
 def subject_layer_data(subject: Subject) -> list[LayerDataTuple]:
-    """Image layers of a subject's modalities (only the reference one visible) and its mask as Labels."""
+    """Image layers of a subject's modalities (only the reference one visible) and its mask as Labels.
+
+    What loading changed (`Subject.notes`: volumes resampled onto the FLAIR grid) is shown as an
+    info notification, for the reader and every dock that opens a subject.
+    """
+    if subject.notes:
+        from napari.utils.notifications import show_info
+
+        for note in subject.notes:
+            show_info(note)
     layers = [
         volume_layer_data(volume, visible=modality == subject.reference) for modality, volume in subject.images.items()
     ]

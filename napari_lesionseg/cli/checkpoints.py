@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _row(info: Any) -> dict[str, Any]:
+    from napari_lesionseg.engine.requirements import required_modalities, trained_spacing
+
     metadata = info.metadata
+    spacing = trained_spacing(metadata)
     return {
         "name": info.name,
         "source": info.source,
@@ -51,6 +54,9 @@ def _row(info: Any) -> dict[str, Any]:
         "loss": metadata.loss,
         "beta": metadata.beta,
         "modalities": list(metadata.modalities),
+        "required": required_modalities(metadata),
+        "optional": list(metadata.optional_modalities),
+        "spacing": None if spacing is None else list(spacing),
         "patch_size": list(metadata.patch_size),
         "dsc": _validation_dsc(metadata.validation),
         "parent": metadata.parent,
@@ -76,14 +82,16 @@ def _validation_dsc(validation: dict[str, Any]) -> float | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = ["name", "source", "loss", "beta", "modalities", "patch", "val. DSC"]
+    header = ["name", "source", "loss", "beta", "needs", "optional", "mm", "patch", "val. DSC"]
     lines = [
         [
             row["name"],
             row["source"],
             row["loss"],
             "-" if row["beta"] is None else f"{row['beta']:g}",
-            ",".join(row["modalities"]),
+            ",".join(row["required"]),
+            ",".join(row["optional"]) or "-",
+            "?" if row["spacing"] is None else "x".join(f"{v:g}" for v in row["spacing"]),
             "x".join(map(str, row["patch_size"])),
             "-" if row["dsc"] is None else f"{row['dsc']:.3f}",
         ]

@@ -5,12 +5,16 @@ Examples:
     lesionseg predict FLAIR=f.nii.gz T1w=t1.nii.gz T2w=t2.nii.gz PDw=pd.nii.gz --checkpoint model.pt --mask-out mask.nii.gz
     lesionseg predict data/ --checkpoint model.pt --mask-out "out/{subject}_mask.nii.gz"
     torchrun --nproc_per_node 4 --no-python lesionseg predict data/ --checkpoint model.pt --mask-out "out/{subject}_mask.nii.gz"
+    lesionseg predict data/sub-01 --beta 1.5 --mask-out mask.nii.gz   # the beta-1.5 checkpoint these inputs can run
 
 INPUT is a subject folder (``<subject>_<MODALITY>.nii.gz`` files), a folder of subject folders
 (a batch), or modality files (``NAME=PATH``, or files whose names end in ``_FLAIR``, ``_T1w``...).
 A batch is split across processes with ``--shard K/N``, or automatically under ``torchrun``
 (``RANK``/``WORLD_SIZE``; each process takes every N-th subject and, on CUDA, the GPU
 ``LOCAL_RANK``). No process group is needed: subjects are independent.
+
+Modalities on other grids than the FLAIR are resampled onto it (one note on stderr), and the network
+runs in its model space (`engine.model_space`); the outputs are on the FLAIR's grid.
 
 Every output path is checked before the checkpoint is loaded (`data.outputs`: never an input,
 never two outputs on one path, never a subject-file name, an existing file replaced only if
@@ -69,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Output paths may contain {subject}; they must when several subjects are given.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="a subject folder, a folder of subject folders, or modality files (NAME=PATH or *_FLAIR.nii.gz...)")
-    parser.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help="checkpoint name (see `lesionseg checkpoints`) or .pt file")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="NAME_OR_PATH", help="checkpoint name (see `lesionseg checkpoints`) or .pt file")
+    model.add_argument("--beta", type=float, metavar="B", help="the checkpoint with this F-beta that runs on the inputs given, using the most of them")
     out = parser.add_argument_group("outputs")
     out.add_argument("--prob-out", metavar="PATH", help="fused lesion probability (float32 NIfTI)")
     out.add_argument("--mask-out", metavar="PATH", help="binary lesion mask (uint8 NIfTI)")
@@ -84,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
     run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
     run.add_argument("--threshold", type=float, default=THRESHOLD, help="mask threshold (default: %(default)s)")
-    run.add_argument("--resample", action="store_true", help="resample modalities that are not on the FLAIR grid onto it")
+    run.add_argument("--resample", action="store_true", help="accepted for older scripts: modalities on other grids are always resampled onto the FLAIR grid")
     run.add_argument("--shard", metavar="K/N", help="process every N-th subject starting at K (0-based); set automatically under torchrun")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     out.add_argument("--overwrite", action="store_true", help="replace existing output files that napari-lesionseg did not write")
@@ -92,27 +98,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Load the checkpoint once, then segment and write every subject of this process's shard."""
-    from napari_lesionseg.engine.checkpoints import load_checkpoint, resolve_checkpoint
-
+    """Load the checkpoint once (or per subject, with --beta), then segment and write every subject of this shard."""
     outputs = _Outputs(args.prob_out, args.mask_out, args.uncertainty_out)
-    planned = _subject_loaders(args.inputs, resample=args.resample)
+    planned = _subject_loaders(args.inputs)
     _check_outputs(outputs, len(planned))
     rank, world = _shard(args.shard)
     settings = _settings(args, rank)
-    targets = _output_paths(outputs, planned, resolve_checkpoint(args.checkpoint), overwrite=args.overwrite)
-    model, metadata = load_checkpoint(args.checkpoint, device="cpu")
+    checkpoints = _Checkpoints(args.checkpoint, args.beta)
+    targets = _output_paths(outputs, planned, checkpoints.paths(), overwrite=args.overwrite)
     for subject_plan in planned[rank::world]:
         subject = subject_plan.load()
-        result = _predict_one(subject, (model, metadata), settings, quiet=args.quiet)
+        if not args.quiet:
+            for note in subject.notes:
+                print(note, file=sys.stderr)
+        result = _predict_one(subject, checkpoints.for_subject(subject), settings, quiet=args.quiet)
         written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
         if not args.quiet:
             print(_summary(subject, result, written), file=sys.stderr)
     return 0
 
 
+class _Checkpoints:
+    """The checkpoint of each subject: the one named, or by --beta the one its modalities can run."""
+
+    def __init__(self, name: str | None, beta: float | None) -> None:
+        self._name, self._beta = name, beta
+        self._loaded: dict[str, Any] = {}
+
+    def paths(self) -> list[Path]:
+        """The files the run may read (no output may replace one)."""
+        from napari_lesionseg.engine.checkpoints import list_checkpoints, resolve_checkpoint
+
+        return [resolve_checkpoint(self._name)] if self._name is not None else [info.path for info in list_checkpoints()]
+
+    def for_subject(self, subject: Subject) -> Any:
+        from napari_lesionseg.engine.catalog import pick_by_beta
+        from napari_lesionseg.engine.checkpoints import list_checkpoints, load_checkpoint
+
+        path = self._name
+        if path is None:
+            path = str(pick_by_beta(list_checkpoints(), float(self._beta), subject.modalities).path)
+        if path not in self._loaded:
+            self._loaded[path] = load_checkpoint(path, device="cpu")
+        return self._loaded[path]
+
+
 def _output_paths(
-    outputs: _Outputs, planned: list[_Planned], checkpoint: Path, *, overwrite: bool
+    outputs: _Outputs, planned: list[_Planned], checkpoints: list[Path], *, overwrite: bool
 ) -> dict[tuple[Path, str], list[tuple[str, Path]]]:
     """Every subject's ``(output kind, path)`` list, after checking them all against the output policy."""
     from napari_lesionseg.data.outputs import batch_outputs, check_outputs
@@ -126,7 +158,7 @@ def _output_paths(
         for (name, folder), output in zip(subjects, batch_outputs(template, subjects, f"--{kind}-out")):
             targets[folder, name].append((kind, output.path))
             checked.append(output)
-    inputs = [checkpoint, *(path for p in planned for path in p.inputs)]
+    inputs = [*checkpoints, *(path for p in planned for path in p.inputs)]
     check_outputs(checked, inputs, overwrite=overwrite)
     return targets
 
@@ -195,9 +227,11 @@ def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> 
     import numpy as np
 
     ml = float(result.mask.sum() * np.prod(subject.geometry.spacing) / 1000.0)
-    seconds = result.timings.get("total", 0.0) + result.timings.get("normalisation", 0.0)
+    seconds = sum(result.timings.get(stage, 0.0) for stage in ("total", "normalisation", "resample"))
     files = ", ".join(str(p) for p in written)
-    return f"{subject.name}: {result.total} patches on {result.device} in {seconds:.1f} s, lesion volume {ml:.2f} ml -> {files}"
+    space = result.model_space
+    where = f" ({space.describe()})" if space is not None and space.resampled else ""
+    return f"{subject.name}: {result.total} patches on {result.device} in {seconds:.1f} s{where}, lesion volume {ml:.2f} ml -> {files}"
 
 
 def _check_outputs(outputs: _Outputs, n_subjects: int) -> None:
@@ -226,7 +260,7 @@ def _shard(shard: str | None) -> tuple[int, int]:
     return rank, world
 
 
-def _subject_loaders(inputs: list[str], *, resample: bool) -> list[_Planned]:
+def _subject_loaders(inputs: list[str]) -> list[_Planned]:
     """The run's subjects with their input files; loading is deferred so that a shard reads only its own subjects."""
     from napari_lesionseg.data.naming import (
         find_subject_files,
@@ -243,13 +277,13 @@ def _subject_loaders(inputs: list[str], *, resample: bool) -> list[_Planned]:
         raise InvalidInputError("give either folders (subjects or folders of subjects) or modality files, not both")
     if not folders:
         files = [_named_file(i, is_nifti_path) for i in inputs]
-        load = functools.partial(_subject_from_files, files, resample=resample)
+        load = functools.partial(_subject_from_files, files)
         return [_Planned(_files_subject_name(files), files[0][1].parent, tuple(p for _, p in files), load)]
     planned = []
     for folder in (s for given in folders for s in _subject_folders(given)):
         images, mask = find_subject_files(folder)
         paths = (*images.values(), *([mask] if mask is not None else []))
-        load = functools.partial(load_subject, folder, resample=resample)
+        load = functools.partial(load_subject, folder)
         planned.append(_Planned(subject_name(folder, list(images.values())), folder, paths, load))
     return planned
 
@@ -310,11 +344,10 @@ def _files_subject_name(files: list[tuple[str, Path]]) -> str:
     return stem[: -len(suffix)] if stem.lower().endswith(suffix.lower()) and len(stem) > len(suffix) else stem
 
 
-def _subject_from_files(files: list[tuple[str, Path]], *, resample: bool) -> Subject:
-    """A subject made of explicitly given modality files, checked to share the FLAIR's grid."""
+def _subject_from_files(files: list[tuple[str, Path]]) -> Subject:
+    """A subject made of explicitly given modality files, resampled onto the FLAIR's grid where needed."""
     from napari_lesionseg.constants import MODALITIES
-    from napari_lesionseg.data.resample import resample_volume
-    from napari_lesionseg.data.subject import Subject
+    from napari_lesionseg.data.subject import on_reference_grid
     from napari_lesionseg.data.volumes import load_volume
 
     modalities = [m for m, _ in files]
@@ -324,16 +357,6 @@ def _subject_from_files(files: list[tuple[str, Path]], *, resample: bool) -> Sub
     volumes = {m: load_volume(p) for m, p in files}
     order = [m for m in MODALITIES if m in volumes] + [m for m in volumes if m not in MODALITIES]
     images = {m: volumes[m] for m in order}
-    reference = images["FLAIR"] if "FLAIR" in images else images[order[0]]
     for modality, volume in images.items():
         volume.modality = volume.name = modality
-        if volume is reference or volume.geometry.same_grid(reference.geometry):
-            continue
-        if not resample:
-            raise InvalidInputError(
-                f"{volume.path}: {modality} is not on the grid of {reference.path} ({volume.geometry.describe()} vs "
-                f"{reference.geometry.describe()}); register the images or pass --resample"
-            )
-        images[modality] = resample_volume(volume, reference.geometry)
-    name = _files_subject_name(files)
-    return Subject(name, Path(files[0][1]).parent, images, reference=reference.modality or "")
+    return on_reference_grid(_files_subject_name(files), Path(files[0][1]).parent, images)

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write N phantom subjects made from the MNI152 template (needs nilearn: "
             "pip install napari-lesionseg[phantom]). Subject i uses seed SEED + i - 1; "
-            "the bundled sample data is `lesionseg sample OUT_DIR --n 3 --seed 9001 --dtype int16`."
+            "the bundled sample data is `lesionseg sample OUT_DIR --n 3 --seed 9001 --dtype int16`. "
+            "A clinical mixed protocol: --spacing 1 --slice-thickness 3 --thick FLAIR,T2w,PDw."
         ),
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder that receives one sub-folder per subject")
@@ -57,6 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace existing subject files and delete the corrections saved for the subjects replaced",
     )
+    acquisition = parser.add_argument_group("acquisition")
+    acquisition.add_argument("--skull-strip", action="store_true", help="set everything outside the brain to 0")
+    acquisition.add_argument(
+        "--slice-thickness", type=float, metavar="MM",
+        help="2-D acquisition: slices MM thick (a whole multiple of --spacing), the mean of the fine slices they span",
+    )  # fmt: skip
+    acquisition.add_argument("--slice-axis", choices=("axial", "coronal", "sagittal"), default="axial", help="slice orientation (default: %(default)s)")
+    acquisition.add_argument(
+        "--thick", metavar="LIST",
+        help="comma-separated modalities with thick slices (default: all; e.g. FLAIR,T2w,PDw beside a 3-D T1w)",
+    )  # fmt: skip
     parser.set_defaults(func=_run)
 
 
@@ -81,6 +93,12 @@ def _run(args: argparse.Namespace) -> int:
         t1c=args.t1c,
         dtype=args.dtype,
         on_subject=report,
+        acquisition={
+            "skull_strip_images": args.skull_strip,
+            "slice_thickness": args.slice_thickness,
+            "slice_axis": args.slice_axis,
+            "thick": None if not args.thick else [m.strip() for m in args.thick.split(",") if m.strip()],
+        },
     )
     return 0
 

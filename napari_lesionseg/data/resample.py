@@ -1,9 +1,9 @@
-"""Explicit resampling of a modality (or mask) onto another grid, normally the subject's FLAIR.
+"""Resampling of a modality (or mask) onto another grid, in scanner (world) coordinates.
 
-Only used when asked for (``load_subject(..., resample=True)``, CLI ``--resample``): modalities on
-different grids are otherwise refused, because silent interpolation changes the data the network
-sees. Images are interpolated linearly, masks by nearest neighbour; voxels outside the moving
-volume's field of view get the image's minimum (background) or 0 for masks.
+`load_subject` puts modalities on other grids onto the FLAIR's (with a note saying so), and the
+prediction entry point puts the inputs into the model's space and the probability back
+(`engine.model_space`). Images are interpolated linearly, masks by nearest neighbour; voxels
+outside the moving volume's field of view get the image's minimum (background) or 0 for masks.
 
 Example:
     >>> t1_on_flair = resample_volume(t1, flair.geometry, kind="image")  # doctest: +SKIP

@@ -1,4 +1,9 @@
-"""A subject: its co-registered modalities on the reference (FLAIR) grid and its reference mask.
+"""A subject: its modalities on the reference (FLAIR) grid and its reference mask.
+
+Modalities of one session on other grids (the same scanner space, e.g. 2-D FLAIR beside a 3-D T1w)
+are resampled onto the reference grid in world coordinates, with one note saying what was
+resampled; volumes that do not overlap the reference in world space are refused (they need a
+registration, which this package does not do).
 
 Example:
     >>> subject = load_subject("data/sub-01")                  # doctest: +SKIP
@@ -7,31 +12,42 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from napari_lesionseg.data.geometry import Geometry
+from napari_lesionseg.data.intensity import foreground_mask
 from napari_lesionseg.data.naming import find_subject_files, subject_name
 from napari_lesionseg.data.resample import resample_volume
 from napari_lesionseg.data.volumes import Volume, load_volume
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["Subject", "load_subject"]
+__all__ = ["MIN_OVERLAP", "Subject", "load_subject", "on_reference_grid"]
+
+#: Share of the reference's head foreground another volume must cover to count as the same space.
+MIN_OVERLAP = 0.5
 
 
 @dataclass(eq=False)
 class Subject:
-    """One subject's co-registered modalities (in `constants.MODALITIES` order) and reference mask."""
+    """One subject's modalities on the reference grid (in `constants.MODALITIES` order) and reference mask.
+
+    Attributes:
+        sources: the volumes as read, for the modalities resampled onto the reference grid (the
+            prediction entry point resamples those from their own grid into the model's space).
+        notes: what loading changed (one line: which volumes were resampled, from which spacing).
+    """
 
     name: str
     folder: Path
     images: dict[str, Volume]
     mask: Volume | None = None
     reference: str = ""
+    sources: dict[str, Volume] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.images:
@@ -66,14 +82,18 @@ class Subject:
         return np.stack([self.images[m].data.astype(np.float32, copy=False) for m in modalities])
 
 
-def load_subject(folder: str | Path, *, resample: bool = False) -> Subject:
+def load_subject(folder: str | Path, *, resample: bool = True) -> Subject:
     """Read a subject folder: every modality as a canonical float32 `Volume`, plus the reference mask.
+
+    Modalities and the mask on other grids are resampled onto the FLAIR grid (linear for images,
+    nearest for the mask; see `on_reference_grid`), with a note in `Subject.notes`.
 
     Args:
         folder: the subject folder (see `find_subject_files`).
-        resample: resample modalities and mask that are not on the FLAIR grid onto it (linear for
-            images, nearest for the mask); a resampled volume takes the FLAIR's geometry, so saving
-            it writes onto the FLAIR grid. When False such a mismatch raises `InvalidInputError`.
+        resample: kept for older callers; volumes on other grids are always resampled.
+
+    Raises:
+        InvalidInputError: a volume does not overlap the FLAIR in world space (names both files).
     """
     folder = Path(folder)
     image_paths, mask_path = find_subject_files(folder)
@@ -82,31 +102,65 @@ def load_subject(folder: str | Path, *, resample: bool = False) -> Subject:
         volume = load_volume(path, kind="image")
         volume.name = volume.modality = modality
         images[modality] = volume
-    reference = images["FLAIR"] if "FLAIR" in images else next(iter(images.values()))
-    for modality, volume in images.items():
-        images[modality] = _on_reference_grid(volume, reference, resample=resample, kind="image")
     mask = None
     if mask_path is not None:
         mask = load_volume(mask_path, kind="mask")
         mask.name = "reference mask"
-        mask = _on_reference_grid(mask, reference, resample=resample, kind="mask")
     name = subject_name(folder, [*image_paths.values()])
-    return Subject(name, folder, images, mask, reference=reference.modality or "")
+    return on_reference_grid(name, folder, images, mask)
 
 
-def _on_reference_grid(volume: Volume, reference: Volume, *, resample: bool, kind: Literal["image", "mask"]) -> Volume:
-    if volume is reference or volume.geometry.same_grid(reference.geometry):
-        return volume
-    if not resample:
-        raise InvalidInputError(_grid_mismatch_message(volume, reference))
-    return resample_volume(volume, reference.geometry, kind=kind)
+def on_reference_grid(name: str, folder: Path, images: Mapping[str, Volume], mask: Volume | None = None) -> Subject:
+    """A subject with every volume on the FLAIR's grid (or the first image's), resampled where needed."""
+    reference = images["FLAIR"] if "FLAIR" in images else next(iter(images.values()))
+    moved = [v for v in (*images.values(), mask) if v is not None and not v.geometry.same_grid(reference.geometry)]
+    if moved:
+        foreground = foreground_mask(reference.data)
+        for volume in moved:
+            _check_overlap(volume, reference, foreground)
+    ids = {id(v) for v in moved}
+    on_grid = {m: resample_volume(v, reference.geometry) if id(v) in ids else v for m, v in images.items()}
+    if mask is not None and id(mask) in ids:
+        mask = resample_volume(mask, reference.geometry, kind="mask")
+    sources = {m: v for m, v in images.items() if id(v) in ids}
+    notes = (_resampled_note(name, moved, reference),) if moved else ()
+    return Subject(name, folder, on_grid, mask, reference.modality or "", sources=sources, notes=notes)
 
 
-def _grid_mismatch_message(volume: Volume, reference: Volume) -> str:
-    what = "reference mask" if volume.modality is None else volume.modality
+def _check_overlap(volume: Volume, reference: Volume, foreground: np.ndarray) -> None:
+    """Refuse `volume` unless it covers at least `MIN_OVERLAP` of the reference's head foreground."""
+    points = np.argwhere(foreground)[::7]  # a sample is plenty for a share
+    if not len(points):
+        return
+    to_moving = np.linalg.inv(volume.geometry.canonical_affine) @ reference.geometry.canonical_affine
+    coords = points @ to_moving[:3, :3].T + to_moving[:3, 3]
+    inside = np.all((coords > -0.5) & (coords < np.asarray(volume.geometry.shape) - 0.5), axis=1)
+    share = float(inside.mean())
+    if share < MIN_OVERLAP:
+        raise InvalidInputError(_no_overlap_message(volume, reference, share))
+
+
+def _label(volume: Volume) -> str:
+    return "reference mask" if volume.modality is None else volume.modality
+
+
+def _mm(geometry: Geometry) -> str:
+    return "x".join(f"{s:.2g}" for s in geometry.spacing) + " mm"
+
+
+def _resampled_note(name: str, moved: list[Volume], reference: Volume) -> str:
+    listed = ", ".join(f"{_label(v)} ({_mm(v.geometry)}, {'x'.join(map(str, v.geometry.shape))})" for v in moved)
     return (
-        f"{volume.path}: the {what} is not on the grid of the {reference.modality} {reference.path} "
-        f"({what}: {volume.geometry.describe()}; {reference.modality}: {reference.geometry.describe()}). "
-        "All modalities and the mask must share one voxel grid. Co-register them, or pass resample=True "
-        "(CLI: --resample) to resample them onto the FLAIR grid."
+        f"{name}: resampled {listed} onto the {reference.modality} grid ({_mm(reference.geometry)}, "
+        f"{'x'.join(map(str, reference.geometry.shape))}) in scanner coordinates"
+    )
+
+
+def _no_overlap_message(volume: Volume, reference: Volume, share: float) -> str:
+    what = _label(volume)
+    return (
+        f"{volume.path}: the {what} does not overlap the {reference.modality} {reference.path} in scanner space "
+        f"(it covers {share:.0%} of the {reference.modality}'s head, less than {MIN_OVERLAP:.0%}; "
+        f"{what}: {volume.geometry.describe()}; {reference.modality}: {reference.geometry.describe()}). They were "
+        "not acquired in the same space: register them first (e.g. FSL FLIRT or ANTs); napari-lesionseg does not register"
     )

@@ -9,10 +9,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from napari_lesionseg.engine.checkpoints import CheckpointInfo
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.choice import tuned_on
+from napari_lesionseg.engine.requirements import missing_modalities, required_modalities, trained_spacing
+from napari_lesionseg.errors import CheckpointError
 
-__all__ = ["auto_run_name", "checkpoint_details", "checkpoint_labels", "short_label", "training_summary", "validation_dsc"]
+__all__ = [
+    "auto_run_name",
+    "checkpoint_details",
+    "checkpoint_labels",
+    "inputs_summary",
+    "pick_by_beta",
+    "runnable_first",
+    "short_label",
+    "training_summary",
+    "validation_dsc",
+]
 
 
 def auto_run_name(info: CheckpointInfo, infos: Sequence[CheckpointInfo]) -> str:
@@ -50,8 +62,54 @@ def checkpoint_details(info: CheckpointInfo) -> str:
         parts.append(f"validation DSC {dsc:.3f}")
     if metadata.parent:
         parts.append(f"fine-tuned from {metadata.parent}")
-    parts.append(f"inputs {', '.join(metadata.modalities)}; patch {'×'.join(map(str, metadata.patch_size))}")
+    parts.append(f"inputs {inputs_summary(metadata)}; patch {'×'.join(map(str, metadata.patch_size))}")
+    spacing = trained_spacing(metadata)
+    parts.append("model space: unrecorded" if spacing is None else f"model space {'×'.join(f'{s:g}' for s in spacing)} mm")
     return "; ".join(parts) + "."
+
+
+def inputs_summary(metadata: CheckpointMetadata) -> str:
+    """``"FLAIR, T1w (optional: T2w)"``: the required inputs, then the optional ones."""
+    optional = metadata.optional_modalities
+    return ", ".join(required_modalities(metadata)) + (f" (optional: {', '.join(optional)})" if optional else "")
+
+
+def runnable_first(infos: Sequence[CheckpointInfo], available: Sequence[str]) -> list[tuple[CheckpointInfo, list[str]]]:
+    """Checkpoints that can run on `available` modalities first, then the others; each with what it lacks.
+
+    Within each group the order of `infos` is kept (the user's, then the bundled ones).
+    """
+    ranked = [(info, missing_modalities(info.metadata, available)) for info in infos]
+    return [pair for pair in ranked if not pair[1]] + [pair for pair in ranked if pair[1]]
+
+
+def pick_by_beta(infos: Sequence[CheckpointInfo], beta: float, available: Sequence[str]) -> CheckpointInfo:
+    """The checkpoint with F-beta `beta` that runs on `available` and uses the most of them.
+
+    Raises:
+        CheckpointError: none with that beta, or none of them can run on `available`; the message
+            lists what each one needs.
+    """
+    same_beta = [info for info in infos if info.metadata.beta is not None and abs(info.metadata.beta - beta) < 1e-9]
+    if not same_beta:
+        betas = sorted({info.metadata.beta for info in infos if info.metadata.beta is not None})
+        raise CheckpointError(
+            f"no checkpoint has beta {beta:g}; betas available: {', '.join(f'{b:g}' for b in betas) or 'none'} "
+            "(`lesionseg checkpoints` lists them)"
+        )
+    runnable = [info for info, missing in runnable_first(same_beta, available) if not missing]
+    if not runnable:
+        needs = "; ".join(f"{info.name} needs {inputs_summary(info.metadata)}" for info in same_beta)
+        raise CheckpointError(
+            f"no checkpoint with beta {beta:g} can run on the inputs given ({', '.join(available) or 'none'}): "
+            f"{needs}. Add the missing images, or train one on these modalities (`lesionseg train --modalities ...`)"
+        )
+    return max(runnable, key=lambda info: len(_used(info.metadata, available)))  # max keeps the first of equals
+
+
+def _used(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:
+    have = {name.casefold() for name in available}
+    return [name for name in metadata.modalities if name.casefold() in have]
 
 
 def validation_dsc(validation: dict[str, Any]) -> float | None:

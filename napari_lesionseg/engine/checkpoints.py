@@ -30,7 +30,7 @@ import json
 import os
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ __all__ = [
     "BUNDLED_DIR",
     "CheckpointInfo",
     "CheckpointMetadata",
-    "check_modalities",
     "list_checkpoints",
     "load_checkpoint",
     "read_metadata",
@@ -85,6 +84,10 @@ class CheckpointMetadata:
         beta: F-beta's beta, or None for losses without one.
         modalities: input modalities in channel order, e.g. ``["FLAIR", "T1w", "T2w", "PDw"]``.
         patch_size: training patch size ``[D, H, W]``.
+        spacing: voxel size ``[S, P, L]`` in mm the network was trained at (its model space); None in
+            files written before it was recorded (see `trained_spacing`).
+        optional_modalities: the modalities the network can run without (trained with modality
+            dropout: a missing one is fed as background, 0); the others are required.
         normalization: intensity normalisation settings (`intensity`).
         training: training data description, seed, epochs...
         validation: validation metrics (keys of `metrics.compute_metrics`, e.g. ``"dsc"``).
@@ -103,6 +106,8 @@ class CheckpointMetadata:
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     validation: dict[str, Any] = dataclasses.field(default_factory=dict)
     parent: str | None = None
+    spacing: list[float] | None = None
+    optional_modalities: list[str] = dataclasses.field(default_factory=list)
     version: str = __version__
     created: str = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -138,6 +143,14 @@ class CheckpointMetadata:
             )
         if len(set(self.modalities)) != len(self.modalities) or not all(isinstance(m, str) for m in self.modalities):
             problems.append(f"modalities {self.modalities} must be distinct names")
+        if self.spacing is not None and (
+            len(self.spacing) != 3 or not all(isinstance(s, (int, float)) and 0 < s < 100 for s in self.spacing)
+        ):
+            problems.append(f"spacing is {self.spacing}, expected three voxel sizes in mm")
+        if not set(self.optional_modalities) < set(self.modalities):
+            problems.append(
+                f"optional modalities {self.optional_modalities} must be some (not all) of the modalities {self.modalities}"
+            )
         if self.beta is not None and not float(self.beta) > 0:
             problems.append(f"beta is {self.beta}, expected a positive number or None")
         if not problems:
@@ -291,23 +304,6 @@ def scan_checkpoints() -> tuple[list[CheckpointInfo], list[BadCheckpoint]]:
                 bad.append(BadCheckpoint(path.stem, path, source, problem))
     bundled = {info.name: info.path for info in found if info.source == "bundled"}
     return found, [_with_shadow_note(item, bundled) for item in bad]
-
-
-def check_modalities(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:
-    """Return the available modalities in the checkpoint's channel order (names matched case-insensitively).
-
-    Raises:
-        CheckpointError: a modality the checkpoint needs is not available; the message names it.
-    """
-    by_key = {name.casefold(): name for name in available}
-    missing = [name for name in metadata.modalities if name.casefold() not in by_key]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {metadata.name!r} needs the modalities {', '.join(metadata.modalities)} (in this channel "
-            f"order); missing: {', '.join(missing)} (available: {', '.join(available) or 'none'}). Load the "
-            "missing images or pick a checkpoint trained on the modalities you have"
-        )
-    return [by_key[name.casefold()] for name in metadata.modalities]
 
 
 def _checkpoint_files(folder: Path) -> list[Path]:

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from napari_lesionseg.constants import BEST_BETA
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
+from napari_lesionseg.engine.requirements import missing_modalities
 
 __all__ = ["can_run", "default_checkpoint", "grouped", "tuned_on"]
 
 
 def can_run(info: CheckpointInfo, modalities: Sequence[str]) -> bool:
-    """Whether every input the checkpoint takes is among `modalities` (case-insensitive)."""
-    available = {m.casefold() for m in modalities}
-    return all(m.casefold() in available for m in info.metadata.modalities)
+    """Whether every input the checkpoint requires is among `modalities` (case-insensitive; optional ones may lack)."""
+    return not missing_modalities(info.metadata, modalities)
 
 
 def tuned_on(info: CheckpointInfo) -> str | None:

@@ -1,8 +1,9 @@
-"""The one prediction entry point: checkpoint + images -> matched modalities -> normalised stack -> fused result.
+"""The one prediction entry point: checkpoint + images -> model space -> normalised stack -> fused result.
 
 `iter_predict` is what `lesionseg predict`, every dock and `lesionseg bench` call; nothing else
-matches modalities to a checkpoint, checks its normalisation or normalises images for inference.
-It yields a `ProgressEvent` after every batch and returns the `InferenceResult` on the images' grid.
+matches modalities to a checkpoint, resamples images into the model's space (`engine.model_space`),
+checks its normalisation or normalises images for inference. It yields a `ProgressEvent` after
+every batch (on the native grid) and returns the `InferenceResult` on the reference image's grid.
 Before the network runs it checks the workload (`patches.check_workload`: memory, patch count);
 a network whose output is not finite (NaN weights) stops the run with a `CheckpointError`.
 
@@ -25,22 +26,28 @@ import numpy as np
 from torch import nn
 
 from napari_lesionseg._progress import CancelToken, drain
+from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
 from napari_lesionseg.data.subject import Subject
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, check_modalities, load_checkpoint
+from napari_lesionseg.data.volumes import Volume
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint
+from napari_lesionseg.engine.model_space import COARSE_FACTOR, ModelSpace, model_space, to_model, to_native
 from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
+from napari_lesionseg.engine.requirements import check_modalities, trained_spacing
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.run import iter_inference
 from napari_lesionseg.engine.settings import InferenceSettings
-from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegWarning
 from napari_lesionseg.models import size_divisor
 
 __all__ = ["Checkpoint", "Images", "check_normalisation", "iter_predict", "loaded_checkpoint", "predict"]
 
 #: A bundled checkpoint name, a checkpoint file, or an already loaded ``(model, metadata)`` pair.
 Checkpoint = str | Path | tuple[nn.Module, CheckpointMetadata]
-#: A loaded subject, or raw (not normalised) images by modality name, all on one grid.
-Images = Subject | Mapping[str, np.ndarray]
+#: A loaded subject, or raw (not normalised) images by modality name: volumes, or arrays on one grid.
+Images = Subject | Mapping[str, np.ndarray] | Mapping[str, Volume]
+#: One input: its canonical array and the grid it lies on (None: unknown, taken as the reference's).
+_Input = tuple[np.ndarray, Geometry | None]
 
 
 def iter_predict(
@@ -50,20 +57,25 @@ def iter_predict(
     *,
     cancel: CancelToken | threading.Event | None = None,
     before_network: Callable[[], Any] | None = None,
+    geometry: Geometry | None = None,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
-    """Segment `images` with `checkpoint`, yielding progress after every batch.
+    """Segment `images` with `checkpoint` in the model's space, yielding progress after every batch.
 
     Args:
-        images: a `Subject`, or ``{modality: (Z, Y, X) array}``; modalities are matched to the
-            checkpoint's by name (extra ones are ignored, missing ones refused).
+        images: a `Subject`, ``{modality: Volume}`` or ``{modality: (Z, Y, X) array}``; modalities are
+            matched to the checkpoint's by name (extra ones are ignored, missing required ones refused,
+            missing optional ones fed as background).
         checkpoint: see `Checkpoint`.
         settings: inference settings; a missing patch size takes the checkpoint's.
         cancel: stops the run before its next batch.
         before_network: called once the stack is normalised, just before the first batch (the
             Inference dock waits there for its layers).
+        geometry: the grid of arrays given without one (e.g. layers); without any geometry the run
+            stays on the arrays' grid.
 
     Returns:
-        The generator's value: the result on the images' grid, with ``timings["normalisation"]``.
+        The generator's value: the result on the reference image's native grid, with
+        ``timings["normalisation"]`` (and ``timings["resample"]`` when it ran in model space).
 
     Raises:
         CheckpointError: the checkpoint is unreadable, lacks inputs that are loaded, or was trained
@@ -71,23 +83,27 @@ def iter_predict(
         InvalidInputError: images of different shapes, or non-finite voxels.
     """
     model, metadata = loaded_checkpoint(checkpoint)
-    available = _by_modality(images)
+    available, native = _inputs(images, geometry)
     modalities = check_modalities(metadata, tuple(available))
     check_normalisation(metadata)
+    notes: list[str] = []
+    space = None if native is None else _space(metadata, native, notes)
     started = time.perf_counter()
-    stack = normalize_stack(_stack([available[m] for m in modalities], modalities))
+    stack = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
     normalisation = time.perf_counter() - started
-    settings = settings or InferenceSettings()
-    if settings.patch_size is None:
-        settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
+    settings = _settings(settings or InferenceSettings(), metadata, space)
     grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
     variants = len(tta_variants(settings.tta))
     check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
     if before_network is not None:
         before_network()
-    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model))
-    result = yield from _finite(run, metadata.name)
-    return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
+    run = _finite(iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model)), metadata.name)
+    if space is None or not space.resampled:
+        result = yield from run
+        timings = {**result.timings, "normalisation": normalisation}
+        return dataclasses.replace(result, timings=timings, messages=(*notes, *result.messages), model_space=space)
+    result = yield from _native_events(run, space)
+    return _back_to_native(result, space, normalisation, notes)
 
 
 def predict(
@@ -97,9 +113,10 @@ def predict(
     *,
     callback: Callable[[ProgressEvent], Any] | None = None,
     cancel: CancelToken | threading.Event | None = None,
+    geometry: Geometry | None = None,
 ) -> InferenceResult:
     """Run :func:`iter_predict` to the end (or to cancellation), passing every event to `callback`."""
-    return drain(iter_predict(images, checkpoint, settings, cancel=cancel), callback)
+    return drain(iter_predict(images, checkpoint, settings, cancel=cancel, geometry=geometry), callback)
 
 
 def loaded_checkpoint(checkpoint: Checkpoint) -> tuple[nn.Module, CheckpointMetadata]:
@@ -156,22 +173,104 @@ def _not_finite(name: str, probability: np.ndarray) -> CheckpointError:
     )
 
 
-def _by_modality(images: Images) -> dict[str, np.ndarray]:
+def _inputs(images: Images, geometry: Geometry | None) -> tuple[dict[str, _Input], Geometry | None]:
+    """Every input as (array, its grid), and the reference (FLAIR) grid, or None when none is known."""
     if isinstance(images, Subject):
-        return {modality: volume.data for modality, volume in images.images.items()}
+        sources = {m: images.sources.get(m, volume) for m, volume in images.images.items()}
+        return {m: (v.data, v.geometry) for m, v in sources.items()}, images.geometry
     if not isinstance(images, Mapping) or not images:
         raise InvalidInputError("expected a subject or a {modality: image} mapping with at least one image")
-    return dict(images)
+    inputs = {m: (v.data, v.geometry) if isinstance(v, Volume) else (v, geometry) for m, v in images.items()}
+    if geometry is None:
+        grids = {m.casefold(): g for m, (_, g) in inputs.items() if g is not None}
+        geometry = grids.get("flair") or next(iter(grids.values()), None)
+    return inputs, geometry
 
 
-def _stack(images: list[np.ndarray], modalities: list[str]) -> np.ndarray:
-    """The raw ``(C, Z, Y, X)`` float32 stack, after checking that every image is 3-D on one grid."""
-    arrays = [np.asarray(image, dtype=np.float32) for image in images]
-    for modality, array in zip(modalities, arrays):
-        if array.ndim != 3:
-            raise InvalidInputError(f"{modality}: expected a 3-D (Z, Y, X) volume, got shape {array.shape}")
-    shapes = {modality: array.shape for modality, array in zip(modalities, arrays)}
+def _space(metadata: CheckpointMetadata, native: Geometry, notes: list[str]) -> ModelSpace:
+    """The model's space for `native`, warning when the spacing is unknown or the input far coarser."""
+    spacing = trained_spacing(metadata)
+    if spacing is None:
+        spacing = native.spacing
+        _note(notes, f"checkpoint {metadata.name!r} does not record the voxel size it was trained at: assuming the "
+              f"input's ({_mm(spacing)}), so nothing is resampled")  # fmt: skip
+    coarse = [f"{axis} {n:.2g} mm" for axis, n, m in zip("SPL", native.spacing, spacing) if n > COARSE_FACTOR * m]
+    if coarse:
+        _note(notes, f"the input's voxels ({', '.join(coarse)}) are more than {COARSE_FACTOR:g}x the model's "
+              f"({_mm(spacing)}): lesions smaller than a voxel cannot be resolved; segmenting anyway")  # fmt: skip
+    space = model_space(native, spacing)
+    if space.resampled:
+        notes.append(space.describe())
+    return space
+
+
+def _model_stack(inputs: list[_Input | None], channels: list[str], space: ModelSpace | None) -> np.ndarray:
+    """The normalised ``(C, Z, Y, X)`` stack on the model's grid; a missing optional channel is 0."""
+    present = [(c, i) for c, i in zip(channels, inputs) if i is not None]
+    arrays = []
+    for channel, (data, source) in present:
+        data = np.asarray(data, dtype=np.float32)
+        if data.ndim != 3:
+            raise InvalidInputError(f"{channel}: expected a 3-D (Z, Y, X) volume, got shape {data.shape}")
+        if space is not None and source is not None:
+            if data.shape != source.shape:
+                raise InvalidInputError(f"{channel}: an image of shape {data.shape} does not fit its grid {source.shape}")
+            data = to_model(data, source, space)
+        arrays.append(data)
+    shapes = {channel: array.shape for (channel, _), array in zip(present, arrays)}
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{m} {s}" for m, s in shapes.items())
         raise InvalidInputError(f"the images must lie on one voxel grid, got {listed}")
-    return np.stack(arrays)
+    normalised = iter(normalize_stack(np.stack(arrays)))
+    zeros = np.zeros(arrays[0].shape, np.float32)
+    return np.stack([next(normalised) if i is not None else zeros for i in inputs])
+
+
+def _settings(settings: InferenceSettings, metadata: CheckpointMetadata, space: ModelSpace | None) -> InferenceSettings:
+    """The checkpoint's patch size when none is given; the priority slice moved into model space."""
+    if settings.patch_size is None:
+        settings = dataclasses.replace(settings, patch_size=tuple(metadata.patch_size))
+    if space is not None and space.resampled and settings.priority_slice is not None:
+        index = space.native_slice(settings.priority_slice, settings.priority_axis)
+        settings = dataclasses.replace(settings, priority_slice=index)
+    return settings
+
+
+def _native_events(
+    run: Generator[ProgressEvent, None, InferenceResult], space: ModelSpace
+) -> Generator[ProgressEvent, None, InferenceResult]:
+    """Pass the engine's events on with their boxes and partial results on the native grid."""
+    probability = np.zeros(space.geometry.shape, np.float32)
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                return stop.value
+            if event.partial is not None:
+                probability[tuple(slice(int(a), int(b)) for a, b in zip(*event.box))] = event.partial
+            yield space.native_event(event, probability)
+    finally:
+        run.close()
+
+
+def _back_to_native(result: InferenceResult, space: ModelSpace, normalisation: float, notes: list[str]) -> InferenceResult:
+    """The run's probabilities and uncertainty resampled onto the native grid, thresholded there."""
+    started = time.perf_counter()
+    probabilities = {mode: to_native(p, space) for mode, p in result.probabilities.items()}
+    uncertainty = None if result.uncertainty is None else to_native(result.uncertainty, space)
+    mask = probabilities[result.primary] >= result.threshold
+    timings = {**result.timings, "normalisation": normalisation, "resample": time.perf_counter() - started}
+    return dataclasses.replace(
+        result, probabilities=probabilities, uncertainty=uncertainty, mask=mask, timings=timings,
+        messages=(*notes, *result.messages), model_space=space,
+    )  # fmt: skip
+
+
+def _note(notes: list[str], text: str) -> None:
+    notes.append(text)
+    warnings.warn(text, LesionSegWarning, stacklevel=4)
+
+
+def _mm(spacing: tuple[float, ...]) -> str:
+    return "x".join(f"{s:.2g}" for s in spacing) + " mm"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_lesionseg.engine.patches import PatchGrid
+
+if TYPE_CHECKING:
+    from napari_lesionseg.engine.model_space import ModelSpace
 
 __all__ = ["InferenceResult", "ProgressEvent"]
 
@@ -42,21 +46,24 @@ class ProgressEvent:
 
 @dataclass(frozen=True, eq=False)
 class InferenceResult:
-    """Fused outputs of a run, ``(Z, Y, X)`` on the input's grid.
+    """Fused outputs of a run, ``(Z, Y, X)`` on the input's (native) grid.
 
     Attributes:
-        probabilities: fused float32 probability per fusion mode.
-        weight_sums: per-voxel sum of the fusion weights per mode (for heatmaps).
+        probabilities: fused float32 probability per fusion mode (native grid).
+        weight_sums: per-voxel sum of the fusion weights per mode (for heatmaps), on the grid the
+            network ran on: ``model_space.geometry``.
         uncertainty: weighted standard deviation of all predictions covering each voxel, around
-            the primary probability (None when turned off).
-        mask: primary probability >= threshold.
-        grid: the patch grid (its boxes are the patches the viewer can show).
+            the primary probability (None when turned off; native grid).
+        mask: primary probability >= threshold (native grid).
+        grid: the patch grid, in model space (its boxes are the patches the viewer can show).
         primary: the primary fusion mode.
         threshold: the mask threshold.
         done: patches predicted; ``total``: patches in the grid.
         timings: seconds per stage (``extract``, ``network``, ``fusion``, ``total``).
         device: where the network ran.
-        messages: notices from the run (fallbacks).
+        messages: notices from the run (fallbacks, what was resampled).
+        model_space: where the network ran and whether the inputs were resampled for it; None when
+            the images came without a geometry (the run then used their grid as it was).
     """
 
     probabilities: dict[str, np.ndarray]
@@ -71,6 +78,7 @@ class InferenceResult:
     timings: dict[str, float]
     device: str
     messages: tuple[str, ...] = field(default=())
+    model_space: ModelSpace | None = None
 
     @property
     def probability(self) -> np.ndarray:

@@ -4,6 +4,8 @@ The engine of the Fine-tune dock (the annotate-and-retrain loop), built on `trai
 
 * Data: the subject's images as shown in the viewer (in the checkpoint's channel order) with the
   corrected mask, optionally plus subject folders on disk, so the network does not forget them.
+  They are resampled into the checkpoint's model space (`engine.model_space`) for training; the
+  before/after measurement runs through the prediction entry point and is scored on the native grid.
 * Before/after: the starting and the fine-tuned network are scored on the corrected subject by the
   same function with the same settings (`training.validation.validate`: whole-volume inference,
   threshold 0.5), so the difference is the fine-tune's. The "after" numbers are the training
@@ -157,13 +159,35 @@ def correction_training_subject(
     spacing: Sequence[float],
     mask_name: str = "corrected mask",
     name: str = "subject",
+    model_spacing: Sequence[float] | None = None,
 ) -> TrainingSubject:
-    """A normalised training subject from the viewer's images (channel order) and a corrected mask."""
+    """A normalised training subject from the viewer's images (channel order) and a corrected mask.
+
+    With `model_spacing` (the checkpoint's), images (linear) and mask (linear, then >= 0.5) are
+    resampled onto the model-space grid first, so the network trains at the spacing it was made for.
+    """
     from napari_lesionseg.training import subject_from_arrays
 
     check_correction(images, mask, mask_name)
     stack = np.stack([np.asarray(data, dtype=np.float32) for data in images.values()])
-    return subject_from_arrays(stack, np.asarray(mask), spacing, name)
+    mask = np.asarray(mask)
+    if model_spacing is not None:
+        from napari_lesionseg.engine.model_space import model_space, to_model
+
+        native = _native_geometry(mask.shape, spacing)
+        space = model_space(native, model_spacing)
+        if space.resampled:
+            stack = np.stack([to_model(channel, native, space) for channel in stack])
+            mask = to_model((mask != 0).astype(np.float32), native, space) >= 0.5
+            spacing = space.spacing
+    return subject_from_arrays(stack, mask, spacing, name)
+
+
+def _native_geometry(shape: Sequence[int], spacing: Sequence[float]) -> Any:
+    """A grid of `shape` voxels of `spacing` mm (where it sits does not matter to the model space)."""
+    from napari_lesionseg.data.geometry import Geometry
+
+    return Geometry.from_layer_scale(shape, spacing, (0.0, 0.0, 0.0))
 
 
 def new_checkpoint_path(
@@ -208,6 +232,7 @@ def iter_fine_tune_on_correction(
         CheckpointError: the checkpoint is missing, or does not take this many images.
     """
     from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
+    from napari_lesionseg.engine.requirements import trained_spacing
     from napari_lesionseg.training import TrainingProgress
     from napari_lesionseg.training.finetune import iter_fine_tune
 
@@ -219,8 +244,9 @@ def iter_fine_tune_on_correction(
             f"but {len(request.images)} were given ({', '.join(request.images)})."
         )
     subject = correction_training_subject(
-        request.images, request.mask, spacing=request.spacing, mask_name=request.mask_name, name=request.subject_name
-    )
+        request.images, request.mask, spacing=request.spacing, mask_name=request.mask_name, name=request.subject_name,
+        model_spacing=trained_spacing(metadata),
+    )  # fmt: skip
     before = _measure((model, metadata), request) if request.measure else {}
     del model
     yield TrainingProgress("baseline", 0, request.steps, 0, 0, metrics=before)
@@ -258,7 +284,8 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
         overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
         amp=device.type == "cuda", uncertainty=False, stream_partial=False,
     )  # fmt: skip
-    result = predict(dict(request.images), checkpoint, settings)
+    geometry = _native_geometry(np.shape(request.mask), request.spacing)
+    result = predict(dict(request.images), checkpoint, settings, geometry=geometry)
     return score(result.probability, np.asarray(request.mask) != 0, request.spacing)
 
 

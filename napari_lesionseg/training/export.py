@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from napari_lesionseg.training.config import TrainingConfig
+from napari_lesionseg.training.data import TrainingSubject
 
-__all__ = ["training_record", "write_checkpoint"]
+__all__ = ["model_spacing", "training_record", "write_checkpoint"]
+
+
+def model_spacing(config: TrainingConfig, subjects: Sequence[TrainingSubject]) -> list[float] | None:
+    """The voxel size the network learns at: its parent's (a fine-tune), else the training subjects' median."""
+    if config.init_checkpoint:
+        from napari_lesionseg.engine.checkpoints import read_metadata
+        from napari_lesionseg.engine.requirements import trained_spacing
+
+        parent = trained_spacing(read_metadata(config.init_checkpoint))
+        if parent is not None:
+            return list(parent)
+    if not subjects:
+        return None
+    return [round(float(s), 4) for s in np.median([subject.spacing for subject in subjects], axis=0)]
 
 
 def training_record(config: TrainingConfig, *, steps: int, elapsed_s: float, world_size: int) -> dict[str, Any]:
@@ -35,6 +52,7 @@ def write_checkpoint(
     *,
     validation: dict[str, Any] | None,
     parent: str | None,
+    spacing: Sequence[float] | None = None,
     steps: int,
     elapsed_s: float,
     world_size: int,
@@ -54,6 +72,7 @@ def write_checkpoint(
         training=training_record(config, steps=steps, elapsed_s=elapsed_s, world_size=world_size),
         validation=validation or {},
         parent=parent,
+        spacing=None if spacing is None else [float(v) for v in spacing],
     )
     save_checkpoint(out, model, metadata)
     return Path(out)

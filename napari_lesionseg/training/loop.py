@@ -27,7 +27,7 @@ from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.training import distributed as ddp
 from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
 from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, pad_to_patch
-from napari_lesionseg.training.export import write_checkpoint
+from napari_lesionseg.training.export import model_spacing, write_checkpoint
 from napari_lesionseg.training.logs import write_history
 from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
 from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
@@ -229,6 +229,7 @@ class _Run:
             write_checkpoint(
                 self.config.out, ddp.unwrap(self.model), self.config, self.model_config,
                 validation=self.validation, parent=self.parent, steps=self.step,
+                spacing=model_spacing(self.config, self.sampler.subjects),
                 elapsed_s=self.elapsed, world_size=self.context.world_size,
             )
         self._save_state()

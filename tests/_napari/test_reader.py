@@ -69,6 +69,18 @@ class TestReadSingleFiles:
         assert kind == "labels" and kwargs["name"] == stem
         assert sorted(np.unique(data)) == [0, 1, 3]
 
+    def test_modalities_on_other_grids_land_on_the_flair_grid_with_one_info_notification(self, tmp_path):
+        from napari.utils.notifications import notification_manager
+
+        folder = write_subject(tmp_path, shape=(20, 24, 6), affine=make_affine((1.0, 1.0, 3.0)), modalities=("FLAIR",))
+        other = write_subject(tmp_path / "t1", shape=(20, 24, 18), modalities=("T1w",), with_mask=False)
+        (other / "sub-01_T1w.nii.gz").replace(folder / "sub-01_T1w.nii.gz")
+        before = len(notification_manager.records)
+        layers = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in read_paths(str(folder))}
+        assert layers["T1w"][0].shape == layers["FLAIR"][0].shape and layers["T1w"][1]["scale"] == (3.0, 1.0, 1.0)
+        [notification] = notification_manager.records[before:]
+        assert notification.severity == "info" and "resampled T1w" in str(notification.message)
+
     def test_several_files(self, subject_dir):
         paths = [str(subject_dir / "sub-01_FLAIR.nii.gz"), str(subject_dir / f"sub-01_{MASK_SUFFIX}.nii.gz")]
         assert [kind for _, _, kind in read_paths(paths)] == ["image", "labels"]

@@ -19,11 +19,11 @@ def isolated_folders(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "BUNDLED_DIR", tmp_path / "bundled")
 
 
-def _write(path, *, loss="fbeta", beta=1.5, validation=None, parent=None):
+def _write(path, *, loss="fbeta", beta=1.5, validation=None, parent=None, **fields):
     config = model_config("unet", in_channels=2, base_features=2, depth=1, patch_size=[8, 8, 8])
     metadata = CheckpointMetadata(
         name=path.stem, model=config, loss=loss, beta=beta, modalities=["FLAIR", "T2w"], patch_size=[8, 8, 8],
-        validation=validation or {}, parent=parent,
+        validation=validation or {}, parent=parent, **fields,
     )
     torch.manual_seed(0)
     return save_checkpoint(path, build_model(config), metadata)
@@ -46,14 +46,23 @@ def test_json_lists_user_then_bundled_checkpoints(capsys):
     assert bundled["architecture"] == "unet"
 
 
-def test_table_shows_name_loss_beta_modalities_patch_and_dsc(capsys):
+def test_table_shows_name_loss_beta_inputs_spacing_patch_and_dsc(capsys):
     _write(checkpoints.BUNDLED_DIR / "paper-beta1.5.pt", validation={"dsc": 0.6512})
+    _write(checkpoints.BUNDLED_DIR / "subset.pt", optional_modalities=["T2w"], spacing=[1.0, 1.0, 3.0])
     assert main(["checkpoints"]) == 0
     out = capsys.readouterr().out
-    header, row = out.splitlines()[:2]
-    assert header.split() == ["name", "source", "loss", "beta", "modalities", "patch", "val.", "DSC"]
-    assert row.split() == ["paper-beta1.5", "bundled", "fbeta", "1.5", "FLAIR,T2w", "8x8x8", "0.651"]
+    header, row, subset = out.splitlines()[:3]
+    assert header.split() == ["name", "source", "loss", "beta", "needs", "optional", "mm", "patch", "val.", "DSC"]
+    assert row.split() == ["paper-beta1.5", "bundled", "fbeta", "1.5", "FLAIR,T2w", "-", "?", "8x8x8", "0.651"]
+    assert subset.split()[4:7] == ["FLAIR", "T2w", "1x1x3"]
     assert str(user_checkpoint_dir()) in out
+
+
+def test_json_says_which_inputs_are_required_and_the_model_spacing(capsys):
+    _write(checkpoints.BUNDLED_DIR / "subset.pt", optional_modalities=["T2w"], spacing=[1.0, 1.0, 1.0])
+    assert main(["checkpoints", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["required"] == ["FLAIR"] and row["optional"] == ["T2w"] and row["spacing"] == [1.0, 1.0, 1.0]
 
 
 def test_no_checkpoints(capsys):

@@ -29,7 +29,8 @@ def checkpoint(tmp_path: Path) -> Path:
     config = model_config("compact", in_channels=len(CORE_MODALITIES), **TINY_FCDENSENET)
     torch.manual_seed(0)
     metadata = CheckpointMetadata(
-        name="tiny", model=config, loss="fbeta", beta=1.5, modalities=list(CORE_MODALITIES), patch_size=[8, 8, 8]
+        name="tiny", model=config, loss="fbeta", beta=1.5, modalities=list(CORE_MODALITIES), patch_size=[8, 8, 8],
+        spacing=[1.0, 1.0, 1.0],  # its (synthetic 1 mm) data's: checkpoints written today record it
     )
     return save_checkpoint(tmp_path / "ckpt" / "tiny.pt", build_model(config), metadata)
 

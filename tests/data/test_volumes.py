@@ -377,28 +377,27 @@ class TestLoadSubject:
         subject = load_subject(folder)
         assert subject.images["T1w"].geometry.same_grid(subject.geometry)
 
-    def test_different_shapes_name_both_files_and_suggest_resampling(self, tmp_path):
+    def test_different_shapes_are_resampled_onto_the_flair_grid_with_a_note(self, tmp_path):
         folder = write_subject(tmp_path, with_mask=False)
         write_subject(tmp_path / "other", modalities=("T1w",), with_mask=False, shape=(20, 24, 16))
         (tmp_path / "other" / "sub-01" / "sub-01_T1w.nii.gz").replace(folder / "sub-01_T1w.nii.gz")
-        with pytest.raises(InvalidInputError) as info:
-            load_subject(folder)
-        message = str(info.value)
-        assert "sub-01_T1w.nii.gz" in message and "sub-01_FLAIR.nii.gz" in message
-        assert "shape (20, 24, 16)" in message and "shape (20, 24, 18)" in message
-        assert "resample=True" in message and "--resample" in message
+        subject = load_subject(folder)
+        assert subject.images["T1w"].geometry is subject.geometry
+        (note,) = subject.notes
+        assert "resampled T1w (1x1x1 mm, 16x24x20)" in note and "onto the FLAIR grid" in note
+        assert subject.sources["T1w"].data.shape == (16, 24, 20)
 
-    def test_different_affines_are_refused(self, tmp_path):
+    def test_different_affines_are_resampled(self, tmp_path):
         folder = write_subject(tmp_path, with_mask=False)
         write_subject(tmp_path / "o", modalities=("T2w",), with_mask=False, affine=make_affine(origin=(-9, -12, -9)))
         (tmp_path / "o" / "sub-01" / "sub-01_T2w.nii.gz").replace(folder / "sub-01_T2w.nii.gz")
-        with pytest.raises(InvalidInputError, match=r"T2w is not on the grid of the FLAIR.*affine \[\[1, 0, 0, -9\]"):
-            load_subject(folder)
+        subject = load_subject(folder)
+        assert subject.images["T2w"].geometry is subject.geometry and "T2w" in subject.notes[0]
 
-    def test_mask_on_another_grid_is_refused(self, tmp_path):
+    def test_mask_that_does_not_overlap_the_flair_is_refused_naming_both_files(self, tmp_path):
         folder = write_subject(tmp_path)
         write_nifti(folder / f"sub-01_{MASK_SUFFIX}.nii.gz", np.zeros((4, 4, 4), np.uint8))
-        with pytest.raises(InvalidInputError, match=r"reference mask is not on the grid"):
+        with pytest.raises(InvalidInputError, match=r"mask\.nii\.gz: the reference mask does not overlap the FLAIR .*sub-01_FLAIR\.nii\.gz"):
             load_subject(folder)
 
     def test_resample_puts_everything_on_the_flair_grid(self, tmp_path):

@@ -14,7 +14,6 @@ from napari_lesionseg import __version__
 from napari_lesionseg.engine import checkpoints
 from napari_lesionseg.engine.checkpoints import (
     CheckpointMetadata,
-    check_modalities,
     list_checkpoints,
     load_checkpoint,
     read_metadata,
@@ -22,6 +21,7 @@ from napari_lesionseg.engine.checkpoints import (
     save_checkpoint,
     user_checkpoint_dir,
 )
+from napari_lesionseg.engine.requirements import check_modalities
 from napari_lesionseg.errors import CheckpointError
 from napari_lesionseg.models import build_model, model_config
 

@@ -138,6 +138,7 @@ class InferenceWidget(Container):
             settings,
             self._active.cancel,
             self._active.layers_ready,
+            geometry=geometry_from_layer_metadata(layers[0].metadata),  # runs in the model's space
             _start_thread=False,
             _connect={
                 "yielded": self._on_progress,

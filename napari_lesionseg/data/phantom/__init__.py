@@ -10,16 +10,21 @@ Example:
     >>> folder = write_phantom(phantom, "subjects", "sub-01")
 """
 
+from napari_lesionseg.data.phantom.acquisition import SLICE_AXES, acquire, skull_strip, thick_slices
 from napari_lesionseg.data.phantom.lesions import LESION_LOADS
 from napari_lesionseg.data.phantom.subject import LesionLoad, Phantom, make_phantom
 from napari_lesionseg.data.phantom.writer import subject_name, write_phantom, write_phantoms
 
 __all__ = [
     "LESION_LOADS",
+    "SLICE_AXES",
     "LesionLoad",
     "Phantom",
+    "acquire",
     "make_phantom",
+    "skull_strip",
     "subject_name",
+    "thick_slices",
     "write_phantom",
     "write_phantoms",
 ]

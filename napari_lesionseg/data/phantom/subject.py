@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -43,8 +43,10 @@ class Phantom:
         tissues: "wm", "gm", "csf" fractions before lesions, and the "lesion" fraction, float32.
         lesion_load: summary of the mask.
         seed: the seed that reproduces this subject bit for bit.
-        spacing: isotropic voxel size (mm).
+        spacing: isotropic voxel size (mm) the phantom was made at.
         file_dtype: how the images are stored on disk: "int16" or "float32", as scanners differ.
+        image_affines: the affine of each image on another grid than `affine` (thick slices, see
+            `acquisition`); the others and the mask are on `affine`.
     """
 
     images: dict[str, np.ndarray]
@@ -55,6 +57,7 @@ class Phantom:
     seed: int
     spacing: float
     file_dtype: str
+    image_affines: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def make_phantom(

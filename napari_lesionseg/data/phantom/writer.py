@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 from napari_lesionseg._files import write_bytes_atomic
 from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.phantom.acquisition import acquire
 from napari_lesionseg.data.phantom.subject import Phantom, make_phantom
 from napari_lesionseg.errors import InvalidInputError
 
@@ -51,7 +53,8 @@ def write_phantom(
     description = f"napari-lesionseg phantom seed={phantom.seed} spacing={phantom.spacing:g}mm"
     for modality, image in phantom.images.items():
         data = _as_dtype(image, dtype)
-        _write_nifti(data, phantom.affine, folder / f"{subject}_{modality}.nii.gz", description)
+        affine = phantom.image_affines.get(modality, phantom.affine)
+        _write_nifti(data, affine, folder / f"{subject}_{modality}.nii.gz", description)
     _write_nifti(phantom.mask.astype(np.uint8), phantom.affine, folder / f"{subject}_{MASK_SUFFIX}.nii.gz", description)
     return folder
 
@@ -66,6 +69,7 @@ def write_phantoms(
     t1c: bool = False,
     dtype: str | None = None,
     on_subject: Callable[[Path, Phantom], None] | None = None,
+    acquisition: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Make and write `n` subjects named sub-phantom001, sub-phantom002...; subject i uses seed `seed + i - 1`.
 
@@ -79,6 +83,7 @@ def write_phantoms(
         t1c: also write a gadolinium-enhanced T1.
         dtype: image dtype of every subject; None lets each subject's scanner choose.
         on_subject: called with (folder, phantom) after each subject is written.
+        acquisition: keyword arguments of `acquisition.acquire` (skull stripping, thick slices).
 
     Returns:
         The subject folders, in order.
@@ -88,6 +93,8 @@ def write_phantoms(
     folders = []
     for index in range(1, n + 1):
         phantom = make_phantom(seed + index - 1, spacing, lesion_load, t1c=t1c)
+        if acquisition:
+            phantom = acquire(phantom, **acquisition)
         folder = write_phantom(phantom, out_dir, subject_name(index), dtype)
         if on_subject is not None:
             on_subject(folder, phantom)
