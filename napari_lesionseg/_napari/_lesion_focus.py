@@ -18,8 +18,8 @@ __all__ = ["MARKER_NAME", "focus_on"]
 MARKER_NAME = "selected lesion"
 #: The view shows about this many times the lesion's diameter (some context around it), and never less
 #: than `_MIN_FIELD_MM`, nor more than the whole volume.
-_FIELD_PER_DIAMETER = 4.0
-_MIN_FIELD_MM = 60.0
+_FIELD_PER_DIAMETER = 6.0
+_MIN_FIELD_MM = 100.0
 _RING_COLOR = "yellow"
 
 
@@ -49,7 +49,7 @@ def _zoom_to(viewer: napari.viewer.Viewer, layer: Layer, field_mm: float) -> Non
 
 
 def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_mm: float) -> Points:
-    size = max(2.0 * diameter_mm, 6.0) / float(min(layer.scale[-3:]))  # in voxels of `layer`
+    size = max(1.6 * diameter_mm, 6.0) / float(min(layer.scale[-3:]))  # in voxels of `layer`
     point = np.asarray([row.centroid_voxel], dtype=float)
     sliced = [axis for axis in viewer.dims.not_displayed if axis < point.shape[1]]
     point[0, sliced] = np.round(point[0, sliced])  # on the displayed slice, where napari draws points
@@ -59,8 +59,8 @@ def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_m
         marker.data, marker.size = point, size
         return marker
     marker = Points(
-        point, name=MARKER_NAME, size=size, symbol="ring", face_color=_RING_COLOR, border_width=0,
-        **placement(layer, "marker"),
+        point, name=MARKER_NAME, size=size, symbol="disc", face_color="transparent", border_color=_RING_COLOR,
+        border_width=0.08, **placement(layer, "marker"),
     )  # fmt: skip
     viewer.add_layer(marker)
     return marker

@@ -194,6 +194,7 @@ def _fine_tune(
     _wait(lambda: not dock.busy, "fine-tuning", timeout=900)
     wall_s = time.perf_counter() - started
     _show_only_overlays(viewer, keep=("FLAIR", "corrected mask"))
+    viewer.reset_view()  # the review zoomed on one lesion: show the whole corrected mask
     shots["fine_tune"] = _screenshot(viewer, out_dir, "finetune.png")
     outcome = dock.outcome
     return {
