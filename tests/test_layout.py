@@ -16,8 +16,7 @@ MAX_LINES = 400
 OVER_THE_BOUND = {
     "napari_lesionseg._napari.docks.review": 450,
     "napari_lesionseg._napari.docks.finetune": 435,
-    "napari_lesionseg._napari.docks.inference": 430,
-    "napari_lesionseg._napari.docks.fusion": 430,
+    "napari_lesionseg._napari.docks.inference": 425,
     "napari_lesionseg.benchmarks.inference": 455,
 }
 

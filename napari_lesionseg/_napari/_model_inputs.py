@@ -19,7 +19,7 @@ from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.data.subject import load_subject
-from napari_lesionseg.engine.catalog import checkpoint_details, checkpoint_labels
+from napari_lesionseg.engine.catalog import checkpoint_details, checkpoint_labels, inputs_summary, runnable_first
 from napari_lesionseg.engine.checkpoints import (
     CheckpointInfo,
     CheckpointMetadata,
@@ -27,6 +27,7 @@ from napari_lesionseg.engine.checkpoints import (
     user_checkpoint_dir,
 )
 from napari_lesionseg.engine.choice import default_checkpoint, grouped
+from napari_lesionseg.engine.requirements import required_modalities
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 
 if TYPE_CHECKING:
@@ -141,25 +142,25 @@ class ModelInputs(Container):
             )
         return info
 
-    def input_layers(self, metadata: CheckpointMetadata) -> list[Image]:
-        """The chosen layer of each of the checkpoint's modalities, in its channel order, checked."""
+    def input_layers(self, metadata: CheckpointMetadata) -> dict[str, Image]:
+        """The chosen layer of each of the checkpoint's modalities (optional ones when chosen), in its order, checked."""
         if not image_layers(self._viewer):
             raise InvalidInputError(
                 "There are no image layers to segment: open a subject first (Subject dock, File > Open, "
                 "or 'Open folder as inputs' here)."
             )
-        chosen = {combo.label: combo.value for combo in self._inputs}
-        missing = [modality for modality in metadata.modalities if chosen.get(modality) is None]
+        chosen = {combo.label: combo.value for combo in self._inputs if combo.value is not None}
+        missing = [modality for modality in required_modalities(metadata) if modality not in chosen]
         if missing:
             raise CheckpointError(
-                f"Checkpoint {metadata.name!r} needs the modalities {', '.join(metadata.modalities)}, but no image "
+                f"Checkpoint {metadata.name!r} needs the modalities {inputs_summary(metadata)}, but no image "
                 f"layer is chosen for {', '.join(missing)} (image layers: "
                 f"{', '.join(layer.name for layer in image_layers(self._viewer))}). Open the missing modality and "
                 "pick its layer under Inputs, or choose a checkpoint trained on the modalities you have."
             )
-        layers = [chosen[modality] for modality in metadata.modalities]
-        check_layers(dict(zip(metadata.modalities, layers)))
-        check_modalities_match(dict(zip(metadata.modalities, layers)))
+        layers = {modality: chosen[modality] for modality in metadata.modalities if modality in chosen}
+        check_layers(layers)
+        check_modalities_match(layers)
         return layers
 
     def open_folder(self, folder: str | Path) -> Any:
@@ -178,7 +179,9 @@ class ModelInputs(Container):
 
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
         labels = checkpoint_labels(self.checkpoints)
-        return [(labels[path], path) for path in self._checkpoints]
+        loaded = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in image_layers(self._viewer)]
+        needs = {str(info.path): missing for info, missing in runnable_first(self.checkpoints, loaded)}
+        return [(labels[path] + (f"  (needs {', '.join(needs[path])})" if needs[path] else ""), path) for path in self._checkpoints]
 
     def _on_checkpoint_changed(self, value: Any = None) -> None:
         if value is not None and not self._choosing:  # a click on a checkpoint pins it

@@ -17,6 +17,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QStyledItemDelegate
 
+from napari_lesionseg._napari._compare_cells import CompareCells
 from napari_lesionseg._napari._layers import (
     ROLE_KEY,
     BoxOverlay,
@@ -24,12 +25,10 @@ from napari_lesionseg._napari._layers import (
     placement,
     remove_layers,
     show_layer,
-    single_color_labels,
 )
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
-from napari_lesionseg._napari.docks.inference import MASK_COLOR, PROBABILITY_COLORMAP
 from napari_lesionseg._napari.metadata import METADATA_KEY
 from napari_lesionseg.engine.fusion import weight_kernel
 from napari_lesionseg.errors import LesionSegError
@@ -52,15 +51,11 @@ __all__ = ["FusionExplorerWidget"]
 GRID_COLOR = "#7fdbff"
 WEIGHT_COLORMAP = "viridis"
 KERNEL_COLORMAP = "plasma"
-DISAGREEMENT_COLORMAP = "inferno"
-DISAGREEMENT_MASK_COLOR = "orange"
 #: Roles of the heatmap layers (`show_weights`), which the end of a comparison leaves hidden.
 _HEATMAP_ROLES = ("weight kernel", "weight sum")
 #: Metrics of the per-mode table (labels and formats from `vocabulary`).
 _METRIC_KEYS = ("dsc", "sensitivity", "ppv", "apr", "ltpr", "lfpr", "hd95_mm")
 _TEXT_WIDTH = 300
-#: Opacity of the input image under the disagreement map (context without hiding small differences).
-_DIM_BACKDROP = 0.4
 #: Pixels: the table shows all its metric rows without scrolling.
 _TABLE_HEIGHT = 250
 
@@ -133,7 +128,7 @@ class FusionExplorerWidget(Container):
         if self._grid_overlay is not None:
             self._grid_overlay.remove()
         name = f"patch grid [{record.name}]"
-        self._grid_overlay = BoxOverlay(self._viewer, name, grid.shape, self._where(record), color=GRID_COLOR)
+        self._grid_overlay = BoxOverlay(self._viewer, name, grid.shape, self._model_where(record), color=GRID_COLOR)
         self._grid_overlay.set_boxes(grid.boxes())
         counts = " × ".join(map(str, grid.counts))
         self._status.value = (
@@ -184,8 +179,9 @@ class FusionExplorerWidget(Container):
             return None
         threshold = float(record.settings.threshold)
         spread, differ = disagreement(probabilities), mask_disagreement(probabilities, threshold)
-        cells = [self._mode_cell(record, mode, prob, threshold) for mode, prob in probabilities.items()]
-        cells.append(self._disagreement_cell(record, spread, differ))
+        cells_of = CompareCells(self._viewer, self._where(record, "comparison"), self._backdrop(record), record.name)
+        cells = [cells_of.mode(mode, prob, threshold) for mode, prob in probabilities.items()]
+        cells.append(cells_of.disagreement(spread, differ))
         self._arrange(cells)
         self._status.value = (
             f"Grid view, left to right and top to bottom: {', '.join(probabilities)}, disagreement (max - min "
@@ -243,6 +239,15 @@ class FusionExplorerWidget(Container):
         metadata = {} if role is None else {ROLE_KEY: role}
         return {"scale": (1.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0), "metadata": metadata}
 
+    def _model_where(self, record: RunRecord, role: str | None = None) -> dict[str, Any]:
+        """Placement of what lives in the model's space (patch grid, weights): drawn at its own spacing."""
+        space = record.result.model_space
+        if space is None or not space.resampled:
+            return self._where(record, role)
+        where = placement(space.geometry, role)
+        where["metadata"].pop(METADATA_KEY, None)  # not on the volume's grid: never save it there
+        return where
+
     # --- weights ------------------------------------------------------------------------------
 
     def _display_weights(self, record: RunRecord, mode: str, sums: np.ndarray) -> None:
@@ -254,7 +259,7 @@ class FusionExplorerWidget(Container):
 
     def _show_kernel(self, record: RunRecord, mode: str) -> None:
         grid = record.result.grid
-        where = self._where(record, "weight kernel")
+        where = self._model_where(record, "weight kernel")
         origin = grid.origins[central_patch(grid)]
         where["translate"] = tuple(t + o * s for t, o, s in zip(where["translate"], origin, where["scale"]))
         where["metadata"].pop(METADATA_KEY, None)  # the kernel is not on the volume's grid: never save it there
@@ -275,7 +280,7 @@ class FusionExplorerWidget(Container):
             f"weight sum [{mode} · {record.name}]",
             sums,
             "image",
-            **self._where(record, "weight sum"),
+            **self._model_where(record, "weight sum"),
             colormap=WEIGHT_COLORMAP,
             contrast_limits=(0.0, high if high > 0 else 1.0),
             opacity=0.8,
@@ -290,79 +295,6 @@ class FusionExplorerWidget(Container):
     def _backdrop(self, record: RunRecord) -> Layer | None:
         name = record.layers.get("backdrop")
         return self._viewer.layers[name] if name in self._viewer.layers else None
-
-    def _backdrop_copy(self, record: RunRecord, cell: str, opacity: float = 1.0) -> list[Layer]:
-        """The run's input image (its data shared, not copied) for one view of the grid."""
-        source = self._backdrop(record)
-        if source is None:
-            return []
-        layer = show_layer(
-            self._viewer,
-            f"{source.name} ({cell}) [{record.name}]",
-            source.data,
-            "image",
-            **placement(source, "backdrop"),
-            colormap=source.colormap,
-            contrast_limits=source.contrast_limits,
-            opacity=opacity,
-        )
-        return [layer]
-
-    def _mode_cell(self, record: RunRecord, mode: str, probability: np.ndarray, threshold: float) -> list[Layer]:
-        prob = show_layer(
-            self._viewer,
-            f"{mode} probability [{record.name}]",
-            probability,
-            "image",
-            **self._where(record, "comparison"),
-            colormap=PROBABILITY_COLORMAP,
-            blending="additive",
-            contrast_limits=(0.0, 1.0),
-        )
-        mask = show_layer(
-            self._viewer,
-            f"{mode} mask [{record.name}]",
-            (probability >= threshold).astype(np.uint8),
-            "labels",
-            **self._where(record, "comparison"),
-            **single_color_labels(MASK_COLOR),
-            contour=1,  # outlines, so the probability under them stays visible
-        )
-        return [*self._backdrop_copy(record, mode), prob, mask, self._title(record, mode)]
-
-    def _disagreement_cell(self, record: RunRecord, spread: np.ndarray, differ: np.ndarray) -> list[Layer]:
-        high = float(spread.max())
-        image = show_layer(
-            self._viewer,
-            f"fusion disagreement [{record.name}]",
-            spread,
-            "image",
-            **self._where(record, "comparison"),
-            colormap=DISAGREEMENT_COLORMAP,
-            blending="additive",
-            contrast_limits=(0.0, high if high > 0 else 1.0),
-        )
-        masks = show_layer(
-            self._viewer,
-            f"masks disagree [{record.name}]",
-            differ.astype(np.uint8),
-            "labels",
-            **self._where(record, "comparison"),
-            **single_color_labels(DISAGREEMENT_MASK_COLOR),
-            opacity=0.7,
-        )
-        return [*self._backdrop_copy(record, "disagreement", _DIM_BACKDROP), image, masks, self._title(record, "disagreement")]
-
-    def _title(self, record: RunRecord, text: str) -> Layer:
-        """A text label at the top-left corner of a grid view, so each panel says what it shows."""
-        where = self._where(record, "comparison")
-        corner = np.zeros((1, 3))
-        corner[0, 0] = self._viewer.dims.current_step[0]
-        return show_layer(
-            self._viewer, f"title: {text} [{record.name}]", corner, "points", **where, size=0.1,
-            features={"title": [text]}, text={"string": "{title}", "color": "white", "size": 14, "anchor": "upper_left"},
-            face_color="transparent",
-        )  # fmt: skip
 
     def _arrange(self, cells: list[list[Layer]]) -> None:
         """Put each cell's layers in one view of napari's grid mode and hide every other layer meanwhile."""

@@ -124,21 +124,22 @@ class InferenceWidget(Container):
             checkpoint = self._model.selected()
             check_normalisation(checkpoint.metadata)
             layers = self._model.input_layers(checkpoint.metadata)
-            settings = self._settings(checkpoint.metadata, layers[0])
+            reference = next(iter(layers.values()))
+            settings = self._settings(checkpoint.metadata, reference)
         except LesionSegError as err:
             self._status.value = "Cannot run (see the notification)."
             show_error(str(err))
             return None
-        self._active = self._start_run(checkpoint, settings, layers[0])
+        self._active = self._start_run(checkpoint, settings, reference)
         self._set_running(True)
         self._worker = create_worker(
             inference_job,
-            dict(zip(checkpoint.metadata.modalities, (layer.data for layer in layers))),
+            {modality: layer.data for modality, layer in layers.items()},
             checkpoint.path,
             settings,
             self._active.cancel,
             self._active.layers_ready,
-            geometry=geometry_from_layer_metadata(layers[0].metadata),  # runs in the model's space
+            geometry=geometry_from_layer_metadata(reference.metadata),  # runs in the model's space
             _start_thread=False,
             _connect={
                 "yielded": self._on_progress,
@@ -345,6 +346,7 @@ class InferenceWidget(Container):
         self._status.value = (
             f"{run.name}: {result.total} patches in {result.timings['total']:.1f} s on {result.device}"
             + (f" ({'; '.join(result.messages)})" if result.messages else "")
+            + (f". {_sentence(result.model_space.describe())}" if result.model_space is not None else "")
         )
 
     def _record(self, run: _ActiveRun, result: InferenceResult) -> None:
@@ -413,3 +415,7 @@ class InferenceWidget(Container):
         for name in [n for n, r in self._runs.items() if r.layers.get("probability") not in present]:
             del self._runs[name]
         self._session.forget_missing(present)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")

@@ -358,7 +358,7 @@ def test_the_dock_and_its_overlays_are_visible_on_screen(qtbot, app, tmp_path):
     assert np.abs(with_outline.astype(int) - without_outline.astype(int)).sum() > 0  # the patch outline shows
     dock.cancel()
     wait_until_idle(qtbot, dock)
-    probability = viewer.layers["lesion probability [beta 1]"]
+    probability = viewer.layers["lesion probability [beta 1] (partial)"]  # a cancelled run says so
     with_probability = viewer.screenshot(canvas_only=True)
     probability.visible = False
     without_probability = viewer.screenshot(canvas_only=True)
