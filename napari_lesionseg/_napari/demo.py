@@ -21,6 +21,7 @@ import numpy as np
 
 from napari_lesionseg import __version__
 from napari_lesionseg._files import write_text_atomic
+from napari_lesionseg._napari._demo_cases import rerun_with_fine_tuned, thick_slice_case, write_thick_slice_copy
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg.data.samples import sample_subject
 
@@ -29,6 +30,8 @@ DOCKS = ("Subject", "Inference", "Fusion explorer", "Lesion review", "Fine-tune"
 #: The demo's subject: the medium-load sample (the napari sample-data entry opens the first one).
 DEMO_SUBJECT = 1
 DEMO_CHECKPOINT = "fbeta_1.5"
+#: The sample subject the real-looking (thick-slice) case is made from.
+THICK_SUBJECT = 2
 
 
 def build_app(viewer: napari.Viewer, subject: Path | None = None) -> dict[str, Any]:
@@ -97,15 +100,27 @@ def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, 
     shots: dict[str, str] = {}
     try:
         viewer.window._qt_window.resize(1700, 1150)
+        opened = time.perf_counter()
         docks = build_app(viewer, subject)
+        _wait(lambda: len(viewer.layers) >= 4, "the subject to open")
+        open_s = round(time.perf_counter() - opened, 1)
         viewer.reset_view()
         shots["app"] = _screenshot(viewer, out_dir, "app.png")
         _screenshot(viewer, out_dir, "canvas.png", canvas_only=True)
-        summary = summarise(viewer, docks)
+        summary = {**summarise(viewer, docks), "open_s": open_s}
         summary["inference"] = _live_inference(viewer, docks["Inference"], out_dir, shots)
         summary["fusion"] = _fusion_comparison(viewer, docks["Fusion explorer"], out_dir, shots)
         summary["review"] = _lesion_review(viewer, docks["Lesion review"], out_dir, shots)
         summary["fine_tune"] = _fine_tune(viewer, docks, out_dir, shots, fine_tune_iterations)
+        summary["rerun"] = rerun_with_fine_tuned(viewer, docks, _wait)
+        thick = write_thick_slice_copy(sample_subject(THICK_SUBJECT), out_dir / "thick-subject")
+        summary["thick_slices"] = thick_slice_case(viewer, docks, thick, _wait)
+        _raise_dock(docks["Inference"])
+        shots["thick_slices"] = _screenshot(viewer, out_dir, "thick_slices.png")
+        summary["session_s"] = {
+            "open": summary["open_s"], "run": summary["inference"]["wall_s"], "review": summary["review"]["wall_s"],
+            "fine_tune": summary["fine_tune"]["wall_s"], "rerun_no_tta": summary["rerun"].get("wall_s"),
+        }  # fmt: skip
         summary["layers_at_end"] = [layer.name for layer in viewer.layers]
         summary["screenshots"] = shots
         canvas = np.asarray(viewer.screenshot(canvas_only=True))
@@ -163,6 +178,7 @@ def _fusion_comparison(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: d
 def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
     """Review the run's mask against the reference: TP/FN/FP overlay, metrics, lesion table."""
     _raise_dock(dock)
+    started = time.perf_counter()
     dock.set_reference(viewer.layers["reference mask"])
     dock.update(blocking=True)
     dock.set_mode("voxel")
@@ -172,7 +188,8 @@ def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[
     shots["review"] = _screenshot(viewer, out_dir, "review.png")
     review = dock.review
     metrics = {k: review.metrics.get(k) for k in ("dsc", "sensitivity", "ppv", "ltpr", "lfpr")} if review else {}
-    return {"metrics": metrics, "lesions": len(dock.rows), "plane": viewer.text_overlay.text}
+    wall_s = round(time.perf_counter() - started, 1)
+    return {"metrics": metrics, "lesions": len(dock.rows), "plane": viewer.text_overlay.text, "wall_s": wall_s}
 
 
 def _fine_tune(
