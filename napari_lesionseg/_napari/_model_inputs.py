@@ -15,6 +15,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
 from napari_lesionseg._napari._layers import add_subject_layers, is_result
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.naming import subject_of
@@ -28,7 +29,7 @@ from napari_lesionseg.engine.checkpoints import (
 )
 from napari_lesionseg.engine.choice import default_checkpoint, grouped
 from napari_lesionseg.engine.requirements import required_modalities
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.errors import CheckpointError, InvalidInputError
 
 if TYPE_CHECKING:
     import napari
@@ -227,10 +228,7 @@ class ModelInputs(Container):
 
     def _on_load_error(self, err: Exception) -> None:
         self._status("Could not open the subject (see the notification).")
-        if isinstance(err, LesionSegError):
-            show_error(str(err))
-        else:
-            raise err
+        notify_or_raise(err)
 
 
 def check_modalities_match(chosen: dict[str, Layer]) -> None:

@@ -23,6 +23,7 @@ from napari.utils.notifications import show_error, show_info
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._model_inputs import matching_layer
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._scroll import scroll_contents
@@ -345,10 +346,8 @@ class FineTuneWidget(Container):
         show_info(f"Fine-tuned checkpoint {outcome.name!r} saved; the Inference dock lists it.")
 
     def _on_error(self, err: Exception) -> None:
-        if not isinstance(err, LesionSegError):  # a bug, not bad input: keep the traceback
-            raise err
         self._status.value = "The fine-tune stopped (see the notification)."
-        show_error(str(err))
+        notify_or_raise(err)
 
     def _on_worker_done(self) -> None:
         self._worker = None

@@ -26,12 +26,12 @@ from napari_lesionseg._napari._layers import (
     remove_layers,
     show_layer,
 )
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.metadata import METADATA_KEY
 from napari_lesionseg.engine.fusion import weight_kernel
-from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.compare import (
     COMPARED_MODES,
     central_patch,
@@ -361,10 +361,7 @@ class FusionExplorerWidget(Container):
         self._table.value = mode_table(metrics, _METRIC_KEYS)
 
     def _report_error(self, err: Exception) -> None:
-        if isinstance(err, LesionSegError):
-            show_error(str(err))
-        else:  # a bug, not bad input: keep the traceback in napari's console/log
-            raise err
+        notify_or_raise(err)
 
     def _clear_worker(self) -> None:
         self._worker = None

@@ -25,6 +25,7 @@ from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._inference_job import InferenceFailed, box_slices, inference_job, pause_worker_after
 from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._run_layers import (
     MASK_COLOR,
@@ -377,10 +378,7 @@ class InferenceWidget(Container):
         if self._active is not None:
             self._drop_unfinished(self._active)
         self._status.value = "Inference failed (see the notification)."
-        if isinstance(err, (LesionSegError, InferenceFailed)):
-            show_error(str(err))
-        else:  # a bug, not bad input: keep the traceback in napari's console/log
-            raise err
+        notify_or_raise(err, InferenceFailed)
 
     def _on_worker_finished(self) -> None:
         self._worker = None

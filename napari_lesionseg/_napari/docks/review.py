@@ -33,6 +33,7 @@ from napari_lesionseg._napari._layers import confusion_overlay
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
 from napari_lesionseg._napari._model_inputs import image_layers, matching_layer
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._ortho_views import OrthoViews
 from napari_lesionseg._napari._plot import CurvePlot
@@ -327,10 +328,8 @@ class LesionReviewWidget(Container):
         self._schedule_update()
 
     def _report_error(self, err: Exception) -> None:
-        if not isinstance(err, LesionSegError):  # a bug, not bad input: keep the traceback
-            raise err
         self._status.value = "Could not review (see the notification)."
-        show_error(str(err))
+        notify_or_raise(err)
 
     def _worker_finished(self) -> None:
         self._worker = None

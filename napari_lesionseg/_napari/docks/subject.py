@@ -16,6 +16,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._layers import add_subject_layers
+from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
@@ -134,10 +135,7 @@ class SubjectWidget(Container):
 
     def _report_error(self, err: Exception) -> None:
         self._status.value = "Could not open the subject (see the notification)."
-        if isinstance(err, LesionSegError):
-            show_error(str(err))
-        else:  # a bug, not bad input: keep the traceback in napari's console/log
-            raise err
+        notify_or_raise(err)
 
     def _clear_worker(self) -> None:
         self._worker = None
