@@ -87,12 +87,15 @@ def find_subject_files(folder: str | Path) -> tuple[dict[str, Path], Path | None
         )
     by_role: dict[str, list[Path]] = {}
     prefixes: dict[str, list[Path]] = {}
+    assigned = _assigned_roles(folder)
     for path in sorted(folder.iterdir()):
         parsed = parse_subject_filename(path)
         if parsed is not None:
             prefix, role = parsed
             by_role.setdefault(role, []).append(path)
             prefixes.setdefault(prefix, []).append(path)
+        elif path.name in assigned:  # named by hand (`assignments`): it belongs to the folder's subject
+            by_role.setdefault(assigned[path.name], []).append(path)
     _check_one_subject(folder, prefixes)
     _check_no_duplicates(folder, by_role)
     images = {m: by_role[m][0] for m in MODALITIES if m in by_role}
@@ -100,6 +103,12 @@ def find_subject_files(folder: str | Path) -> tuple[dict[str, Path], Path | None
         raise InvalidInputError(_no_modality_message(folder))
     mask = by_role.get(MASK_SUFFIX, [None])[0]
     return images, mask
+
+
+def _assigned_roles(folder: Path) -> dict[str, str]:
+    from napari_lesionseg.data.assignments import assigned_roles
+
+    return assigned_roles(folder)
 
 
 def subject_name(folder: Path, paths: Sequence[Path]) -> str:
@@ -132,7 +141,7 @@ def _no_modality_message(folder: Path) -> str:
     expected = ", ".join(f"<subject>_{m}.nii.gz" for m in MODALITIES)
     return (
         f"{folder}: no recognisable modality (found {found}). Expected files named {expected}, "
-        f"and optionally <subject>_{MASK_SUFFIX}.nii.gz."
+        f"and optionally <subject>_{MASK_SUFFIX}.nii.gz; or assign the files' modalities by hand in the Subject dock."
     )
 
 

@@ -15,6 +15,7 @@ from napari.layers import Image, Labels, Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari._assign_panel import AssignPanel
 from napari_lesionseg._napari._layers import add_subject_layers
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
@@ -54,6 +55,7 @@ class SubjectWidget(Container):
         self._save_path = FileEdit(mode="w", label="Save as", filter="*.nii.gz *.nii")
         self._save = PushButton(text="Save layer as NIfTI (source grid)")
 
+        self._assign = AssignPanel(self.open_subject)
         self.extend(
             [
                 Label(value="<b>Subject</b>"),
@@ -62,6 +64,7 @@ class SubjectWidget(Container):
                 self._folder,
                 self._open_folder,
                 self._status,
+                self._assign,
                 Label(value="Volumes (canonical S, P, L orientation)"),
                 self._table,
                 self._save_layer,
@@ -84,7 +87,12 @@ class SubjectWidget(Container):
         folder = Path(folder)
         self._status.value = f"Loading {folder.name}..."
         # Connecting `errored` here (not after creation) stops superqt from re-raising bad input as a traceback.
-        connections = {"returned": self._add_subject, "errored": self._report_error, "finished": self._clear_worker}
+        def failed(err: Exception) -> None:
+            self._report_error(err)
+            if "no recognisable modality" in str(err):  # scanner-style names: let the user say which is which
+                self._assign.offer(folder)
+
+        connections = {"returned": self._add_subject, "errored": failed, "finished": self._clear_worker}
         self._worker = create_worker(load_subject, folder, _connect=connections)
         return self._worker
 

@@ -83,3 +83,27 @@ def test_opening_the_same_folder_twice_adds_nothing_twice(make_napari_viewer, ma
     again, skipped_again = add_subject_layers(viewer, subject_layer_data(subject))
     assert added and not skipped and again == [] and len(skipped_again) == len(added)
     assert not any(layer.name.endswith("[1]") for layer in viewer.layers)
+
+
+def test_scanner_named_files_can_be_assigned_modalities_in_the_dock(qtbot, make_napari_viewer, tmp_path, monkeypatch):
+    from conftest import write_nifti
+
+    from napari_lesionseg._napari.docks.subject import SubjectWidget
+
+    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "exam-0042"
+    for name in ("301_3D_FLAIR_SAG.nii.gz", "401_T1_MPRAGE.nii.gz"):
+        write_nifti(folder / name, np.random.default_rng(0).random((10, 12, 8)).astype(np.float32))
+    viewer = make_napari_viewer()
+    dock = SubjectWidget(viewer)
+    worker = dock.open_subject(folder)
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    assert dock._assign.offered and len(viewer.layers) == 0  # refused, and asked which file is which
+    dock._assign.set_role("301_3D_FLAIR_SAG.nii.gz", "FLAIR")
+    dock._assign.set_role("401_T1_MPRAGE.nii.gz", "T1w")
+    worker = dock._assign.apply()
+    with qtbot.waitSignal(worker.finished, timeout=20_000):
+        pass
+    assert [layer.name for layer in viewer.layers] == ["FLAIR", "T1w"]
+    assert viewer.layers["FLAIR"].metadata["lesionseg"]["modality"] == "FLAIR"
