@@ -16,7 +16,7 @@ from napari_lesionseg.data.geometry import CANONICAL_AXCODES
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PLANES", "plane_text", "show_radiological"]
+__all__ = ["PLANES", "plane_text", "show_radiological", "text_overlay"]
 
 #: The plane shown when this canonical axis is the sliced one.
 PLANES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
@@ -28,12 +28,20 @@ def show_radiological(viewer: napari.viewer.Viewer) -> None:
     if viewer in _FOLLOWED:
         return
     _FOLLOWED.add(viewer)
-    viewer.text_overlay.position = "top_left"
-    viewer.text_overlay.font_size = 11
+    overlay = text_overlay(viewer)
+    overlay.position = "top_left"
+    overlay.font_size = 11
     for event in (viewer.dims.events.order, viewer.dims.events.ndisplay, viewer.dims.events.ndim,
                   viewer.dims.events.current_step):  # fmt: skip
         event.connect(lambda _event=None: _update(viewer))
     _update(viewer)
+
+
+def text_overlay(viewer: napari.viewer.Viewer) -> Any:
+    """The canvas text overlay (``viewer.canvas.overlays.text`` since napari 0.9, ``viewer.text_overlay`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
 
 
 def plane_text(viewer: napari.viewer.Viewer) -> str:
@@ -45,13 +53,14 @@ def plane_text(viewer: napari.viewer.Viewer) -> str:
 
 
 def _update(viewer: napari.viewer.Viewer) -> None:
+    overlay = text_overlay(viewer)
     if viewer.dims.ndim != 3:
-        viewer.text_overlay.visible = False
+        overlay.visible = False
         return
     if all(label.lstrip("-").isdigit() for label in viewer.dims.axis_labels):  # napari's "-3"...: say what they are
         viewer.dims.axis_labels = CANONICAL_AXCODES
     if viewer.dims.ndisplay == 2:
         vertical = viewer.dims.displayed[0]
         viewer.camera.orientation2d = ("up" if vertical == 0 else "down", "right")
-    viewer.text_overlay.text = plane_text(viewer)
-    viewer.text_overlay.visible = bool(viewer.text_overlay.text)
+    overlay.text = plane_text(viewer)
+    overlay.visible = bool(overlay.text)

@@ -22,6 +22,7 @@ import numpy as np
 from napari_lesionseg import __version__
 from napari_lesionseg._files import write_text_atomic
 from napari_lesionseg._napari._demo_cases import rerun_with_fine_tuned, thick_slice_case, write_thick_slice_copy
+from napari_lesionseg._napari._orientation import text_overlay
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg.data.samples import sample_subject
 
@@ -189,7 +190,7 @@ def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[
     review = dock.review
     metrics = {k: review.metrics.get(k) for k in ("dsc", "sensitivity", "ppv", "ltpr", "lfpr")} if review else {}
     wall_s = round(time.perf_counter() - started, 1)
-    return {"metrics": metrics, "lesions": len(dock.rows), "plane": viewer.text_overlay.text, "wall_s": wall_s}
+    return {"metrics": metrics, "lesions": len(dock.rows), "plane": text_overlay(viewer).text, "wall_s": wall_s}
 
 
 def _fine_tune(

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_lesionseg._napari._orientation import plane_text, show_radiological
+from napari_lesionseg._napari._orientation import plane_text, show_radiological, text_overlay
 
 
 def _head_with_a_marker_at_the_top(viewer):
@@ -37,7 +37,7 @@ def test_the_plane_and_its_position_are_shown(make_napari_viewer):
     viewer.add_image(np.zeros((10, 10, 10), np.float32), scale=(2.0, 1.0, 1.0), translate=(-4.0, 0.0, 0.0))
     show_radiological(viewer)
     viewer.dims.set_point(0, 6.0)
-    assert plane_text(viewer) == "Axial · S 6.0 mm" and viewer.text_overlay.text == "Axial · S 6.0 mm"
+    assert plane_text(viewer) == "Axial · S 6.0 mm" and text_overlay(viewer).text == "Axial · S 6.0 mm"
     viewer.dims.order = (1, 0, 2)
     assert plane_text(viewer).startswith("Coronal · P")
     assert tuple(viewer.dims.axis_labels) == ("S", "P", "L")
