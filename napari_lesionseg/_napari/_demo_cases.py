@@ -45,13 +45,16 @@ def write_thick_slice_copy(subject: Path, out: Path) -> Path:
     return out
 
 
-def thick_slice_case(viewer: napari.Viewer, docks: dict[str, Any], folder: Path, wait: Callable[..., None]) -> dict[str, Any]:
+def thick_slice_case(
+    viewer: napari.Viewer, docks: dict[str, Any], folder: Path, checkpoint: str, wait: Callable[..., None]
+) -> dict[str, Any]:
     """Open the thick-slice subject in place of the first one and segment it with the default model."""
     viewer.layers.clear()
     inference = docks["Inference"]
     inference.open_folder(folder)
     wait(lambda: "FLAIR" in viewer.layers and "reference mask" in viewer.layers, "the thick-slice subject to open")
     inference.refresh_checkpoints()
+    inference.select_checkpoint(checkpoint)  # the bundled model, not the one the re-run tuned on another subject
     inference.set_options(tta=False, run_name="thick slices", keep_runs=False)
     started = time.perf_counter()
     inference.run()

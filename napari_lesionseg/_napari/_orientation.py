@@ -32,7 +32,7 @@ def show_radiological(viewer: napari.viewer.Viewer) -> None:
     overlay.position = "top_left"
     overlay.font_size = 11
     for event in (viewer.dims.events.order, viewer.dims.events.ndisplay, viewer.dims.events.ndim,
-                  viewer.dims.events.current_step):  # fmt: skip
+                  viewer.dims.events.current_step, viewer.dims.events.axis_labels):  # fmt: skip
         event.connect(lambda _event=None: _update(viewer))
     _update(viewer)
 

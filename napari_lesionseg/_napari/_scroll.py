@@ -4,8 +4,7 @@ native widget as it is, and magicgui's own `scrollable` is lost when napari take
 from __future__ import annotations
 
 from magicgui.widgets import Container
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QLayout, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 __all__ = ["MAX_MINIMUM_HEIGHT", "scroll_contents"]
 
@@ -20,6 +19,7 @@ def scroll_contents(container: Container) -> QScrollArea:
     inner_layout = QVBoxLayout(inner)
     inner_layout.setContentsMargins(outer.contentsMargins())
     inner_layout.setSpacing(outer.spacing())
+    inner_layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # scroll, never squeeze the widgets
     while outer.count():
         item = outer.takeAt(0)
         if item.widget() is not None:
@@ -31,7 +31,6 @@ def scroll_contents(container: Container) -> QScrollArea:
     scroll.setWidgetResizable(True)
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setWidget(inner)
-    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # contents take the dock's width
     scroll.setMinimumHeight(min(MAX_MINIMUM_HEIGHT, inner.minimumSizeHint().height()))
     scroll.setMinimumWidth(inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
     scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)

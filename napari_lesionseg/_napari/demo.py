@@ -115,7 +115,7 @@ def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, 
         summary["fine_tune"] = _fine_tune(viewer, docks, out_dir, shots, fine_tune_iterations)
         summary["rerun"] = rerun_with_fine_tuned(viewer, docks, _wait)
         thick = write_thick_slice_copy(sample_subject(THICK_SUBJECT), out_dir / "thick-subject")
-        summary["thick_slices"] = thick_slice_case(viewer, docks, thick, _wait)
+        summary["thick_slices"] = thick_slice_case(viewer, docks, thick, DEMO_CHECKPOINT, _wait)
         _raise_dock(docks["Inference"])
         shots["thick_slices"] = _screenshot(viewer, out_dir, "thick_slices.png")
         summary["session_s"] = {
