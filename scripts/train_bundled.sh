@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled checkpoints napari_lesionseg/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
+# Reproduce the bundled checkpoints napari_lesionseg/engine/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
 # and their validation table (docs/TRAINING.md explains every choice).
 #
 # Resumable: every step is skipped when its result exists, and an interrupted training run
@@ -18,7 +18,7 @@ FOCAL_EPOCHS=${FOCAL_EPOCHS:-51}
 VAL_EVERY=${VAL_EVERY:-17}
 THREADS=${THREADS:-1}
 DEVICE=${DEVICE:-cpu}
-WEIGHTS=napari_lesionseg/weights
+WEIGHTS=napari_lesionseg/engine/weights
 LESIONSEG=${LESIONSEG:-$( [ -x .venv/bin/lesionseg ] && echo .venv/bin/lesionseg || echo lesionseg )}
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 

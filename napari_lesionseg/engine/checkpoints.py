@@ -12,7 +12,7 @@ atomic (`napari_lesionseg._files.atomic_path`).
 
 Where checkpoints live:
 
-* bundled with the package: ``napari_lesionseg/weights/*.pt``;
+* bundled with the package: ``napari_lesionseg/engine/weights/*.pt``;
 * the user's (fine-tunes): ``$LESIONSEG_HOME/checkpoints`` if set, else
   ``$XDG_DATA_HOME/napari-lesionseg/checkpoints`` (``~/.local/share/...`` by default).
 
