@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the bundled checkpoints napari_lesionseg/engine/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
+# and the modality-subset ones {fbeta_1.5_flair-t1w,fbeta_1.5_flair}.pt
 # and their validation table (docs/TRAINING.md explains every choice).
 #
 # Resumable: every step is skipped when its result exists, and an interrupted training run
@@ -47,9 +48,11 @@ make_subjects "$WORK/data/train" 16 100
 make_subjects "$WORK/data/val" 4 500
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal)
+[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair)
 for name in "${names[@]}"; do
   case $name in
+    fbeta_1.5_flair-t1w) train_one "$name" "$EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR,T1w ;;
+    fbeta_1.5_flair) train_one "$name" "$EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR ;;
     fbeta_*) train_one "$name" "$EPOCHS" --loss fbeta --beta "${name#fbeta_}" ;;
     focal) train_one focal "$FOCAL_EPOCHS" --loss focal ;;
     *) echo "unknown checkpoint $name (expected fbeta_<beta> or focal)" >&2; exit 2 ;;

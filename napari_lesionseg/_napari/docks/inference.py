@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import Container, FloatSlider, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, Container, FloatSlider, Label, ProgressBar, PushButton
 from napari.layers import Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -96,6 +96,7 @@ class InferenceWidget(Container):
         self._progress = ProgressBar(min=0, max=1, value=0, label="Progress")
         self._status = Label(value="")
         self._threshold = FloatSlider(label="Threshold", min=0.0, max=1.0, step=0.01, value=THRESHOLD)
+        self._outline = CheckBox(text="Mask as outlines (see the lesions under it)", value=False)
         self._threshold_timer = QTimer(singleShot=True, interval=_THRESHOLD_DEBOUNCE_MS)
         self._threshold_timer.timeout.connect(self._apply_threshold)
 
@@ -237,6 +238,7 @@ class InferenceWidget(Container):
     def _build_layout(self) -> None:
         buttons = Container(layout="horizontal", labels=False, widgets=[self._run_button, self._cancel_button])
         results = Container(labels=True, widgets=[self._threshold])
+        self._outline.changed.connect(self._apply_outline)
         self.extend(
             [
                 self._model,
@@ -247,6 +249,7 @@ class InferenceWidget(Container):
                 self._status,
                 Label(value="<b>Result</b>"),
                 results,
+                self._outline,
             ]
         )
 
@@ -392,6 +395,13 @@ class InferenceWidget(Container):
     def _on_threshold(self, value: float) -> None:
         """The slider moved: re-threshold once it rests (a drag sends a change per step)."""
         self._threshold_timer.start()
+
+    def _apply_outline(self, outlined: bool | None = None) -> None:
+        """Draw every shown run's mask as outlines (or filled again)."""
+        for record in self._runs.values():
+            name = record.layers.get("mask")
+            if name in self._viewer.layers:
+                self._viewer.layers[name].contour = 1 if self._outline.value else 0
 
     def _apply_threshold(self) -> None:
         """Re-threshold the current run's mask (the latest finished one; kept runs keep their threshold)."""

@@ -435,3 +435,15 @@ class TestTrustworthyInputs:
         dock.select_checkpoint("tiny-beta3")  # a pinned choice survives a refresh
         dock.refresh_checkpoints()
         assert dock._model.selected().name == "tiny-beta3"
+
+
+def test_the_mask_can_be_drawn_as_outlines(qtbot, app):
+    viewer, dock = app
+    dock.run()
+    wait_until_idle(qtbot, dock)
+    mask = viewer.layers["lesion mask [beta 1]"]
+    assert mask.contour == 0
+    dock._outline.value = True
+    assert mask.contour == 1
+    dock._outline.value = False
+    assert mask.contour == 0
