@@ -181,17 +181,8 @@ class InferenceWidget(Container):
         run_name: str | None = None,
         keep_runs: bool | None = None,
     ) -> None:
-        """Set the dock's run options as a user would (None leaves an option as it is); for scripts and demos.
-
-        Args:
-            fusion: primary fusion mode (`constants.FUSION_MODES`).
-            overlap: patch overlap fraction.
-            tta: the paper's test-time augmentation on or off.
-            device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (as listed).
-            batch_size: patches per network call.
-            run_name: names the run's layers; ``""`` for the automatic ``"beta 1.5"``.
-            keep_runs: keep earlier runs' layers (side-by-side betas).
-        """
+        """Set the run options as a user would (None leaves one as it is): fusion mode, overlap, the paper's
+        test-time flips, device, patches per call, run name ("" for "beta 1.5"), keep earlier runs."""
         self._options.configure(
             fusion=fusion, overlap=overlap, tta=tta, device=device, batch_size=batch_size, run_name=run_name,
             keep_runs=keep_runs,
