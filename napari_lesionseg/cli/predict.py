@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.vocabulary import FUSION_MODES
+from napari_lesionseg.vocabulary import FUSION_MODES, PRECISIONS
 
 if TYPE_CHECKING:
     from napari_lesionseg.data.subject import Subject
@@ -81,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tta-set", default="paper", choices=("paper", "mirror8"), help="paper: identity + 180-degree rotation in each plane; mirror8: all 8 mirrorings (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     run.add_argument("--batch-size", type=int, default=2, help="patches per network call (default: %(default)s)")
+    run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32 (default: %(default)s)")
     run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
     run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
     run.add_argument("--threshold", type=float, default=THRESHOLD, help="mask threshold (default: %(default)s)")
@@ -152,6 +153,7 @@ def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
         border=args.border,
         batch_size=args.batch_size,
         device=device,
+        precision=args.precision,
         threshold=args.threshold,
         uncertainty=args.uncertainty_out is not None,
         stream_partial=False,
@@ -197,7 +199,8 @@ def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> 
     ml = float(result.mask.sum() * np.prod(subject.geometry.spacing) / 1000.0)
     seconds = result.timings.get("total", 0.0) + result.timings.get("normalisation", 0.0)
     files = ", ".join(str(p) for p in written)
-    return f"{subject.name}: {result.total} patches on {result.device} in {seconds:.1f} s, lesion volume {ml:.2f} ml -> {files}"
+    patches = f"{result.total} patches ({result.skipped} background, skipped) on {result.device} ({result.precision})"
+    return f"{subject.name}: {patches} in {seconds:.1f} s, lesion volume {ml:.2f} ml -> {files}"
 
 
 def _check_outputs(outputs: _Outputs, n_subjects: int) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from torch import nn
 
 from napari_lesionseg._progress import CancelToken, drain
-from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
+from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack_with_foreground
 from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, check_modalities, load_checkpoint
 from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
@@ -62,6 +62,8 @@ def iter_predict(
         before_network: called once the stack is normalised, just before the first batch (the
             Inference dock waits there for its layers).
 
+    Patches outside the head foreground the normalisation finds are skipped (probability 0).
+
     Returns:
         The generator's value: the result on the images' grid, with ``timings["normalisation"]``.
 
@@ -75,7 +77,7 @@ def iter_predict(
     modalities = check_modalities(metadata, tuple(available))
     check_normalisation(metadata)
     started = time.perf_counter()
-    stack = normalize_stack(_stack([available[m] for m in modalities], modalities))
+    stack, foreground = normalize_stack_with_foreground(_stack([available[m] for m in modalities], modalities))
     normalisation = time.perf_counter() - started
     settings = settings or InferenceSettings()
     if settings.patch_size is None:
@@ -85,7 +87,8 @@ def iter_predict(
     check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
     if before_network is not None:
         before_network()
-    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model))
+    divisor = size_divisor(metadata.model)
+    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor, foreground=foreground)
     result = yield from _finite(run, metadata.name)
     return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
 

@@ -57,6 +57,9 @@ class InferenceResult:
         timings: seconds per stage (``extract``, ``network``, ``fusion``, ``total``).
         device: where the network ran.
         messages: notices from the run (fallbacks).
+        precision: the dtype the network ran in (``"float32"``, ``"bfloat16"``, ``"float16"``).
+        skipped: patches not sent to the network because they hold no foreground (probability 0);
+            they count in `done`.
     """
 
     probabilities: dict[str, np.ndarray]
@@ -71,6 +74,8 @@ class InferenceResult:
     timings: dict[str, float]
     device: str
     messages: tuple[str, ...] = field(default=())
+    precision: str = "float32"
+    skipped: int = 0
 
     @property
     def probability(self) -> np.ndarray:

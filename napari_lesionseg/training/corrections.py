@@ -75,6 +75,7 @@ class FineTuneRequest:
         loss: a `training.LOSSES` name; None keeps the checkpoint's loss.
         beta: F-beta's beta; None keeps the checkpoint's.
         steps, lr, batch_size, device, seed: the training run (device "auto" picks CUDA when present).
+        precision: network arithmetic of the measurements and the training (`engine.precision`).
         measure: score the network on the corrected subject before and after (see `EVALUATION`).
         out_dir: where the new checkpoint goes (default: `checkpoints.user_checkpoint_dir()`).
     """
@@ -93,6 +94,7 @@ class FineTuneRequest:
     batch_size: int = 2
     device: str = "auto"
     seed: int = 0
+    precision: str = "auto"
     measure: bool = True
     out_dir: Path | None = None
 
@@ -256,7 +258,7 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
     device = resolve_device(request.device)
     settings = InferenceSettings(
         overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
-        amp=device.type == "cuda", uncertainty=False, stream_partial=False,
+        precision=request.precision, uncertainty=False, stream_partial=False,
     )  # fmt: skip
     result = predict(dict(request.images), checkpoint, settings)
     return score(result.probability, np.asarray(request.mask) != 0, request.spacing)
@@ -264,8 +266,10 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
 
 def _check_settings(request: FineTuneRequest) -> None:
     """Refuse bad settings before the (slow) baseline measurement rather than after it."""
+    from napari_lesionseg.engine.precision import check_precision
     from napari_lesionseg.vocabulary import LOSSES
 
+    check_precision(request.precision)
     if request.loss is not None and request.loss not in LOSSES:
         raise InvalidInputError(f"unknown loss {request.loss!r}; expected one of {', '.join(LOSSES)}")
     if request.beta is not None and not request.beta > 0:
@@ -282,6 +286,7 @@ def _training_options(request: FineTuneRequest, work_dir: str) -> dict[str, Any]
         "batch_size": int(request.batch_size),
         "device": None if request.device == "auto" else request.device,
         "seed": int(request.seed),
+        "precision": request.precision,
         "work_dir": work_dir,
         "val_every": _VALIDATE_AT_END_ONLY,
         "val_overlap": EVALUATION["overlap"],

@@ -57,7 +57,9 @@ def _image(shape=(2, 13, 17, 11), seed: int = 0) -> np.ndarray:
 
 
 def _settings(**kwargs) -> InferenceSettings:
-    return InferenceSettings(**{"patch_size": PATCH, "tta": "none", "device": "cpu", "batch_size": 4, **kwargs})
+    """float32 unless a test asks otherwise: these tests compare with float32 references at 1e-5."""
+    options = {"patch_size": PATCH, "tta": "none", "device": "cpu", "batch_size": 4, "precision": "float32"}
+    return InferenceSettings(**{**options, **kwargs})
 
 
 class TestAgainstMonai:
@@ -239,8 +241,8 @@ class TestOnCuda:
         net = build_model(model_config("compact", in_channels=2)).eval()
         image = _image((2, 48, 40, 44))
         settings = {"patch_size": 32, "tta": "paper", "batch_size": 4}
-        cpu = run_inference(net, image, InferenceSettings(device="cpu", **settings))
-        gpu = run_inference(net, image, InferenceSettings(device="cuda", amp=True, **settings))
+        cpu = run_inference(net, image, InferenceSettings(device="cpu", precision="float32", **settings))
+        gpu = run_inference(net, image, InferenceSettings(device="cuda", precision="float16", **settings))
         assert gpu.device.startswith("cuda") and not gpu.messages
         np.testing.assert_allclose(gpu.probability, cpu.probability, atol=1e-2)
 
