@@ -62,7 +62,8 @@ def iter_predict(
         before_network: called once the stack is normalised, just before the first batch (the
             Inference dock waits there for its layers).
 
-    Patches outside the head foreground the normalisation finds are skipped (probability 0).
+    Patches outside the head foreground the normalisation finds are skipped (probability 0) unless
+    ``settings.skip_background`` is off.
 
     Returns:
         The generator's value: the result on the images' grid, with ``timings["normalisation"]``.
@@ -88,7 +89,8 @@ def iter_predict(
     if before_network is not None:
         before_network()
     divisor = size_divisor(metadata.model)
-    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor, foreground=foreground)
+    skip = foreground if settings.skip_background else None
+    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=divisor, foreground=skip)
     result = yield from _finite(run, metadata.name)
     return dataclasses.replace(result, timings={**result.timings, "normalisation": normalisation})
 

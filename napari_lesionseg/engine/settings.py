@@ -31,6 +31,8 @@ class InferenceSettings:
         priority_axis: the axis of `priority_slice` (0: napari's slider axis).
         precision: network arithmetic, one of `vocabulary.PRECISIONS` (`engine.precision`):
             ``"auto"`` is bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32.
+        skip_background: `engine.predict` sends no patch outside the head foreground to the network
+            (probability 0 there).
         uncertainty: also accumulate the spread of the predictions.
         stream_partial: attach the fused probability of each batch's region to its event.
     """
@@ -46,6 +48,7 @@ class InferenceSettings:
     priority_slice: int | None = None
     priority_axis: int = 0
     precision: str = "auto"
+    skip_background: bool = True
     uncertainty: bool = True
     stream_partial: bool = True
 

@@ -112,6 +112,7 @@ class FineTuneOutcome:
         steps, total_steps: optimizer steps done and planned.
         cancelled: whether the run was stopped early.
         losses: the training loss after every step.
+        skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
     """
 
     checkpoint: Path | None
@@ -122,6 +123,7 @@ class FineTuneOutcome:
     total_steps: int
     cancelled: bool
     losses: list[float]
+    skipped_steps: int = 0
 
     @property
     def name(self) -> str | None:
@@ -244,8 +246,9 @@ def iter_fine_tune_on_correction(
         tuned_metadata.training["fine_tune"] = _record(request, subject, before, after)
         save_checkpoint(result.checkpoint, tuned, tuned_metadata)
     return FineTuneOutcome(
-        result.checkpoint, metadata.name, before, after, result.steps, result.total_steps, result.cancelled, losses
-    )
+        result.checkpoint, metadata.name, before, after, result.steps, result.total_steps, result.cancelled, losses,
+        result.skipped_steps,
+    )  # fmt: skip
 
 
 def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:

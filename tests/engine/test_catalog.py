@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from napari_lesionseg.engine.catalog import auto_run_name, checkpoint_details, checkpoint_labels, short_label
+from napari_lesionseg.engine.catalog import (
+    auto_run_name,
+    checkpoint_details,
+    checkpoint_labels,
+    short_label,
+)
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 
 

@@ -119,9 +119,13 @@ def test_predict_skips_what_the_normalisation_calls_background(tmp_path):
         "tiny", config, "fbeta", 1.5, ["FLAIR", "T1w"], list(PATCH), normalization=dict(NORMALIZATION)
     )
     images = dict(zip(("FLAIR", "T1w"), _raw_channels()))
-    result = predict(images, (build_model(config), metadata), _settings(fusion=("spline",)))
+    checkpoint = (build_model(config), metadata)
+    result = predict(images, checkpoint, _settings(fusion=("spline",)))
     _, foreground = _head()
     assert result.skipped == int((~make_grid(foreground.shape, PATCH, 0.5).touching(foreground)).sum()) > 0
+    every_patch = predict(images, checkpoint, _settings(fusion=("spline",), skip_background=False))
+    assert every_patch.skipped == 0
+    np.testing.assert_allclose(every_patch.probability[foreground], result.probability[foreground], atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(5, 6, 7), (20, 23, 17)])
