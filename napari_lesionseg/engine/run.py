@@ -147,6 +147,7 @@ class _Run:
         self.dtype = resolve_precision(settings.precision, device)
         self.memory_format = memory_format(device)
         self.skipped = 0
+        self.background_fused = np.zeros(len(grid), dtype=bool)
         self.variants = tta_variants(settings.tta)
         self.batch_size = int(settings.batch_size)
         self.primary = settings.fusion[0]
@@ -173,9 +174,10 @@ class _Run:
 
     def step(self, indices: np.ndarray) -> bool:
         """Predict and fuse one batch; False after an out-of-memory error the run has adapted to."""
-        sent, skipped = indices[self.active[indices]], indices[~self.active[indices]]
+        sent = indices[self.active[indices]]
         try:
             with torch.inference_mode():
+                self._fuse_background(indices[~self.active[indices]])
                 if len(sent):
                     with self.timer("extract"):
                         batch = self._extract(sent)
@@ -183,15 +185,20 @@ class _Run:
                         probabilities = self._predict(batch)
                     with self.timer("fusion"):
                         self.accumulator.add(probabilities, sent)
-                if len(skipped):
-                    with self.timer("fusion"):
-                        zeros = torch.zeros((len(skipped), 1, *self.grid.patch_size), device=self.accumulator.device)
-                        self.accumulator.add(zeros, skipped)
         except torch.cuda.OutOfMemoryError as err:
             self._recover_from_oom(err)
             return False
-        self.skipped += len(skipped)
         return True
+
+    def _fuse_background(self, skipped: np.ndarray) -> None:
+        """Fuse probability 0 for the skipped patches not fused yet (a batch retried after running out of memory)."""
+        pending = skipped[~self.background_fused[skipped]]
+        if len(pending):
+            with self.timer("fusion"):
+                zeros = torch.zeros((len(pending), 1, *self.grid.patch_size), device=self.accumulator.device)
+                self.accumulator.add(zeros, pending)  # all or nothing: an out-of-memory error leaves the sums as they were
+            self.background_fused[pending] = True
+            self.skipped += len(pending)
 
     def event(self, indices: np.ndarray, done: int) -> ProgressEvent:
         """The progress event after the batch `indices`, carrying the notices raised since the last one."""

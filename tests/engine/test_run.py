@@ -182,6 +182,17 @@ class TestOutOfMemory:
         assert result.completed and len(result.messages) == 2
         assert "batches of 2 patches" in events[0].message
 
+    def test_a_retried_batch_fuses_its_skipped_patches_once(self):
+        image = _image()
+        foreground = np.zeros(image.shape[1:], dtype=bool)
+        foreground[:, :6] = True  # the patches beyond y = 6 hold no foreground
+        net = _LimitedMemoryNet(2)
+        result = run_inference(net, image, _settings(batch_size=8, fusion="uniform"), foreground=foreground)
+        reference = run_inference(net, image, _settings(batch_size=2, fusion="uniform"), foreground=foreground)
+        assert result.messages and 0 < result.skipped == reference.skipped
+        np.testing.assert_allclose(result.weight_sums["uniform"], reference.weight_sums["uniform"], rtol=1e-6)
+        np.testing.assert_allclose(result.probability, reference.probability, atol=1e-6)
+
     def test_one_patch_that_does_not_fit_is_a_clear_error(self):
         with pytest.raises(LesionSegError, match="out of memory.*--device cpu"):
             run_inference(_LimitedMemoryNet(0), _image(), _settings(batch_size=2))
