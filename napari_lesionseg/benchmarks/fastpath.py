@@ -19,12 +19,7 @@ import numpy as np
 
 from napari_lesionseg.benchmarks.monai import timed
 from napari_lesionseg.engine.patches import make_grid
-from napari_lesionseg.engine.predict import (
-    Checkpoint,
-    iter_predict,
-    loaded_checkpoint,
-    predict,
-)
+from napari_lesionseg.engine.predict import Checkpoint, iter_predict, loaded_checkpoint, predict
 from napari_lesionseg.engine.results import InferenceResult
 from napari_lesionseg.engine.settings import InferenceSettings
 

@@ -36,15 +36,7 @@ import torch
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.benchmarks.fastpath import fast_path_accuracy, run_with_first_view
 from napari_lesionseg.benchmarks.monai import compare_with_monai, timed
-from napari_lesionseg.benchmarks.workloads import (
-    WORKLOADS,
-    Workload,
-    block,
-    crop,
-    machine_info,
-    metadata,
-    prepare,
-)
+from napari_lesionseg.benchmarks.workloads import WORKLOADS, Workload, block, crop, machine_info, metadata, prepare
 from napari_lesionseg.constants import OVERLAP, PATCH_SIZE
 from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
@@ -153,10 +145,7 @@ def _run_one(
     overrides: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
-    from napari_lesionseg.data.intensity import (
-        normalize_stack,
-        normalize_stack_with_foreground,
-    )
+    from napari_lesionseg.data.intensity import normalize_stack, normalize_stack_with_foreground
     from napari_lesionseg.data.subject import load_subject
     from napari_lesionseg.models import build_model, default_patch_size, model_config
 

@@ -231,11 +231,7 @@ def _shard(shard: str | None) -> tuple[int, int]:
 
 def _subject_loaders(inputs: list[str], *, resample: bool) -> list[_Planned]:
     """The run's subjects with their input files; loading is deferred so that a shard reads only its own subjects."""
-    from napari_lesionseg.data.naming import (
-        find_subject_files,
-        is_nifti_path,
-        subject_name,
-    )
+    from napari_lesionseg.data.naming import find_subject_files, is_nifti_path, subject_name
     from napari_lesionseg.data.subject import load_subject
 
     folders = [Path(i) for i in inputs if Path(i).is_dir()]

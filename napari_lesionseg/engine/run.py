@@ -44,13 +44,7 @@ from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.constants import PATCH_SIZE
 from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
-from napari_lesionseg.engine.patches import (
-    PatchGrid,
-    augment,
-    invert,
-    make_grid,
-    tta_variants,
-)
+from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
 from napari_lesionseg.engine.precision import (
     as_memory_format,
     autocast,

@@ -42,11 +42,7 @@ from napari_lesionseg.training.export import write_checkpoint
 from napari_lesionseg.training.logs import write_history
 from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
 from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
-from napari_lesionseg.training.setup import (
-    checked_patch_size,
-    configured_loss,
-    initial_model,
-)
+from napari_lesionseg.training.setup import checked_patch_size, configured_loss, initial_model
 from napari_lesionseg.training.state import (
     STATE_FILE,
     load_state,

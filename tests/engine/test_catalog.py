@@ -2,12 +2,7 @@
 
 from pathlib import Path
 
-from napari_lesionseg.engine.catalog import (
-    auto_run_name,
-    checkpoint_details,
-    checkpoint_labels,
-    short_label,
-)
+from napari_lesionseg.engine.catalog import auto_run_name, checkpoint_details, checkpoint_labels, short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 
 

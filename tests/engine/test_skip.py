@@ -7,11 +7,7 @@ import pytest
 import torch
 from conftest import TINY_FCDENSENET, synthetic_anatomy
 
-from napari_lesionseg.data.intensity import (
-    NORMALIZATION,
-    normalize_stack,
-    normalize_stack_with_foreground,
-)
+from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack, normalize_stack_with_foreground
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
 from napari_lesionseg.engine.patches import make_grid
 from napari_lesionseg.engine.predict import predict

@@ -1,11 +1,6 @@
 """Metric rows the docks show: one label and one format per metric, undefined values said so."""
 
-from napari_lesionseg.evaluation.tables import (
-    comparison_rows,
-    format_metric,
-    metric_pairs,
-    mode_table,
-)
+from napari_lesionseg.evaluation.tables import comparison_rows, format_metric, metric_pairs, mode_table
 from napari_lesionseg.vocabulary import METRIC_LABELS
 
 

@@ -6,11 +6,7 @@ import pytest
 import torch
 from conftest import requires_cuda, write_subject
 
-from napari_lesionseg.engine.checkpoints import (
-    CheckpointMetadata,
-    load_checkpoint,
-    save_checkpoint,
-)
+from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
 from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training import TrainingConfig, iter_training, train
 from napari_lesionseg.training.state import restored_process_state
