@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from conftest import requires_cuda, write_subject
+from conftest import requires_cuda, synthetic_anatomy, write_subject
 
-from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
 from napari_lesionseg.models import build_model, model_config
-from napari_lesionseg.training import TrainingConfig, iter_training, train
+from napari_lesionseg.training import TrainingConfig, TrainingSubject, iter_training, subject_from_arrays, train
 from napari_lesionseg.training.state import restored_process_state
 from napari_lesionseg.training.steps import apply_gradients, gradients_are_finite
 
@@ -81,20 +81,25 @@ def _config(root, tmp_path, **overrides) -> TrainingConfig:
 
 
 def test_the_loop_skips_and_counts_steps_with_non_finite_gradients(data, tmp_path):
-    """A network with one NaN weight gives NaN gradients on every step: none is applied, all are counted."""
-    config = model_config("compact", in_channels=4, patch_size=[8, 8, 8], **TINY)
-    torch.manual_seed(0)
-    net = build_model(config)
-    with torch.no_grad():
-        next(p for p in net.parameters() if p.ndim == 5).view(-1)[0] = float("nan")
-    metadata = CheckpointMetadata("broken", config, "fbeta", 1.5, list(MODALITIES), [8, 8, 8])
-    start = save_checkpoint(tmp_path / "broken.pt", net, metadata)
-    result = train(_config(data, tmp_path, init_checkpoint=start, modalities=MODALITIES))
-    assert result.steps == 4 and result.skipped_steps == 4
-    assert [row["skipped_steps"] for row in result.history] == [2, 2]
-    before, after = load_checkpoint(start)[0], dict(load_checkpoint(result.checkpoint)[0].named_parameters())
-    for name, weight in before.named_parameters():  # the weights (batch-norm statistics do move in a forward pass)
-        assert torch.equal(weight.nan_to_num(), after[name].nan_to_num()), name
+    """Intensities near float32's limit overflow in the first convolution: every gradient is NaN, no step is applied."""
+    images, mask = synthetic_anatomy((16, 16, 16), seed=5)
+    normalised = subject_from_arrays(np.stack([images[m] for m in MODALITIES]), mask, (1.0, 1.0, 1.0), "overflow")
+    scale = np.float32(0.9 * np.finfo(np.float32).max) / np.abs(normalised.image).max()
+    overflowing = TrainingSubject("overflow", normalised.image * scale, normalised.mask, normalised.spacing)
+    assert np.isfinite(overflowing.image).all()
+    config = _config(data, tmp_path, data=[], precision="float32")
+    torch.manual_seed(config.seed)
+    initial = {name: p.detach().clone() for name, p in _fresh_model(config).named_parameters()}
+    result = train(config, subjects=[overflowing])
+    assert result.steps == 2 and result.skipped_steps == 2  # one batch of two patches per epoch
+    assert [row["skipped_steps"] for row in result.history] == [1, 1]
+    for name, weight in result.model.named_parameters():  # the weights (batch-norm statistics move in a forward pass)
+        assert torch.equal(weight, initial[name]), name
+
+
+def _fresh_model(config: TrainingConfig) -> torch.nn.Module:
+    """The network a fresh run of `config` starts from (the loop seeds with the config's seed first)."""
+    return build_model(model_config(config.preset, in_channels=len(config.modalities), **config.model))
 
 
 def test_a_healthy_run_skips_nothing_and_reports_it(data, tmp_path):
