@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--patches", type=int, metavar="N", help="time at most N patches per run and extrapolate to the whole grid")
     parser.add_argument("--batch-size", type=int, help="patches per network call (default: 2 on CPU, 8 on CUDA)")
     parser.add_argument("--no-monai", dest="monai", action="store_false", help="skip the MONAI comparison")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (torch.set_num_threads; default: torch's)")
     parser.add_argument("--quick", action="store_true", help=f"compact network only, at most {_QUICK_PATCHES} patches per run")
     parser.set_defaults(func=run_bench)
 
@@ -47,6 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     """Run the chosen suites and print their reports."""
     report: dict[str, Any] = {}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.suite in ("inference", "all"):
         from napari_lesionseg.benchmarks.inference import run_inference_benchmark
 
