@@ -7,6 +7,7 @@ the one the engine accepts. Constants the papers define live in `constants`.
 from __future__ import annotations
 
 __all__ = [
+    "BENCH_WORKLOADS",
     "BORDER_MODES",
     "CONFUSION_MODES",
     "DEVICES",
@@ -28,6 +29,8 @@ TTA_CHOICES: tuple[str, ...] = ("none", "paper", "mirror8")
 BORDER_MODES: tuple[str, ...] = ("flush", "pad")
 #: Where the network runs; "auto" takes CUDA, then MPS, then the CPU.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
+#: `lesionseg bench` workloads: the 2 mm sample subject, a 1 mm subject, the paper's MSSEG workload.
+BENCH_WORKLOADS: tuple[str, ...] = ("sample", "1mm", "paper")
 #: Network arithmetic: "auto" takes bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32.
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 #: Training losses (001 eq. 4, 000 eq. 3, 003 eq. 5) and their display names, in the order the docks list them.

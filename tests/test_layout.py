@@ -17,7 +17,6 @@ OVER_THE_BOUND = {
     "napari_lesionseg._napari.docks.review": 450,
     "napari_lesionseg._napari.docks.finetune": 435,
     "napari_lesionseg._napari.docks.inference": 425,
-    "napari_lesionseg.benchmarks.inference": 455,
 }
 
 

@@ -2,9 +2,10 @@
 
 A fine-tune of a bundled checkpoint on a sample subject whose reference mask stands in for the
 clinician's corrected mask: the "before" measurement, the training steps and the "after"
-measurement, each timed (`correction_training.fine_tune_on_correction` with the dock's defaults).
-The new checkpoint goes to a temporary folder. The target (issue #5): a few dozen iterations of the
-compact network on a 2 mm subject in about a minute on a 2-core CPU.
+measurement, each timed (`training.corrections.fine_tune_on_correction` with the dock's defaults,
+so with the fast path: `engine.precision`). The new checkpoint goes to a temporary folder. The
+target (issue 13): the 40 training iterations of the compact network on a 2 mm subject under 12 s
+on a 2-core CPU (issue 5 asked for the whole fine-tune in about a minute).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ __all__ = ["run_finetune_benchmark"]
 
 #: The dock's default number of iterations ("a few dozen").
 ITERATIONS = 40
+#: Seconds the training iterations may take (issue 13), and the whole fine-tune with its measurements (issue 5).
+TARGETS: dict[str, float] = {"training_s_max": 12.0, "total_s_max": 60.0}
 
 
 def run_finetune_benchmark(
@@ -30,6 +33,7 @@ def run_finetune_benchmark(
     subject_folder: str | Path | None = None,
     iterations: int = ITERATIONS,
     device: str = "cpu",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune `checkpoint` on a subject (default: the second sample) and time each phase.
 
@@ -39,6 +43,7 @@ def run_finetune_benchmark(
     from napari_lesionseg.data.samples import sample_subject
     from napari_lesionseg.data.subject import load_subject
     from napari_lesionseg.engine.checkpoints import read_metadata
+    from napari_lesionseg.engine.precision import precision_label
     from napari_lesionseg.models import build_model
     from napari_lesionseg.models.summary import count_parameters
     from napari_lesionseg.training.corrections import FineTuneRequest, fine_tune_on_correction
@@ -60,11 +65,17 @@ def run_finetune_benchmark(
         request = FineTuneRequest(
             checkpoint=checkpoint, images={m: subject.images[m].data for m in metadata.modalities},
             mask=subject.mask.data, spacing=tuple(subject.geometry.spacing), subject_name=subject.name,
-            steps=int(iterations), device=device, out_dir=Path(out_dir),
+            steps=int(iterations), device=device, precision=precision, out_dir=Path(out_dir),
         )  # fmt: skip
         outcome = fine_tune_on_correction(request, on_progress=mark)
     total = time.perf_counter() - started
     training_end = marks.get("last_train", total)
+    seconds = {
+        "before": marks.get("baseline", 0.0),
+        "training": training_end - marks.get("baseline", 0.0),
+        "after": total - training_end,
+        "total": total,
+    }
     return {
         "benchmark": "finetune",
         "machine": {
@@ -72,6 +83,7 @@ def run_finetune_benchmark(
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
         "checkpoint": metadata.name,
         "parameters": count_parameters(build_model(metadata.model)),
@@ -80,13 +92,14 @@ def run_finetune_benchmark(
         "spacing_mm": list(subject.geometry.spacing),
         "iterations": int(iterations),
         "device": device,
-        "seconds": {
-            "before": marks.get("baseline", 0.0),
-            "training": training_end - marks.get("baseline", 0.0),
-            "after": total - training_end,
-            "total": total,
-        },
+        "precision": precision_label(device, precision),
+        "seconds": seconds,
+        "skipped_steps": outcome.skipped_steps,
         "dsc_before": outcome.before.get("dsc"),
         "dsc_after": (outcome.after or {}).get("dsc"),
-        "target_s": 60.0,
+        "targets": TARGETS,
+        "targets_met": {
+            "training_s": seconds["training"] < TARGETS["training_s_max"],
+            "total_s": seconds["total"] < TARGETS["total_s_max"],
+        },
     }

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.vocabulary import FUSION_MODES
+from napari_lesionseg.vocabulary import FUSION_MODES, PRECISIONS
 
 if TYPE_CHECKING:
     from napari_lesionseg.data.subject import Subject
@@ -87,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tta-set", default="paper", choices=("paper", "mirror8"), help="paper: identity + 180-degree rotation in each plane; mirror8: all 8 mirrorings (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     run.add_argument("--batch-size", type=int, default=2, help="patches per network call (default: %(default)s)")
+    run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32 (default: %(default)s)")
     run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
     run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
     run.add_argument("--threshold", type=float, default=THRESHOLD, help="mask threshold (default: %(default)s)")
@@ -184,6 +185,7 @@ def _settings(args: argparse.Namespace, rank: int) -> InferenceSettings:
         border=args.border,
         batch_size=args.batch_size,
         device=device,
+        precision=args.precision,
         threshold=args.threshold,
         uncertainty=args.uncertainty_out is not None,
         stream_partial=False,
@@ -231,7 +233,8 @@ def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> 
     files = ", ".join(str(p) for p in written)
     space = result.model_space
     where = f" ({space.describe()})" if space is not None and space.resampled else ""
-    return f"{subject.name}: {result.total} patches on {result.device} in {seconds:.1f} s{where}, lesion volume {ml:.2f} ml -> {files}"
+    patches = f"{result.total} patches ({result.skipped} background, skipped) on {result.device} ({result.precision})"
+    return f"{subject.name}: {patches} in {seconds:.1f} s{where}, lesion volume {ml:.2f} ml -> {files}"
 
 
 def _check_outputs(outputs: _Outputs, n_subjects: int) -> None:
@@ -262,11 +265,7 @@ def _shard(shard: str | None) -> tuple[int, int]:
 
 def _subject_loaders(inputs: list[str]) -> list[_Planned]:
     """The run's subjects with their input files; loading is deferred so that a shard reads only its own subjects."""
-    from napari_lesionseg.data.naming import (
-        find_subject_files,
-        is_nifti_path,
-        subject_name,
-    )
+    from napari_lesionseg.data.naming import find_subject_files, is_nifti_path, subject_name
     from napari_lesionseg.data.subject import load_subject
 
     folders = [Path(i) for i in inputs if Path(i).is_dir()]

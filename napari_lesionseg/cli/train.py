@@ -27,7 +27,7 @@ from napari_lesionseg.constants import (
     OVERLAP,
 )
 from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.vocabulary import LOSSES
+from napari_lesionseg.vocabulary import LOSSES, PRECISIONS
 
 __all__ = ["register"]
 
@@ -122,8 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--seed", type=int, metavar="N", default=0, help="random seed (default: %(default)s)")
     opt.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     opt.add_argument(
-        "--amp", action=argparse.BooleanOptionalAction, default=None,
-        help="mixed precision (default: on with CUDA)",
+        "--precision", default="auto", choices=PRECISIONS,
+        help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 with gradient scaling "
+        "on CUDA, else float32; losses are float32 (default: %(default)s)",
     )
     opt.add_argument("--threads", type=int, metavar="N", help="CPU threads per process (torch.set_num_threads)")
     run = parser.add_argument_group("validation and saving")
@@ -165,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         min_lesion_voxels=args.min_lesion_voxels, augment=args.augment, batch_size=args.batch_size,
         epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, lr_decay=args.lr_decay,
         lr_decay_every=args.lr_decay_every, lr_growth=args.lr_growth, lr_growth_every=args.lr_growth_every,
-        seed=args.seed, device=args.device, amp=args.amp, val_every=args.val_every,
+        seed=args.seed, device=args.device, precision=args.precision, val_every=args.val_every,
         val_overlap=args.val_overlap, val_tta=args.val_tta, save_every=args.save_every, resume=args.resume,
     )
     _check_training_outputs(config, overwrite=args.overwrite)
@@ -206,7 +207,8 @@ def _report(result: Any, config: Any) -> None:
             file=sys.stderr,
         )
         return
-    print(f"checkpoint {result.checkpoint} after {result.steps} steps; history in {config.run_dir}")
+    skipped = f" ({result.skipped_steps} skipped: non-finite gradients)" if result.skipped_steps else ""
+    print(f"checkpoint {result.checkpoint} after {result.steps} steps{skipped}; history in {config.run_dir}")
     if result.validation:
         print(_metrics_line(result.validation["mean"]))
 

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["NORMALIZATION", "foreground_mask", "normalize_intensity", "normalize_stack"]
+__all__ = ["NORMALIZATION", "foreground_mask", "normalize_intensity", "normalize_stack", "normalize_stack_with_foreground"]
 
 #: JSON-able description of the normalisation; checkpoints store it and inference checks it.
 NORMALIZATION: dict[str, object] = {
@@ -103,6 +103,11 @@ def normalize_intensity(image: np.ndarray, *, foreground: np.ndarray | None = No
 
 def normalize_stack(stack: np.ndarray) -> np.ndarray:
     """Normalise a ``(C, Z, Y, X)`` stack channel by channel inside the union of their foregrounds."""
+    return normalize_stack_with_foreground(stack)[0]
+
+
+def normalize_stack_with_foreground(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`normalize_stack` and the ``(Z, Y, X)`` union foreground it normalised in (outside it every channel is 0)."""
     stack = np.asarray(stack)
     if stack.ndim != 4 or 0 in stack.shape:
         raise InvalidInputError(f"Expected a non-empty (C, Z, Y, X) stack of modalities, found shape {stack.shape}.")
@@ -113,8 +118,8 @@ def normalize_stack(stack: np.ndarray) -> np.ndarray:
         warnings.warn(
             "No channel of the stack has a foreground; it is normalised to all background.", RuntimeWarning, stacklevel=2
         )
-        return np.full(stack.shape, _BACKGROUND, dtype=np.float32)
-    return np.stack([normalize_intensity(channel, foreground=foreground) for channel in stack])
+        return np.full(stack.shape, _BACKGROUND, dtype=np.float32), foreground
+    return np.stack([normalize_intensity(channel, foreground=foreground) for channel in stack]), foreground
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:

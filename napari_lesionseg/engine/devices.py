@@ -1,18 +1,16 @@
-"""Where the network runs: device resolution, the choices the docks and the CLI offer, autocast.
+"""Where the network runs: device resolution and the choices the docks and the CLI offer.
 
 Device ``"auto"``: CUDA, then MPS, then CPU.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.vocabulary import DEVICES
 
-__all__ = ["autocast", "device_options", "mps_available", "resolve_device"]
+__all__ = ["device_options", "mps_available", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,13 +43,6 @@ def device_options() -> list[tuple[str, str]]:
     if mps:
         choices.append(("GPU: Apple MPS", "mps"))
     return choices
-
-
-def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA when `amp` is set; nothing elsewhere (CPU and MPS run in float32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 def mps_available() -> bool:

@@ -142,6 +142,22 @@ class PatchGrid:
             count[z0:z1, y0:y1, x0:x1] += 1
         return count
 
+    def touching(self, mask: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: whether each patch's box holds at least one True voxel of the ``(Z, Y, X)`` `mask`."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.shape:
+            raise InvalidInputError(f"a mask of shape {mask.shape} does not fit the patch grid's volume {self.shape}")
+        # summed-area table with a zero border: any box's count in eight lookups, whatever the patch size
+        dtype = np.int32 if mask.size < 2**31 else np.int64
+        table = np.zeros(tuple(n + 1 for n in self.shape), dtype=dtype)
+        table[1:, 1:, 1:] = mask.cumsum(0, dtype=dtype).cumsum(1).cumsum(2)
+        (z0, y0, x0), (z1, y1, x1) = np.moveaxis(self.boxes(), 1, 0).transpose(0, 2, 1)
+        count = (
+            table[z1, y1, x1] - table[z0, y1, x1] - table[z1, y0, x1] - table[z1, y1, x0]
+            + table[z0, y0, x1] + table[z0, y1, x0] + table[z1, y0, x0] - table[z0, y0, x0]
+        )  # fmt: skip
+        return count > 0
+
     def order(self, priority_slice: int | None = None, axis: int = 0) -> np.ndarray:
         """Patch indices in processing order: C order, or patches covering `priority_slice` first.
 

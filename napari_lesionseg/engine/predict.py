@@ -27,7 +27,7 @@ from torch import nn
 
 from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.data.geometry import Geometry
-from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack
+from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack_with_foreground
 from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.data.volumes import Volume
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint
@@ -73,6 +73,9 @@ def iter_predict(
         geometry: the grid of arrays given without one (e.g. layers); without any geometry the run
             stays on the arrays' grid.
 
+    Patches outside the head foreground the normalisation finds are skipped (probability 0) unless
+    ``settings.skip_background`` is off.
+
     Returns:
         The generator's value: the result on the reference image's native grid, with
         ``timings["normalisation"]`` (and ``timings["resample"]`` when it ran in model space).
@@ -89,7 +92,7 @@ def iter_predict(
     notes: list[str] = []
     space = None if native is None else _space(metadata, native, notes)
     started = time.perf_counter()
-    stack = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
+    stack, foreground = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
     normalisation = time.perf_counter() - started
     settings = _settings(settings or InferenceSettings(), metadata, space)
     grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
@@ -97,7 +100,9 @@ def iter_predict(
     check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
     if before_network is not None:
         before_network()
-    run = _finite(iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model)), metadata.name)
+    skip = foreground if settings.skip_background else None
+    run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model), foreground=skip)
+    run = _finite(run, metadata.name)
     if space is None or not space.resampled:
         result = yield from run
         timings = {**result.timings, "normalisation": normalisation}
@@ -204,8 +209,11 @@ def _space(metadata: CheckpointMetadata, native: Geometry, notes: list[str]) -> 
     return space
 
 
-def _model_stack(inputs: list[_Input | None], channels: list[str], space: ModelSpace | None) -> np.ndarray:
-    """The normalised ``(C, Z, Y, X)`` stack on the model's grid; a missing optional channel is 0."""
+def _model_stack(
+    inputs: list[_Input | None], channels: list[str], space: ModelSpace | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The normalised ``(C, Z, Y, X)`` stack on the model's grid (a missing optional channel is 0) and its head
+    foreground (the patches wholly outside it need no network)."""
     present = [(c, i) for c, i in zip(channels, inputs) if i is not None]
     arrays = []
     for channel, (data, source) in present:
@@ -221,9 +229,10 @@ def _model_stack(inputs: list[_Input | None], channels: list[str], space: ModelS
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{m} {s}" for m, s in shapes.items())
         raise InvalidInputError(f"the images must lie on one voxel grid, got {listed}")
-    normalised = iter(normalize_stack(np.stack(arrays)))
+    stack, foreground = normalize_stack_with_foreground(np.stack(arrays))
+    normalised = iter(stack)
     zeros = np.zeros(arrays[0].shape, np.float32)
-    return np.stack([next(normalised) if i is not None else zeros for i in inputs])
+    return np.stack([next(normalised) if i is not None else zeros for i in inputs]), foreground
 
 
 def _settings(settings: InferenceSettings, metadata: CheckpointMetadata, space: ModelSpace | None) -> InferenceSettings:

@@ -64,6 +64,9 @@ class InferenceResult:
         messages: notices from the run (fallbacks, what was resampled).
         model_space: where the network ran and whether the inputs were resampled for it; None when
             the images came without a geometry (the run then used their grid as it was).
+        precision: the dtype the network ran in (``"float32"``, ``"bfloat16"``, ``"float16"``).
+        skipped: patches not sent to the network because they hold no foreground (probability 0);
+            they count in `done`.
     """
 
     probabilities: dict[str, np.ndarray]
@@ -79,6 +82,8 @@ class InferenceResult:
     device: str
     messages: tuple[str, ...] = field(default=())
     model_space: ModelSpace | None = None
+    precision: str = "float32"
+    skipped: int = 0
 
     @property
     def probability(self) -> np.ndarray:

@@ -6,9 +6,12 @@ maps the predictions back, and adds them to a :class:`FusionAccumulator` at once
 O(volume), not O(patches). Several fusion modes are fused from the same predictions; the first is
 the primary one (mask, uncertainty, streamed partial result).
 
-* Devices (`engine.devices`): ``"auto"`` is CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``,
-  with float16 autocast on CUDA; the sigmoid is applied in float32. The sums live on the network's
-  device when they fit in half its free memory, else on the CPU.
+* Devices (`engine.devices`): ``"auto"`` is CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``
+  in the settings' precision (`engine.precision`: bfloat16 autocast and channels-last-3d on a CPU
+  with native bfloat16, float16 autocast on CUDA); the sigmoid and the fusion are float32. The sums
+  live on the network's device when they fit in half its free memory, else on the CPU.
+* Background: given a foreground mask, patches that hold none of it are not sent to the network;
+  they are fused as probability 0 and counted in `InferenceResult.skipped`.
 * CUDA out of memory: the batch is halved and retried; at one patch the sums move to the CPU; only
   if one patch still does not fit is a `LesionSegError` raised. Each step is reported as a message.
 * Streaming: :func:`iter_inference` yields a :class:`ProgressEvent` after every batch and returns
@@ -39,9 +42,17 @@ from torch import nn
 
 from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.constants import PATCH_SIZE
-from napari_lesionseg.engine.devices import autocast, resolve_device
+from napari_lesionseg.engine.devices import resolve_device
 from napari_lesionseg.engine.fusion import FusionAccumulator
 from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_grid, tta_variants
+from napari_lesionseg.engine.precision import (
+    as_memory_format,
+    autocast,
+    memory_format,
+    model_memory_format,
+    precision_name,
+    resolve_precision,
+)
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
@@ -61,6 +72,7 @@ def iter_inference(
     *,
     cancel: CancelToken | threading.Event | None = None,
     size_divisor: int = 1,
+    foreground: np.ndarray | None = None,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
     """Predict a normalised ``(C, Z, Y, X)`` stack patch by patch, yielding progress after every batch.
 
@@ -71,6 +83,8 @@ def iter_inference(
         settings: how to cut, predict and fuse (defaults: 64^3, 50 %, spline, paper TTA).
         cancel: stops the run before the next batch when set.
         size_divisor: every patch axis must be a multiple of it (2 ** poolings of the network).
+        foreground: ``(Z, Y, X)`` bool; patches holding none of it are skipped (probability 0).
+            None sends every patch to the network.
 
     Returns:
         The generator's return value (``StopIteration.value``) is the `InferenceResult`.
@@ -80,14 +94,15 @@ def iter_inference(
     volume = _checked_image(image, model)
     patch = _checked_patch_size(settings.patch_size or PATCH_SIZE, size_divisor)
     grid = make_grid(tuple(volume.shape[1:]), patch, settings.overlap, settings.border)
-    run = _Run(model, volume, grid, settings, resolve_device(settings.device))
+    active = np.ones(len(grid), dtype=bool) if foreground is None else grid.touching(foreground)
+    run = _Run(model, volume, grid, settings, resolve_device(settings.device), active)
     order = grid.order(settings.priority_slice, settings.priority_axis)
     position = 0
     with _evaluation(model, run.device):
         while position < len(order):
             if cancel is not None and cancel.is_set():
                 break
-            indices = order[position : position + run.batch_size]
+            indices = order[position : run.batch_end(order, position)]
             if not run.step(indices):  # out of memory: the run has adapted, try the batch again
                 continue
             position += len(indices)
@@ -103,18 +118,30 @@ def run_inference(
     callback: Callable[[ProgressEvent], Any] | None = None,
     cancel: CancelToken | threading.Event | None = None,
     size_divisor: int = 1,
+    foreground: np.ndarray | None = None,
 ) -> InferenceResult:
     """Run :func:`iter_inference` to the end (or to cancellation), passing every event to `callback`."""
-    return drain(iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor), callback)
+    events = iter_inference(model, image, settings, cancel=cancel, size_divisor=size_divisor, foreground=foreground)
+    return drain(events, callback)
 
 
 class _Run:
     """The state of one inference run: device tensors, accumulator, batch size, timers."""
 
     def __init__(
-        self, model: nn.Module, volume: torch.Tensor, grid: PatchGrid, settings: InferenceSettings, device: torch.device
+        self,
+        model: nn.Module,
+        volume: torch.Tensor,
+        grid: PatchGrid,
+        settings: InferenceSettings,
+        device: torch.device,
+        active: np.ndarray,
     ) -> None:
-        self.model, self.grid, self.settings, self.device = model, grid, settings, device
+        self.model, self.grid, self.settings, self.device, self.active = model, grid, settings, device, active
+        self.dtype = resolve_precision(settings.precision, device)
+        self.memory_format = memory_format(device)
+        self.skipped = 0
+        self.background_fused = np.zeros(len(grid), dtype=bool)
         self.variants = tta_variants(settings.tta)
         self.batch_size = int(settings.batch_size)
         self.primary = settings.fusion[0]
@@ -131,20 +158,41 @@ class _Run:
             uncertainty_mode=self.primary if settings.uncertainty else None,
         )
 
+    def batch_end(self, order: np.ndarray, position: int) -> int:
+        """Where the batch starting at `position` of `order` ends: after `batch_size` patches for the network.
+
+        Skipped patches between them ride along (they cost no network call), so every call is full.
+        """
+        sent = np.cumsum(self.active[order[position:]])
+        return position + min(int(np.searchsorted(sent, self.batch_size)) + 1, len(sent))
+
     def step(self, indices: np.ndarray) -> bool:
         """Predict and fuse one batch; False after an out-of-memory error the run has adapted to."""
+        sent = indices[self.active[indices]]
         try:
             with torch.inference_mode():
-                with self.timer("extract"):
-                    batch = self._extract(indices)
-                with self.timer("network"):
-                    probabilities = self._predict(batch)
-                with self.timer("fusion"):
-                    self.accumulator.add(probabilities, indices)
+                self._fuse_background(indices[~self.active[indices]])
+                if len(sent):
+                    with self.timer("extract"):
+                        batch = self._extract(sent)
+                    with self.timer("network"):
+                        probabilities = self._predict(batch)
+                    with self.timer("fusion"):
+                        self.accumulator.add(probabilities, sent)
         except torch.cuda.OutOfMemoryError as err:
             self._recover_from_oom(err)
             return False
         return True
+
+    def _fuse_background(self, skipped: np.ndarray) -> None:
+        """Fuse probability 0 for the skipped patches not fused yet (a batch retried after running out of memory)."""
+        pending = skipped[~self.background_fused[skipped]]
+        if len(pending):
+            with self.timer("fusion"):
+                zeros = torch.zeros((len(pending), 1, *self.grid.patch_size), device=self.accumulator.device)
+                self.accumulator.add(zeros, pending)  # all or nothing: an out-of-memory error leaves the sums as they were
+            self.background_fused[pending] = True
+            self.skipped += len(pending)
 
     def event(self, indices: np.ndarray, done: int) -> ProgressEvent:
         """The progress event after the batch `indices`, carrying the notices raised since the last one."""
@@ -172,6 +220,8 @@ class _Run:
             timings=timings,
             device=str(self.device),
             messages=tuple(self.messages),
+            precision=precision_name(self.dtype),
+            skipped=self.skipped,
         )
 
     def _extract(self, indices: np.ndarray) -> torch.Tensor:
@@ -189,8 +239,8 @@ class _Run:
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, V, pz, py, px)`` float32 probabilities, one per augmentation, mapped back."""
         inputs = torch.cat([augment(batch, v) for v in self.variants]) if len(self.variants) > 1 else batch
-        with autocast(self.device, self.settings.amp):
-            logits = self.model(inputs)
+        with autocast(self.device, self.dtype):
+            logits = self.model(as_memory_format(inputs, self.memory_format))
         expected = (inputs.shape[0], 1, *self.grid.patch_size)
         if tuple(logits.shape) != expected:
             raise InvalidInputError(
@@ -264,13 +314,17 @@ class _StageTimer:
 
 @contextlib.contextmanager
 def _evaluation(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode on `device` for the run (cuDNN autotuning for the fixed patch shape); restored after."""
+    """Eval mode on `device` in its memory format for the run (cuDNN autotuning for the fixed patch shape).
+
+    The mode, the weights' memory format and the cuDNN setting are restored after; the device is not.
+    """
     was_training = model.training
     cudnn_benchmark = torch.backends.cudnn.benchmark
     model.to(device).eval()
     torch.backends.cudnn.benchmark = device.type == "cuda" or cudnn_benchmark
     try:
-        yield
+        with model_memory_format(model, memory_format(device)):
+            yield
     finally:
         model.train(was_training)
         torch.backends.cudnn.benchmark = cudnn_benchmark

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from napari_lesionseg.constants import OVERLAP, THRESHOLD
 from napari_lesionseg.engine.fusion import check_modes
 from napari_lesionseg.engine.patches import check_overlap, tta_variants
+from napari_lesionseg.engine.precision import check_precision
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.vocabulary import BORDER_MODES
 
@@ -28,7 +29,10 @@ class InferenceSettings:
         threshold: probability at or above which a voxel is lesion.
         priority_slice: patches covering this slice along `priority_axis` are predicted first.
         priority_axis: the axis of `priority_slice` (0: napari's slider axis).
-        amp: float16 autocast on CUDA.
+        precision: network arithmetic, one of `vocabulary.PRECISIONS` (`engine.precision`):
+            ``"auto"`` is bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32.
+        skip_background: `engine.predict` sends no patch outside the head foreground to the network
+            (probability 0 there).
         uncertainty: also accumulate the spread of the predictions.
         stream_partial: attach the fused probability of each batch's region to its event.
     """
@@ -43,7 +47,8 @@ class InferenceSettings:
     threshold: float = THRESHOLD
     priority_slice: int | None = None
     priority_axis: int = 0
-    amp: bool = True
+    precision: str = "auto"
+    skip_background: bool = True
     uncertainty: bool = True
     stream_partial: bool = True
 
@@ -52,6 +57,7 @@ class InferenceSettings:
         object.__setattr__(self, "fusion", check_modes(dict.fromkeys(fusion)))
         check_overlap(self.overlap)
         tta_variants(self.tta)
+        check_precision(self.precision)
         if self.border not in BORDER_MODES:
             raise InvalidInputError(f"border must be one of {BORDER_MODES}, got {self.border!r}")
         if int(self.batch_size) < 1:

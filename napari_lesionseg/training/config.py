@@ -17,6 +17,7 @@ from napari_lesionseg.constants import (
     MIN_LESION_VOXELS,
     OVERLAP,
 )
+from napari_lesionseg.engine.precision import check_precision
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.vocabulary import LOSSES
 
@@ -56,7 +57,9 @@ class TrainingConfig:
         lr, lr_decay, lr_decay_every, lr_growth, lr_growth_every: Adam and the paper's schedule.
         seed: fixes initial weights, patches and dropout (repeatable on CPU).
         device: "cpu", "cuda", "cuda:N", or None (CUDA when available).
-        amp: mixed precision (None: on for CUDA, off on CPU).
+        precision: network arithmetic, one of `vocabulary.PRECISIONS` (`engine.precision`): "auto" is
+            bfloat16 autocast on a CPU with native bfloat16, float16 with gradient scaling on CUDA,
+            else float32; losses are float32 whatever it is.
         val_every: validate every this many epochs (and always after the last).
         val_overlap, val_tta: whole-volume inference settings of validation (overlap, TTA set).
         save_every: write the resumable state every this many steps (and at epoch ends).
@@ -89,7 +92,7 @@ class TrainingConfig:
     lr_growth_every: int = LR_INTERVAL_GROWTH_EVERY
     seed: int = 0
     device: str | None = None
-    amp: bool | None = None
+    precision: str = "auto"
     val_every: int = 1
     val_overlap: float = OVERLAP
     val_tta: str = "paper"
@@ -119,6 +122,7 @@ class TrainingConfig:
                 raise InvalidInputError(f"training option {key} must be >= 1, got {value}")
         if self.max_steps is not None and self.max_steps < 0:
             raise InvalidInputError(f"max_steps must be >= 0, got {self.max_steps}")
+        check_precision(self.precision)
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise InvalidInputError(f"need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
 
@@ -164,7 +168,8 @@ class TrainingResult:
     """How a run ended: the checkpoint written (None if cancelled first), steps done, the history.
 
     `model` is the trained network itself (plain, not DDP-wrapped; in train mode) so that the app
-    can use it without reading the checkpoint back.
+    can use it without reading the checkpoint back. `skipped_steps` counts the steps whose
+    gradients were not finite and were not applied (`training.steps`).
     """
 
     checkpoint: Path | None
@@ -174,3 +179,4 @@ class TrainingResult:
     history: list[dict[str, Any]]
     validation: dict[str, Any] | None = None
     model: Any = None
+    skipped_steps: int = 0

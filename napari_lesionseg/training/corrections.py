@@ -77,6 +77,7 @@ class FineTuneRequest:
         loss: a `training.LOSSES` name; None keeps the checkpoint's loss.
         beta: F-beta's beta; None keeps the checkpoint's.
         steps, lr, batch_size, device, seed: the training run (device "auto" picks CUDA when present).
+        precision: network arithmetic of the measurements and the training (`engine.precision`).
         measure: score the network on the corrected subject before and after (see `EVALUATION`).
         out_dir: where the new checkpoint goes (default: `checkpoints.user_checkpoint_dir()`).
     """
@@ -95,6 +96,7 @@ class FineTuneRequest:
     batch_size: int = 2
     device: str = "auto"
     seed: int = 0
+    precision: str = "auto"
     measure: bool = True
     out_dir: Path | None = None
 
@@ -112,6 +114,7 @@ class FineTuneOutcome:
         steps, total_steps: optimizer steps done and planned.
         cancelled: whether the run was stopped early.
         losses: the training loss after every step.
+        skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
     """
 
     checkpoint: Path | None
@@ -122,6 +125,7 @@ class FineTuneOutcome:
     total_steps: int
     cancelled: bool
     losses: list[float]
+    skipped_steps: int = 0
 
     @property
     def name(self) -> str | None:
@@ -268,8 +272,9 @@ def iter_fine_tune_on_correction(
         tuned_metadata.training["fine_tune"] = _record(request, subject, before, after)
         save_checkpoint(result.checkpoint, tuned, tuned_metadata)
     return FineTuneOutcome(
-        result.checkpoint, metadata.name, before, after, result.steps, result.total_steps, result.cancelled, losses
-    )
+        result.checkpoint, metadata.name, before, after, result.steps, result.total_steps, result.cancelled, losses,
+        result.skipped_steps,
+    )  # fmt: skip
 
 
 def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
@@ -282,7 +287,7 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
     device = resolve_device(request.device)
     settings = InferenceSettings(
         overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
-        amp=device.type == "cuda", uncertainty=False, stream_partial=False,
+        precision=request.precision, uncertainty=False, stream_partial=False,
     )  # fmt: skip
     geometry = _native_geometry(np.shape(request.mask), request.spacing)
     result = predict(dict(request.images), checkpoint, settings, geometry=geometry)
@@ -291,8 +296,10 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
 
 def _check_settings(request: FineTuneRequest) -> None:
     """Refuse bad settings before the (slow) baseline measurement rather than after it."""
+    from napari_lesionseg.engine.precision import check_precision
     from napari_lesionseg.vocabulary import LOSSES
 
+    check_precision(request.precision)
     if request.loss is not None and request.loss not in LOSSES:
         raise InvalidInputError(f"unknown loss {request.loss!r}; expected one of {', '.join(LOSSES)}")
     if request.beta is not None and not request.beta > 0:
@@ -309,6 +316,7 @@ def _training_options(request: FineTuneRequest, work_dir: str) -> dict[str, Any]
         "batch_size": int(request.batch_size),
         "device": None if request.device == "auto" else request.device,
         "seed": int(request.seed),
+        "precision": request.precision,
         "work_dir": work_dir,
         "val_every": _VALIDATE_AT_END_ONLY,
         "val_overlap": EVALUATION["overlap"],

@@ -5,7 +5,10 @@
 callback. Both honour a cancel token (a `threading.Event`): the run stops after the current
 step, saves its state, and `resume=True` later continues exactly where it stopped.
 Under `torchrun` every rank runs the same loop on its shard of the patches (DDP); only rank 0
-writes files.
+writes files. The network runs in the config's precision (`engine.precision`: bfloat16 autocast and
+channels-last-3d on a CPU with native bfloat16, float16 with gradient scaling on CUDA); a step
+whose gradients are not finite is skipped and counted (`training.steps`). When the loop ends, the
+process's torch generators, cuDNN's benchmark flag and the network's memory format are as before.
 """
 
 from __future__ import annotations
@@ -23,6 +26,14 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from napari_lesionseg._progress import drain
+from napari_lesionseg.engine.precision import (
+    as_memory_format,
+    autocast,
+    convert_model,
+    memory_format,
+    resolve_precision,
+    restore_contiguous,
+)
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.training import distributed as ddp
 from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
@@ -31,7 +42,16 @@ from napari_lesionseg.training.export import model_spacing, write_checkpoint
 from napari_lesionseg.training.logs import write_history
 from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
 from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
-from napari_lesionseg.training.state import STATE_FILE, load_state, restore_rng, rng_state, save_state
+from napari_lesionseg.training.setup import checked_patch_size, configured_loss, initial_model
+from napari_lesionseg.training.state import (
+    STATE_FILE,
+    load_state,
+    restore_rng,
+    restored_process_state,
+    rng_state,
+    save_state,
+)
+from napari_lesionseg.training.steps import apply_gradients
 from napari_lesionseg.training.validation import validate
 
 __all__ = ["CancelToken", "iter_training", "train"]
@@ -72,10 +92,14 @@ def iter_training(
 ) -> Generator[TrainingProgress, None, TrainingResult]:
     """Yield progress after every step and validation; return the `TrainingResult` (see `train`)."""
     context = ddp.init_distributed(config.device)
+    run: _Run | None = None
     try:
-        run = _Run(config, context, subjects, val_subjects)
-        return (yield from run.loop(cancel))
+        with restored_process_state():
+            run = _Run(config, context, subjects, val_subjects)
+            return (yield from run.loop(cancel))
     finally:
+        if run is not None:
+            restore_contiguous(run.contiguous)
         ddp.destroy_distributed(context)
 
 
@@ -91,25 +115,28 @@ class _Run:
     ) -> None:
         self.context, self.device = context, context.device
         torch.manual_seed(config.seed)
-        model, self.model_config, self.parent = _initial_model(config, self.device)
-        self.config = dataclasses.replace(config, patch_size=_patch_size(config, self.model_config))
+        model, self.model_config, self.parent = initial_model(config, self.device)
+        self.config = dataclasses.replace(config, patch_size=checked_patch_size(config, self.model_config))
         if self.parent is None:  # a fresh network records the patch size it was trained on
             self.model_config["patch_size"] = list(self.config.patch_size)
-        self.amp = self.device.type == "cuda" and (config.amp is None or bool(config.amp))
+        self.dtype = resolve_precision(config.precision, self.device)
+        self.memory_format = memory_format(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # one patch shape: pick the fastest kernels once
         self.sampler, self.val_set = self._data(subjects, val_subjects)
-        self.loss_fn = _make_loss(self.config)
+        self.loss_fn = configured_loss(self.config)
+        self.contiguous = convert_model(model, self.memory_format)  # before DDP builds its gradient buckets
         self.model = ddp.wrap_model(model, context)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         schedule = PaperSchedule(config.lr_decay, config.lr_decay_every, config.lr_growth, config.lr_growth_every)
         self.scheduler = make_scheduler(self.optimizer, schedule)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.steps_per_epoch = math.ceil(math.ceil(len(self.sampler) / context.world_size) / config.batch_size)
         total = config.epochs * self.steps_per_epoch
         self.total_steps = total if config.max_steps is None else min(total, config.max_steps)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.loss_sum, self.loss_count, self.elapsed = 0.0, 0, 0.0
+        self.skipped_steps, self.epoch_skipped = 0, 0
         self.history: list[dict[str, Any]] = []
         self.validation: dict[str, Any] | None = None
         self.finished = False
@@ -176,14 +203,17 @@ class _Run:
     def _train_step(self, batch: list[PatchSpec]) -> float:
         images, masks, distances = self._collate(batch)
         self.model.train()
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            logits = self.model(images)
+        with autocast(self.device, self.dtype):
+            logits = self.model(as_memory_format(images, self.memory_format))
         loss = self.loss_fn(logits.float(), masks, distance_map=distances)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        applied = apply_gradients(self.optimizer, self.scaler)
+        if not applied:
+            self.skipped_steps, self.epoch_skipped = self.skipped_steps + 1, self.epoch_skipped + 1
+        with warnings.catch_warnings():  # the schedule follows the steps taken, applied or not, as with AMP
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler", UserWarning)
+            self.scheduler.step()
         value = float(loss.detach())
         self.step, self.batch_in_epoch = self.step + 1, self.batch_in_epoch + 1
         self.loss_sum, self.loss_count = self.loss_sum + value, self.loss_count + 1
@@ -207,14 +237,17 @@ class _Run:
 
     def _record_epoch(self, *, validate_now: bool, complete: bool) -> Generator[TrainingProgress, None, None]:
         """Append the epoch's row (mean loss, lr, validation) to the history, move on, save the state."""
-        row = {"epoch": self.epoch + 1, "step": self.step, "train_loss": self._mean_loss(), "lr": self._lr()}
+        row = {
+            "epoch": self.epoch + 1, "step": self.step, "train_loss": self._mean_loss(), "lr": self._lr(),
+            "skipped_steps": self.epoch_skipped,
+        }  # fmt: skip
         if self.val_set and validate_now:
             self.validation = self._validate()
             row.update({f"val_{k}": v for k, v in self.validation["mean"].items()})
             yield self._progress("validate", metrics=self.validation["mean"])
         row["elapsed_s"] = round(self.elapsed, 3)
         self.history.append(row)
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum, self.loss_count, self.epoch_skipped = 0.0, 0, 0
         if self.context.is_main:
             write_history(self.config.run_dir, self.history)
         if complete:
@@ -243,7 +276,8 @@ class _Run:
         if self.context.is_main:
             result = validate(
                 ddp.unwrap(self.model), self.val_set, patch_size=self.config.patch_size,
-                overlap=self.config.val_overlap, tta=self.config.val_tta, device=self.device, amp=self.amp,
+                overlap=self.config.val_overlap, tta=self.config.val_tta, device=self.device,
+                precision=self.config.precision,
                 batch_size=2 * self.config.batch_size,  # no gradients: twice the training batch fits
             )
             result["step"] = self.step
@@ -267,8 +301,9 @@ class _Run:
         ddp.broadcast_buffers(self.model, self.context)
         out = Path(self.config.out) if self.finished else None
         return TrainingResult(
-            out, self.step, self.total_steps, cancelled, list(self.history), self.validation, ddp.unwrap(self.model)
-        )
+            out, self.step, self.total_steps, cancelled, list(self.history), self.validation, ddp.unwrap(self.model),
+            self.skipped_steps,
+        )  # fmt: skip
 
     def _state_path(self) -> Path:
         return self.config.run_dir / STATE_FILE
@@ -283,6 +318,7 @@ class _Run:
             "model_config": self.model_config, "parent": self.parent,
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed": self.elapsed,
+            "skipped_steps": self.skipped_steps, "epoch_skipped": self.epoch_skipped,
             "history": self.history, "validation": self.validation, "finished": self.finished,
             "world_size": self.context.world_size, "rng": rngs,
             "model": net.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -306,6 +342,7 @@ class _Run:
         self.scaler.load_state_dict(state["scaler"])
         for key in ("step", "epoch", "batch_in_epoch", "loss_sum", "loss_count", "elapsed", "history", "validation"):
             setattr(self, key, state[key])
+        self.skipped_steps, self.epoch_skipped = state.get("skipped_steps", 0), state.get("epoch_skipped", 0)
         self.finished = bool(state["finished"]) and self.step >= self.total_steps
         if state["world_size"] == self.context.world_size:
             restore_rng(state["rng"][self.context.rank])
@@ -315,7 +352,7 @@ class _Run:
                 f"epoch {self.epoch + 1} restarts from its first batch",
                 stacklevel=2,
             )
-            self.batch_in_epoch, self.loss_sum, self.loss_count = 0, 0.0, 0
+            self.batch_in_epoch, self.loss_sum, self.loss_count, self.epoch_skipped = 0, 0.0, 0, 0
 
 
 def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -> None:
@@ -326,43 +363,3 @@ def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -
             f"cannot resume from {path}: the run's settings differ ({details}); use the original "
             "settings, or another --work-dir to start a new run"
         )
-
-
-def _initial_model(config: TrainingConfig, device: torch.device) -> tuple[torch.nn.Module, dict, str | None]:
-    """The network to train: from `init_checkpoint` (fine-tuning) or a fresh one from the preset."""
-    if config.init_checkpoint:
-        from napari_lesionseg.engine.checkpoints import load_checkpoint
-
-        model, metadata = load_checkpoint(config.init_checkpoint, device=device)
-        if list(config.modalities) != list(metadata.modalities):
-            raise InvalidInputError(
-                f"checkpoint {config.init_checkpoint} takes the modalities {', '.join(metadata.modalities)} but "
-                f"the run uses {', '.join(config.modalities)}; pass --modalities {','.join(metadata.modalities)}"
-            )
-        return model.to(device), dict(metadata.model), metadata.name
-    from napari_lesionseg.models import build_model, model_config
-
-    model_cfg = model_config(config.preset, in_channels=len(config.modalities), **config.model)
-    return build_model(model_cfg).to(device), model_cfg, None
-
-
-def _patch_size(config: TrainingConfig, model_config: dict) -> tuple[int, int, int]:
-    from napari_lesionseg.models import default_patch_size, size_divisor
-
-    size = tuple(config.patch_size or default_patch_size(model_config))
-    divisor = size_divisor(model_config)
-    if len(size) != 3 or any(s < 1 or s % divisor for s in size):
-        raise InvalidInputError(
-            f"patch size {size} does not fit the network: every axis must be a positive multiple of {divisor}"
-        )
-    return size  # type: ignore[return-value]
-
-
-def _make_loss(config: TrainingConfig) -> Any:
-    """The configured `losses.LossFunction` (F-beta takes the config's beta)."""
-    from napari_lesionseg.training.losses import make_loss
-
-    params = dict(config.loss_params)
-    if config.loss == "fbeta":
-        params.setdefault("beta", config.beta)
-    return make_loss(config.loss, **params)

@@ -7,7 +7,9 @@ from its last save. It is a working file, not a checkpoint: the network users lo
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import torch
 from napari_lesionseg._files import atomic_path
 from napari_lesionseg.errors import CheckpointError
 
-__all__ = ["STATE_FILE", "load_state", "restore_rng", "rng_state", "save_state"]
+__all__ = ["STATE_FILE", "load_state", "restore_rng", "restored_process_state", "rng_state", "save_state"]
 
 #: Name of the training-state file inside a run's work folder.
 STATE_FILE = "state.pt"
@@ -35,6 +37,21 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Put back the global torch generators and cuDNN's benchmark flag after the block.
+
+    A training run seeds the process's generators and may turn cuDNN autotuning on; in the
+    viewer's process that must not outlast the run.
+    """
+    generators, benchmark = rng_state(), torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        restore_rng(generators)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:

@@ -28,7 +28,7 @@ def validate(
     overlap: float = OVERLAP,
     tta: str = "paper",
     device: torch.device | str = "cpu",
-    amp: bool = False,
+    precision: str = "auto",
     batch_size: int = 2,
 ) -> dict[str, Any]:
     """Segment every subject's whole volume and score it against its mask.
@@ -41,8 +41,8 @@ def validate(
     per_subject = {}
     for subject in subjects:
         prob = predict_probability(
-            model, subject.image, patch_size=patch_size, overlap=overlap, tta=tta, device=device, amp=amp,
-            batch_size=batch_size,
+            model, subject.image, patch_size=patch_size, overlap=overlap, tta=tta, device=device,
+            precision=precision, batch_size=batch_size,
         )
         per_subject[subject.name] = score(prob, subject.mask, subject.spacing)
     return {
@@ -62,7 +62,7 @@ def predict_probability(
     overlap: float,
     tta: str,
     device: torch.device | str,
-    amp: bool,
+    precision: str = "auto",
     batch_size: int = 2,
 ) -> np.ndarray:
     """Lesion probability (Z, Y, X) of a normalised stack, by the inference engine with spline fusion."""
@@ -71,7 +71,7 @@ def predict_probability(
 
     settings = InferenceSettings(
         patch_size=tuple(patch_size), overlap=overlap, fusion=("spline",), tta=tta, device=str(device),
-        amp=amp, batch_size=batch_size, uncertainty=False, stream_partial=False,
+        precision=precision, batch_size=batch_size, uncertainty=False, stream_partial=False,
     )
     return np.asarray(run_inference(model, image, settings).probabilities["spline"], dtype=np.float32)
 

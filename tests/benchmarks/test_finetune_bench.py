@@ -32,6 +32,10 @@ def test_report_times_each_phase_of_the_fine_tune(report):
     assert seconds["total"] == pytest.approx(seconds["before"] + seconds["training"] + seconds["after"])
     assert 0.0 <= report["dsc_before"] <= 1.0 and 0.0 <= report["dsc_after"] <= 1.0
     assert report["parameters"] > 0
+    assert report["precision"].split()[0] in ("bfloat16", "float32")
+    assert 0 <= report["skipped_steps"] <= 3
+    assert set(report["targets_met"]) == {"training_s", "total_s"}
+    assert report["targets_met"]["training_s"] == (seconds["training"] < report["targets"]["training_s_max"])
     json.dumps(report)  # JSON-able
 
 

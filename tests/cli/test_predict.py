@@ -112,3 +112,16 @@ def test_nothing_to_write_is_refused(tmp_path, checkpoint, capsys):
     folder = write_subject(tmp_path / "data", shape=SHAPE)
     assert _predict(folder, "--checkpoint", checkpoint) == 2
     assert "nothing to write" in capsys.readouterr().err
+
+
+def test_precision_reaches_the_engine_and_is_reported(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    probabilities = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / f"{precision}.nii.gz"
+        args = ["predict", folder, "--checkpoint", checkpoint, "--prob-out", out, "--device", "cpu", "--precision", precision]
+        assert main([str(a) for a in args]) == 0
+        assert f"on cpu ({precision})" in capsys.readouterr().err
+        probabilities[precision] = nib.load(out).get_fdata()
+    difference = np.abs(probabilities["float32"] - probabilities["bfloat16"])
+    assert 0 < difference.max() < 0.02  # bfloat16 ran, and stayed close to float32

@@ -57,7 +57,9 @@ def _image(shape=(2, 13, 17, 11), seed: int = 0) -> np.ndarray:
 
 
 def _settings(**kwargs) -> InferenceSettings:
-    return InferenceSettings(**{"patch_size": PATCH, "tta": "none", "device": "cpu", "batch_size": 4, **kwargs})
+    """float32 unless a test asks otherwise: these tests compare with float32 references at 1e-5."""
+    options = {"patch_size": PATCH, "tta": "none", "device": "cpu", "batch_size": 4, "precision": "float32"}
+    return InferenceSettings(**{**options, **kwargs})
 
 
 class TestAgainstMonai:
@@ -180,6 +182,17 @@ class TestOutOfMemory:
         assert result.completed and len(result.messages) == 2
         assert "batches of 2 patches" in events[0].message
 
+    def test_a_retried_batch_fuses_its_skipped_patches_once(self):
+        image = _image()
+        foreground = np.zeros(image.shape[1:], dtype=bool)
+        foreground[:, :6] = True  # the patches beyond y = 6 hold no foreground
+        net = _LimitedMemoryNet(2)
+        result = run_inference(net, image, _settings(batch_size=8, fusion="uniform"), foreground=foreground)
+        reference = run_inference(net, image, _settings(batch_size=2, fusion="uniform"), foreground=foreground)
+        assert result.messages and 0 < result.skipped == reference.skipped
+        np.testing.assert_allclose(result.weight_sums["uniform"], reference.weight_sums["uniform"], rtol=1e-6)
+        np.testing.assert_allclose(result.probability, reference.probability, atol=1e-6)
+
     def test_one_patch_that_does_not_fit_is_a_clear_error(self):
         with pytest.raises(LesionSegError, match="out of memory.*--device cpu"):
             run_inference(_LimitedMemoryNet(0), _image(), _settings(batch_size=2))
@@ -239,8 +252,8 @@ class TestOnCuda:
         net = build_model(model_config("compact", in_channels=2)).eval()
         image = _image((2, 48, 40, 44))
         settings = {"patch_size": 32, "tta": "paper", "batch_size": 4}
-        cpu = run_inference(net, image, InferenceSettings(device="cpu", **settings))
-        gpu = run_inference(net, image, InferenceSettings(device="cuda", amp=True, **settings))
+        cpu = run_inference(net, image, InferenceSettings(device="cpu", precision="float32", **settings))
+        gpu = run_inference(net, image, InferenceSettings(device="cuda", precision="float16", **settings))
         assert gpu.device.startswith("cuda") and not gpu.messages
         np.testing.assert_allclose(gpu.probability, cpu.probability, atol=1e-2)
 

@@ -41,6 +41,14 @@ def test_train_command_writes_checkpoint_history_and_progress(data, tmp_path, ca
     assert (tmp_path / "tiny_training" / "history.csv").is_file()
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_precision_reaches_the_training_run(data, tmp_path, precision):
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", str(data / "train"), "--out", str(out), "--max-steps", "1", "--quiet"]
+    assert main([*args, "--precision", precision, *TINY_ARGS]) == 0
+    assert load_checkpoint(out)[1].training["precision"] == precision
+
+
 def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
     args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet"]
     args += TINY_ARGS
