@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data.distributed import DistributedSampler
 
-from napari_lesionseg._progress import drain
+from napari_lesionseg._progress import CancelToken, drain
 from napari_lesionseg.engine.precision import (
     as_memory_format,
     autocast,
@@ -54,13 +55,8 @@ from napari_lesionseg.training.state import (
 from napari_lesionseg.training.steps import apply_gradients
 from napari_lesionseg.training.validation import validate
 
-__all__ = ["CancelToken", "iter_training", "train"]
+__all__ = ["iter_training", "train"]
 
-
-class CancelToken(Protocol):
-    """Anything with `is_set()`, e.g. `threading.Event` or `inference.CancelToken`."""
-
-    def is_set(self) -> bool: ...
 
 
 def train(
@@ -69,7 +65,7 @@ def train(
     subjects: Sequence[TrainingSubject] = (),
     val_subjects: Sequence[TrainingSubject] = (),
     on_progress: Callable[[TrainingProgress], None] | None = None,
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | threading.Event | None = None,
 ) -> TrainingResult:
     """Run `config` to the end (or until `cancel` is set) and return the result.
 
@@ -88,7 +84,7 @@ def iter_training(
     *,
     subjects: Sequence[TrainingSubject] = (),
     val_subjects: Sequence[TrainingSubject] = (),
-    cancel: CancelToken | None = None,
+    cancel: CancelToken | threading.Event | None = None,
 ) -> Generator[TrainingProgress, None, TrainingResult]:
     """Yield progress after every step and validation; return the `TrainingResult` (see `train`)."""
     context = ddp.init_distributed(config.device)
@@ -160,7 +156,7 @@ class _Run:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def loop(self, cancel: CancelToken | None) -> Generator[TrainingProgress, None, TrainingResult]:
+    def loop(self, cancel: CancelToken | threading.Event | None) -> Generator[TrainingProgress, None, TrainingResult]:
         """Train until the last step or a cancel; validate, log and save along the way."""
         started = time.perf_counter() - self.elapsed
         while self.step < self.total_steps:

@@ -32,6 +32,6 @@ def test_details_name_data_validation_parent_and_inputs():
         training={"data": ["x/sub-01", "x/sub-02"], "steps": 40}, validation={"mean": {"dsc": 0.7}},
     )  # fmt: skip
     text = checkpoint_details(info)
-    assert "2 folder(s) (sub-01, sub-02), 40 steps" in text and "validation DSC 0.700" in text
+    assert "2 folder(s) (sub-01, sub-02), 40 steps" in text and "DSC 0.700 on the mask it was tuned on (not held out)" in text
     assert "fine-tuned from fbeta_1.5" in text and "inputs FLAIR, T1w" in text
     assert short_label(info) == "ft (user, from fbeta_1.5)"
