@@ -22,8 +22,14 @@ def scroll_contents(container: Container) -> QScrollArea:
     inner_layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # scroll, never squeeze the widgets
     while outer.count():
         item = outer.takeAt(0)
-        if item.widget() is not None:
-            inner_layout.addWidget(item.widget())
+        widget = item.widget()
+        if widget is not None:
+            # Never squeezed below its size hint (magicgui containers report a minimum of almost nothing):
+            # when the dock is short the scroll bar appears instead.
+            policy = widget.sizePolicy()
+            policy.setVerticalPolicy(QSizePolicy.Policy.Minimum)
+            widget.setSizePolicy(policy)
+            inner_layout.addWidget(widget)
         else:
             inner_layout.addItem(item)
     inner_layout.addStretch(1)

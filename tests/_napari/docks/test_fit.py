@@ -28,3 +28,4 @@ def test_all_five_docks_tabbed_leave_the_window_shorter_than_a_laptop_screen(mak
     for dock_class in DOCKS:
         viewer.window.add_dock_widget(dock_class(viewer), name=dock_class.__name__, tabify=True)
     assert viewer.window._qt_window.minimumSizeHint().height() < LAPTOP_HEIGHT
+
