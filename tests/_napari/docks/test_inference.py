@@ -447,3 +447,20 @@ def test_the_mask_can_be_drawn_as_outlines(qtbot, app):
     assert mask.contour == 1
     dock._outline.value = False
     assert mask.contour == 0
+
+
+def test_the_review_follows_the_threshold(qtbot, app):
+    from napari_lesionseg._napari.docks import LesionReviewWidget
+
+    viewer, dock = app
+    review = LesionReviewWidget(viewer)
+    dock.run()
+    wait_until_idle(qtbot, dock)
+    review.set_reference(viewer.layers["reference mask"])
+    review.update(blocking=True)
+    probability = dock.runs["beta 1"].result.probability
+    before = review.review.metrics["n_lesions_pred"], int(np.count_nonzero(review.overlay.data))
+    dock.set_threshold(float(np.quantile(probability[probability > 0], 0.9)))  # a much stricter mask
+    expected = int(np.count_nonzero(viewer.layers["lesion mask [beta 1]"].data))
+    qtbot.waitUntil(lambda: review.review.metrics["tp"] + review.review.metrics["fp"] == expected, timeout=20_000)
+    assert (review.review.metrics["n_lesions_pred"], int(np.count_nonzero(review.overlay.data))) != before
