@@ -96,14 +96,12 @@ def test_scanner_named_files_can_be_assigned_modalities_in_the_dock(qtbot, make_
         write_nifti(folder / name, np.random.default_rng(0).random((10, 12, 8)).astype(np.float32))
     viewer = make_napari_viewer()
     dock = SubjectWidget(viewer)
-    worker = dock.open_subject(folder)
-    with qtbot.waitSignal(worker.finished, timeout=20_000):
-        pass
-    assert dock._assign.offered and len(viewer.layers) == 0  # refused, and asked which file is which
+    dock.open_subject(folder)
+    qtbot.waitUntil(lambda: dock._assign.offered, timeout=60_000)  # refused, and asked which file is which
+    assert len(viewer.layers) == 0
     dock._assign.set_role("301_3D_FLAIR_SAG.nii.gz", "FLAIR")
     dock._assign.set_role("401_T1_MPRAGE.nii.gz", "T1w")
-    worker = dock._assign.apply()
-    with qtbot.waitSignal(worker.finished, timeout=20_000):
-        pass
+    assert dock._assign.apply() is not None
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=60_000)
     assert [layer.name for layer in viewer.layers] == ["FLAIR", "T1w"]
     assert viewer.layers["FLAIR"].metadata["lesionseg"]["modality"] == "FLAIR"
