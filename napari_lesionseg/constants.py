@@ -43,6 +43,9 @@ BOUNDARY_ALPHA_STEP = 0.01
 # --- Inference and fusion (Sec. III.C, III.F) ----------------------------------------------------
 THRESHOLD = 0.5  # "probabilities of 0.5 or more were considered lesion"
 OVERLAP = 0.5  # 50 % overlap: the paper's speed/accuracy trade-off
+#: Smallest lesion kept in a predicted mask, in mm^3: the MSSEG 2016 challenge's evaluation ignored
+#: connected components under 3 mm^3 (Commowick et al., Sci. Rep. 2018); 0 keeps every component.
+MIN_LESION_MM3 = 3.0
 
 # --- Display (Fig. 8) ----------------------------------------------------------------------------
 #: Confusion-map label values.

@@ -8,6 +8,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEd
 
 from napari_lesionseg.engine.devices import device_options
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.training.correction_settings import FINE_TUNE_DEFAULTS
 from napari_lesionseg.vocabulary import LOSS_LABELS
 
 __all__ = ["FineTuneSettings", "learning_rate"]
@@ -20,9 +21,9 @@ class FineTuneSettings(Container):
         super().__init__(labels=True)
         self.loss = ComboBox(label="Loss", choices=[(label, name) for name, label in LOSS_LABELS.items()], value="fbeta")
         self.beta = FloatSpinBox(label="Beta (F-beta)", value=1.5, min=0.1, max=10.0, step=0.1)
-        self.iterations = SpinBox(label="Iterations", value=40, min=1, max=100_000)
-        self.lr = LineEdit(label="Learning rate", value="1e-4")
-        self.batch = SpinBox(label="Batch size", value=2, min=1, max=64)
+        self.iterations = SpinBox(label="Iterations", value=FINE_TUNE_DEFAULTS.steps, min=1, max=100_000)
+        self.lr = LineEdit(label="Learning rate", value=f"{FINE_TUNE_DEFAULTS.lr:g}")
+        self.batch = SpinBox(label="Batch size", value=FINE_TUNE_DEFAULTS.batch_size, min=1, max=64)
         self.device = ComboBox(label="Device", choices=device_options(), value="auto")
         self.measure = CheckBox(
             text="Measure before / after on the corrected mask (quick: no overlap, no TTA)", value=True

@@ -28,7 +28,7 @@ from napari_lesionseg import __version__
 from napari_lesionseg.errors import LesionSegError
 
 #: Subcommand modules in `napari_lesionseg.cli`, in the order `--help` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("sample", "checkpoints", "predict", "evaluate", "train", "bench")
+SUBCOMMANDS: tuple[str, ...] = ("sample", "checkpoints", "predict", "evaluate", "train", "finetune", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

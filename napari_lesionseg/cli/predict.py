@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_lesionseg.constants import OVERLAP, THRESHOLD
+from napari_lesionseg.constants import MIN_LESION_MM3, OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.vocabulary import FUSION_MODES, PRECISIONS
 
@@ -91,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
     run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
     run.add_argument("--threshold", type=float, default=THRESHOLD, help="mask threshold (default: %(default)s)")
+    run.add_argument("--min-lesion-mm3", type=float, default=MIN_LESION_MM3, metavar="MM3", help="drop mask components smaller than this volume (default: %(default)s, MSSEG's; 0 keeps all)")
     run.add_argument("--resample", action="store_true", help="accepted for older scripts: modalities on other grids are always resampled onto the FLAIR grid")
     run.add_argument("--shard", metavar="K/N", help="process every N-th subject starting at K (0-based); set automatically under torchrun")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -105,6 +106,9 @@ def run_predict(args: argparse.Namespace) -> int:
     _check_outputs(outputs, len(planned))
     rank, world = _shard(args.shard)
     settings = _settings(args, rank)
+    from napari_lesionseg.evaluation.lesion_size import check_min_lesion_mm3
+
+    check_min_lesion_mm3(args.min_lesion_mm3)
     checkpoints = _Checkpoints(args.checkpoint, args.beta)
     targets = _output_paths(outputs, planned, checkpoints.paths(), overwrite=args.overwrite)
     for subject_plan in planned[rank::world]:
@@ -113,6 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
             for note in subject.notes:
                 print(note, file=sys.stderr)
         result = _predict_one(subject, checkpoints.for_subject(subject), settings, quiet=args.quiet)
+        result = _without_small_lesions(result, subject, args.min_lesion_mm3)
         written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
         if not args.quiet:
             print(_summary(subject, result, written), file=sys.stderr)
@@ -200,6 +205,14 @@ def _predict_one(subject: Subject, checkpoint: Any, settings: InferenceSettings,
     result = predict(subject, checkpoint, settings, callback=progress)
     progress.close()
     return result
+
+
+def _without_small_lesions(result: InferenceResult, subject: Subject, min_mm3: float) -> InferenceResult:
+    import dataclasses
+
+    from napari_lesionseg.evaluation.lesion_size import drop_small_lesions
+
+    return dataclasses.replace(result, mask=drop_small_lesions(result.mask, subject.geometry.spacing, min_mm3))
 
 
 def _write(subject: Subject, result: InferenceResult, targets: list[tuple[str, Path]]) -> list[Path]:

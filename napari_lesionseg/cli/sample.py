@@ -22,6 +22,8 @@ __all__ = ["register"]
 
 #: The lesion load categories of napari_lesionseg.data.phantom.LESION_LOADS (not imported: it pulls numpy).
 _LOADS = ("very_low", "low", "medium", "high")
+#: The scanners of napari_lesionseg.data.phantom.contrast.CONTRAST_PROFILES (tested to match).
+CONTRASTS = ("default", "low", "soft")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,6 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--thick", metavar="LIST",
         help="comma-separated modalities with thick slices (default: all; e.g. FLAIR,T2w,PDw beside a 3-D T1w)",
     )  # fmt: skip
+    acquisition.add_argument(
+        "--contrast",
+        choices=CONTRASTS,
+        default="default",
+        help="the scanner: default; low (a second scanner: lower lesion-to-grey-matter contrast on FLAIR, "
+        "flatter T1w, more noise); soft (fainter lesions everywhere, stronger bias field). The same seed gives "
+        "the same head and lesions on every scanner (default: %(default)s)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -92,6 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         lesion_load=args.load,
         t1c=args.t1c,
         dtype=args.dtype,
+        contrast=args.contrast,
         on_subject=report,
         acquisition={
             "skull_strip_images": args.skull_strip,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation.lesion_size import drop_small_lesions
 from napari_lesionseg.evaluation.lesions import (
     DEFAULT_CONNECTIVITY,
     Lesion,
@@ -100,6 +101,7 @@ def review_masks(
     connectivity: int = DEFAULT_CONNECTIVITY,
     pred_name: str = "prediction",
     reference_name: str = "reference",
+    min_lesion_mm3: float = 0.0,
 ) -> Review:
     """Compare a prediction with a reference on one grid.
 
@@ -112,6 +114,8 @@ def review_masks(
         affine: (Z, Y, X) voxel -> world mm matrix, for the lesions' world centroids.
         connectivity: lesion connectivity (see `lesions`).
         pred_name, reference_name: how error messages call the two masks (layer names are best).
+        min_lesion_mm3: predicted lesions smaller than this are left out first (`lesion_size`; the
+            Inference dock's setting, default `constants.MIN_LESION_MM3`); 0 keeps every one.
 
     Raises:
         InvalidInputError: a mask is not 3-D, or the masks (or the probability map) differ in shape.
@@ -127,6 +131,8 @@ def review_masks(
         raise InvalidInputError(
             f"the probability map has shape {np.shape(prob)} but {pred_name!r} has shape {pred.shape}"
         )
+    if min_lesion_mm3:
+        pred = drop_small_lesions(pred, spacing, min_lesion_mm3, connectivity)
     metrics = compute_metrics(pred, reference, spacing=spacing, prob=prob, connectivity=connectivity)
     match = match_lesions(pred, reference, connectivity=connectivity)
     recall, precision = metrics["sensitivity"], metrics["ppv"]

@@ -1,36 +1,40 @@
 """Fine-tune a checkpoint on a clinician's corrected subject, and measure what it changed.
 
-The engine of the Fine-tune dock (the annotate-and-retrain loop), built on `training.fine_tune`:
+The engine of the Fine-tune dock and of `lesionseg finetune` (the annotate-and-retrain loop):
 
-* Data: the subject's images as shown in the viewer (in the checkpoint's channel order) with the
-  corrected mask, optionally plus subject folders on disk, so the network does not forget them.
-  They are resampled into the checkpoint's model space (`engine.model_space`) for training; the
-  before/after measurement runs through the prediction entry point and is scored on the native grid.
-* Before/after: the starting and the fine-tuned network are scored on the corrected subject by the
-  same function with the same settings (`training.validation.validate`: whole-volume inference,
-  threshold 0.5), so the difference is the fine-tune's. The "after" numbers are the training
-  loop's own final validation on that subject. It is a quick measure (`EVALUATION`: patches side
-  by side, no test-time augmentation, about 8 times fewer patches than the paper's 50 % overlap);
-  running inference with the new checkpoint gives the full numbers. `measure=False` skips it.
-* The result is a new checkpoint in the per-user folder under a fresh name (never its parent's):
-  ``<parent>_ft-<subject>-<UTC time>``. The training engine records the parent and the settings;
-  this module adds ``training["fine_tune"]``: the in-memory subject (name, shape, spacing, lesion
-  voxels), the folders and the before/after metrics.
+* What changed: the run's mask (the prediction the user corrected; by default the starting network's
+  own prediction, which the "before" measurement makes) against the corrected mask gives the rejected
+  false positives and the painted missed lesions (`correction_sampling.correction_regions`).
+* Data: patches centred on those changes, lesion patches and brain patches of the corrected subject,
+  and replayed earlier cases: the corrected subjects of the checkpoint's lineage (`training.replay`)
+  and subject folders the user adds (`correction_sampling`).
+* Loss: the checkpoint's loss plus `fp_weight` x `losses.false_positive_penalty`, which keeps
+  learning on lesion-free patches.
+* Early stopping: an axial slab holding `held_out_fraction` of the corrected lesion voxels never
+  counts in the loss; the network is scored on it every `eval_every` steps (progress phase
+  ``"held_out"``), and the best-scoring weights are saved (`correction_loop`).
+* Model space: the corrected subject and the run's mask are resampled into the checkpoint's model
+  space (`engine.model_space`) for training; the before/after measurement runs through the one
+  prediction entry point with the same quick settings (`EVALUATION`: patches side by side, no
+  test-time augmentation) and is scored on the native grid; `measure=False` skips it.
+* The result is a new checkpoint (in the per-user folder under a fresh name, never its parent's, or
+  `out`), whose metadata records the parent, the lineage, the settings, the replayed cases and
+  ``training["fine_tune"]`` (the subject, the held-out scores, before/after).
 
 Example:
     >>> request = FineTuneRequest(checkpoint=path, images={"FLAIR": flair, ...}, mask=corrected,
-    ...                           spacing=(2.0, 2.0, 2.0), subject_name="sub-01", steps=40)  # doctest: +SKIP
-    >>> outcome = fine_tune_on_correction(request, on_progress=print)                      # doctest: +SKIP
-    >>> outcome.before["dsc"], outcome.after["dsc"], outcome.checkpoint.name               # doctest: +SKIP
+    ...                           predicted=run_mask, spacing=(2.0, 2.0, 2.0), subject_name="sub-01")  # doctest: +SKIP
+    >>> outcome = fine_tune_on_correction(request, on_progress=print)                                  # doctest: +SKIP
+    >>> outcome.before["dsc"], outcome.after["dsc"], outcome.held_out[-1]["best_dsc"]                  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-import tempfile
+import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +43,11 @@ import numpy as np
 from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.training.correction_settings import (
+    FINE_TUNE_DEFAULTS,
+    FineTuneRequest,
+    check_fine_tune_settings,
+)
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -46,59 +55,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVALUATION",
+    "FINE_TUNE_DEFAULTS",
     "FineTuneOutcome",
     "FineTuneRequest",
     "check_correction",
     "correction_training_subject",
     "fine_tune_on_correction",
     "iter_fine_tune_on_correction",
+    "mask_in_model_space",
     "new_checkpoint_path",
 ]
 
 #: How before and after are measured: whole-volume inference on the corrected subject, patches side by
 #: side (no overlap) and no test-time augmentation, so that measuring costs seconds, not minutes.
 EVALUATION: dict[str, Any] = {"overlap": 0.0, "tta": "none", "fusion": "spline", "threshold": THRESHOLD}
-#: Validate only once, after the last step (the loop validates every `val_every` epochs).
-_VALIDATE_AT_END_ONLY = 10**9
-
-
-@dataclass(frozen=True, eq=False)
-class FineTuneRequest:
-    """What to fine-tune, on what, and how.
-
-    Attributes:
-        checkpoint: the starting checkpoint's file (or name).
-        images: layer name -> (Z, Y, X) raw image, in the checkpoint's channel order.
-        mask: the corrected labels (Z, Y, X); nonzero is lesion.
-        spacing: voxel size in mm along (Z, Y, X).
-        subject_name: recorded with the new checkpoint and used in its name.
-        mask_name: the mask layer's name, for messages.
-        folders: extra training subject folders (each with a reference mask).
-        loss: a `training.LOSSES` name; None keeps the checkpoint's loss.
-        beta: F-beta's beta; None keeps the checkpoint's.
-        steps, lr, batch_size, device, seed: the training run (device "auto" picks CUDA when present).
-        precision: network arithmetic of the measurements and the training (`engine.precision`).
-        measure: score the network on the corrected subject before and after (see `EVALUATION`).
-        out_dir: where the new checkpoint goes (default: `checkpoints.user_checkpoint_dir()`).
-    """
-
-    checkpoint: str | Path
-    images: Mapping[str, np.ndarray]
-    mask: np.ndarray
-    spacing: tuple[float, float, float]
-    subject_name: str = "subject"
-    mask_name: str = "corrected mask"
-    folders: Sequence[str | Path] = ()
-    loss: str | None = None
-    beta: float | None = None
-    steps: int = 40
-    lr: float = 1e-4
-    batch_size: int = 2
-    device: str = "auto"
-    seed: int = 0
-    precision: str = "auto"
-    measure: bool = True
-    out_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +82,13 @@ class FineTuneOutcome:
             (empty when not measured).
         after: the same for the fine-tuned network (None when cancelled or not measured).
         steps, total_steps: optimizer steps done and planned.
-        cancelled: whether the run was stopped early.
+        cancelled: whether the run was stopped early by the user.
         losses: the training loss after every step.
-        skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
+        held_out: every held-out score: step, dsc, fp_lesions, best_dsc, best_step (step 0 is the parent).
+        best_step: the step whose weights were saved (0: none beat the starting network on the held-out slab).
+        stopped: "patience" or "time" when it stopped before `total_steps`, else None.
+        replayed: names of the earlier cases and folder subjects it replayed.
+        elapsed_s: wall time of the whole fine-tune, measurements included.
     """
 
     checkpoint: Path | None
@@ -125,7 +99,11 @@ class FineTuneOutcome:
     total_steps: int
     cancelled: bool
     losses: list[float]
-    skipped_steps: int = 0
+    held_out: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = 0
+    stopped: str | None = None
+    replayed: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
 
     @property
     def name(self) -> str | None:
@@ -187,6 +165,18 @@ def correction_training_subject(
     return subject_from_arrays(stack, mask, spacing, name)
 
 
+def mask_in_model_space(mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None) -> np.ndarray:
+    """A native-grid mask on the model-space grid `correction_training_subject` trains on (linear, then >= 0.5)."""
+    mask = np.asarray(mask) != 0
+    if model_spacing is None:
+        return mask
+    from napari_lesionseg.engine.model_space import model_space, to_model
+
+    native = _native_geometry(mask.shape, spacing)
+    space = model_space(native, model_spacing)
+    return to_model(mask.astype(np.float32), native, space) >= 0.5 if space.resampled else mask
+
+
 def _native_geometry(shape: Sequence[int], spacing: Sequence[float]) -> Any:
     """A grid of `shape` voxels of `spacing` mm (where it sits does not matter to the model space)."""
     from napari_lesionseg.data.geometry import Geometry
@@ -222,10 +212,11 @@ def fine_tune_on_correction(
 def iter_fine_tune_on_correction(
     request: FineTuneRequest, *, cancel: CancelToken | None = None
 ) -> Generator[TrainingProgress, None, FineTuneOutcome]:
-    """Measure the starting network on the corrected subject, fine-tune it, save and measure the result.
+    """Measure the starting network on the corrected subject, fine-tune it on the correction, save and measure.
 
-    Yields a ``"baseline"`` `TrainingProgress` (with the before metrics), then the training loop's
-    progress after every step and ``"done"``; returns the `FineTuneOutcome`.
+    Yields a ``"baseline"`` `TrainingProgress` (with the before metrics), then ``"held_out"`` (step 0
+    and every `eval_every` steps: metrics dsc, fp_lesions, best_dsc, best_step) and ``"train"``
+    (loss) events, ``"validate"`` before the after measurement and ``"done"`` (with the after metrics).
 
     Args:
         request: the checkpoint, data and settings.
@@ -235,50 +226,73 @@ def iter_fine_tune_on_correction(
         InvalidInputError: unusable data (see `check_correction`), a bad setting or folder.
         CheckpointError: the checkpoint is missing, or does not take this many images.
     """
-    from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
-    from napari_lesionseg.engine.requirements import trained_spacing
-    from napari_lesionseg.training import TrainingProgress
-    from napari_lesionseg.training.finetune import iter_fine_tune
+    from napari_lesionseg.engine.devices import resolve_device
+    from napari_lesionseg.training.correction_loop import cpu_threads
 
     _check_settings(request)
+    with cpu_threads(request.threads, resolve_device(request.device)) as threads:
+        return (yield from _fine_tune(request, threads, cancel))
+
+
+def _fine_tune(
+    request: FineTuneRequest, threads: int, cancel: CancelToken | None
+) -> Generator[TrainingProgress, None, FineTuneOutcome]:
+    """`iter_fine_tune_on_correction` once the settings are checked, on `threads` CPU threads."""
+    from napari_lesionseg.engine.checkpoints import load_checkpoint
+    from napari_lesionseg.engine.requirements import trained_spacing
+    from napari_lesionseg.training import TrainingProgress
+
+    started = time.perf_counter()
     model, metadata = load_checkpoint(request.checkpoint, device="cpu")
     if len(request.images) != len(metadata.modalities):
         raise CheckpointError(
             f"Checkpoint {metadata.name!r} takes {len(metadata.modalities)} images ({', '.join(metadata.modalities)}) "
             f"but {len(request.images)} were given ({', '.join(request.images)})."
         )
+    model_spacing = trained_spacing(metadata)
     subject = correction_training_subject(
         request.images, request.mask, spacing=request.spacing, mask_name=request.mask_name, name=request.subject_name,
-        model_spacing=trained_spacing(metadata),
+        model_spacing=model_spacing,
     )  # fmt: skip
-    before = _measure((model, metadata), request) if request.measure else {}
-    del model
-    yield TrainingProgress("baseline", 0, request.steps, 0, 0, metrics=before)
-    losses: list[float] = []
-
-    out = new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
+    _check_predicted(request)
+    before, predicted = _baseline((model, metadata), request)
+    predicted = mask_in_model_space(predicted, request.spacing, model_spacing)
+    yield TrainingProgress("baseline", 0, request.steps, 0, 1, metrics=before)
     if cancel is not None and cancel.is_set():
-        return FineTuneOutcome(None, metadata.name, before, None, 0, request.steps, True, losses)
-    with tempfile.TemporaryDirectory(prefix="lesionseg-finetune-") as work_dir:
-        steps = iter_fine_tune(
-            request.checkpoint, out, subjects=[subject], data=list(request.folders),
-            steps=int(request.steps), lr=float(request.lr), cancel=cancel, **_training_options(request, work_dir),
+        return FineTuneOutcome(None, metadata.name, before, None, 0, request.steps, True, [])
+    from napari_lesionseg.training.correction_run import run_correction_steps, save_fine_tuned
+
+    run = yield from run_correction_steps(model, metadata, subject, predicted, request, cancel=cancel)
+    if run.loop.cancelled:
+        return FineTuneOutcome(
+            None, metadata.name, before, None, run.loop.steps, request.steps, True, run.loop.losses,
+            run.loop.held_out, run.loop.best_step, None, run.replayed, round(time.perf_counter() - started, 3),
         )  # fmt: skip
-        result = yield from _recording_losses(steps, losses)
-    after = None
-    if result.checkpoint is not None:
-        tuned, tuned_metadata = load_checkpoint(result.checkpoint)
-        after = _measure((tuned, tuned_metadata), request) if request.measure and not result.cancelled else None
-        tuned_metadata.training["fine_tune"] = _record(request, subject, before, after)
-        save_checkpoint(result.checkpoint, tuned, tuned_metadata)
+    out = Path(request.out) if request.out is not None else new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
+    yield TrainingProgress("validate", run.loop.steps, request.steps, 0, 1)
+    after = _measure((model, metadata), request)[0] if request.measure else None
+    elapsed = round(time.perf_counter() - started, 3)
+    save_fine_tuned(out, model, metadata, subject, request, run, record={
+        "metrics_before": dict(before), "metrics_after": dict(after) if after is not None else None,
+        "evaluation": dict(EVALUATION), "elapsed_s": elapsed, "threads": threads,
+    })  # fmt: skip
+    yield TrainingProgress("done", run.loop.steps, request.steps, 0, 1, metrics=after, elapsed_s=elapsed)
     return FineTuneOutcome(
-        result.checkpoint, metadata.name, before, after, result.steps, result.total_steps, result.cancelled, losses,
-        result.skipped_steps,
+        out, metadata.name, before, after, run.loop.steps, request.steps, False, run.loop.losses, run.loop.held_out,
+        run.loop.best_step, run.loop.stopped, run.replayed, elapsed,
     )  # fmt: skip
 
 
-def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
-    """`EVALUATION` metrics of a checkpoint on the corrected subject, through the one prediction entry point."""
+def _baseline(checkpoint: Any, request: FineTuneRequest) -> tuple[dict[str, float], np.ndarray]:
+    """The before metrics (empty unless measured) and the run's mask (the request's, or the network's own)."""
+    if not request.measure and request.predicted is not None:
+        return {}, np.asarray(request.predicted) != 0
+    metrics, predicted = _measure(checkpoint, request)
+    return (metrics if request.measure else {}), (predicted if request.predicted is None else np.asarray(request.predicted) != 0)
+
+
+def _measure(checkpoint: Any, request: FineTuneRequest) -> tuple[dict[str, float], np.ndarray]:
+    """`EVALUATION` metrics of a checkpoint on the corrected subject and its mask, through the one prediction entry point."""
     from napari_lesionseg.engine.devices import resolve_device
     from napari_lesionseg.engine.predict import predict
     from napari_lesionseg.engine.settings import InferenceSettings
@@ -289,9 +303,8 @@ def _measure(checkpoint: Any, request: FineTuneRequest) -> dict[str, float]:
         overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
         precision=request.precision, uncertainty=False, stream_partial=False,
     )  # fmt: skip
-    geometry = _native_geometry(np.shape(request.mask), request.spacing)
-    result = predict(dict(request.images), checkpoint, settings, geometry=geometry)
-    return score(result.probability, np.asarray(request.mask) != 0, request.spacing)
+    result = predict(dict(request.images), checkpoint, settings)
+    return score(result.probability, np.asarray(request.mask) != 0, request.spacing), result.probability >= THRESHOLD
 
 
 def _check_settings(request: FineTuneRequest) -> None:
@@ -304,66 +317,22 @@ def _check_settings(request: FineTuneRequest) -> None:
         raise InvalidInputError(f"unknown loss {request.loss!r}; expected one of {', '.join(LOSSES)}")
     if request.beta is not None and not request.beta > 0:
         raise InvalidInputError(f"beta must be positive, got {request.beta}")
-    if int(request.steps) < 1 or int(request.batch_size) < 1 or not 0 < float(request.lr) < 1:
+    check_fine_tune_settings(
+        steps=request.steps, lr=request.lr, batch_size=request.batch_size, fp_weight=request.fp_weight,
+        held_out_fraction=request.held_out_fraction, eval_every=request.eval_every, patience=request.patience,
+        time_limit_s=request.time_limit_s, precision=request.precision, threads=request.threads,
+    )  # fmt: skip
+    if request.out is not None and Path(request.out).exists():
+        raise InvalidInputError(f"{request.out}: a file is already there; a fine-tune never overwrites a checkpoint")
+
+
+def _check_predicted(request: FineTuneRequest) -> None:
+    if request.predicted is not None and np.shape(request.predicted) != np.shape(request.mask):
         raise InvalidInputError(
-            f"need at least 1 iteration and 1 patch per batch and a learning rate in (0, 1); got "
-            f"{request.steps} iterations, batch size {request.batch_size}, learning rate {request.lr}"
+            f"The run's mask has shape {np.shape(request.predicted)} but {request.mask_name!r} has "
+            f"{np.shape(request.mask)}: give the prediction that was corrected, on the same grid."
         )
-
-
-def _training_options(request: FineTuneRequest, work_dir: str) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "batch_size": int(request.batch_size),
-        "device": None if request.device == "auto" else request.device,
-        "seed": int(request.seed),
-        "precision": request.precision,
-        "work_dir": work_dir,
-        "val_every": _VALIDATE_AT_END_ONLY,
-        "val_overlap": EVALUATION["overlap"],
-        "val_tta": EVALUATION["tta"],
-    }
-    if request.loss is not None:
-        options["loss"] = request.loss
-    if request.beta is not None:
-        options["beta"] = float(request.beta)
-    return options
-
-
-def _record(
-    request: FineTuneRequest, subject: TrainingSubject, before: dict[str, float], after: dict[str, float] | None
-) -> dict[str, Any]:
-    """What the checkpoint's metadata says about the data of a fine-tune from the viewer."""
-    return {
-        "viewer_subjects": [
-            {
-                "name": subject.name,
-                "mask_layer": request.mask_name,
-                "image_layers": list(request.images),
-                "shape": list(subject.mask.shape),
-                "spacing_mm": list(subject.spacing),
-                "lesion_voxels": int(np.count_nonzero(subject.mask)),
-            }
-        ],
-        "folders": [str(folder) for folder in request.folders],
-        "evaluation": dict(EVALUATION),
-        "metrics_before": dict(before),
-        "metrics_after": dict(after) if after is not None else None,
-    }
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-") or "subject"
-
-
-def _recording_losses(
-    steps: Generator[TrainingProgress, None, Any], losses: list[float]
-) -> Generator[TrainingProgress, None, Any]:
-    """Pass `steps` on, appending every training step's loss to `losses`."""
-    while True:
-        try:
-            step = next(steps)
-        except StopIteration as stop:
-            return stop.value
-        if step.phase == "train" and step.loss is not None:
-            losses.append(float(step.loss))
-        yield step

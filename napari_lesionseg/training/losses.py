@@ -18,6 +18,8 @@ Focal and boundary losses are means over all voxels of the batch.
 * `focal_loss`: Lin et al. 2017, alpha on the lesion class (0.25) and gamma = 2 by default.
 * `boundary_loss`: Kervadec et al. 2019, eq. 5: mean of phi_G * p with phi_G the signed distance
   map of the reference (`signed_distance_map`, negative inside, positive outside, in mm).
+* `false_positive_penalty`: mean over all voxels of -log(1 - p) where the reference is empty, added
+  by `with_false_positive_penalty` for fine-tuning on lesion-free patches, where F-beta saturates.
 
 `make_loss(name, **params)` returns a `LossFunction` for the training loop::
 
@@ -48,10 +50,12 @@ from napari_lesionseg.errors import LesionSegError
 
 __all__ = [
     "LOSS_NAMES",
+    "FalsePositivePenalised",
     "LossFunction",
     "boundary_alpha",
     "boundary_loss",
     "dice_loss",
+    "false_positive_penalty",
     "fbeta_loss",
     "focal_loss",
     "generalized_dice_loss",
@@ -59,6 +63,7 @@ __all__ = [
     "signed_distance_map",
     "signed_distance_maps",
     "tversky_loss",
+    "with_false_positive_penalty",
 ]
 
 #: Names `make_loss` accepts; "boundary" is generalized Dice + boundary with the alpha schedule.
@@ -149,6 +154,18 @@ def boundary_loss(logits: torch.Tensor, distance_map: torch.Tensor) -> torch.Ten
     """
     p, phi = _probabilities(logits, distance_map)
     return (phi * p).mean()
+
+
+def false_positive_penalty(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Return the mean over all voxels of -log(1 - p) on voxels whose reference is empty (cross-entropy there).
+
+    On a lesion-free batch, 1 - F_beta is 1 - smooth / (FP + smooth): about 1 whatever the network
+    does, with a vanishing gradient, so similarity losses cannot unlearn a false positive there.
+    This term's gradient on a voxel's logit is p / N: it pushes every false positive down, the most
+    confident ones hardest, whatever else the patch holds.
+    """
+    x, g = _check_pair(logits, target)
+    return (F.softplus(x) * (1 - g)).mean()
 
 
 def boundary_alpha(
@@ -246,6 +263,36 @@ class GDLBoundaryLoss(LossFunction):
             )
         regional = generalized_dice_loss(logits, target)
         return self.alpha * regional + (1 - self.alpha) * boundary_loss(logits, distance_map)
+
+
+class FalsePositivePenalised(LossFunction):
+    """A loss plus `weight` x `false_positive_penalty`: not degenerate on patches without lesion."""
+
+    def __init__(self, base: LossFunction, weight: float) -> None:
+        super().__init__(base.name, base._function, **base.params)
+        self.base, self.weight = base, float(weight)
+        self.requires_distance_map = base.requires_distance_map
+
+    def set_epoch(self, epoch: int) -> None:
+        """Advance the base loss's schedule."""
+        self.base.set_epoch(epoch)
+
+    def __call__(
+        self, logits: torch.Tensor, target: torch.Tensor, distance_map: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.base(logits, target, distance_map=distance_map) + self.weight * false_positive_penalty(
+            logits, target
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base!r}, weight={self.weight!r})"
+
+
+def with_false_positive_penalty(loss_fn: LossFunction, weight: float) -> LossFunction:
+    """`loss_fn` plus `weight` x `false_positive_penalty` (`loss_fn` itself when the weight is 0)."""
+    if not (np.isfinite(weight) and weight >= 0):
+        raise LesionSegError(f"the false-positive weight must be a number >= 0, got {weight}")
+    return loss_fn if weight == 0 else FalsePositivePenalised(loss_fn, weight)
 
 
 _FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {

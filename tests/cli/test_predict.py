@@ -40,7 +40,7 @@ def _predict(*args: object) -> int:
 def test_outputs_land_on_the_input_grid_and_affine(tmp_path, checkpoint):
     folder = write_subject(tmp_path / "data", shape=SHAPE, axcodes="LPS")
     out = tmp_path / "out"
-    code = _predict(folder, "--checkpoint", checkpoint, "--prob-out", out / "prob.nii.gz", "--mask-out", out / "mask.nii.gz", "--uncertainty-out", out / "unc.nii.gz")
+    code = _predict(folder, "--checkpoint", checkpoint, "--prob-out", out / "prob.nii.gz", "--mask-out", out / "mask.nii.gz", "--uncertainty-out", out / "unc.nii.gz", "--min-lesion-mm3", 0)
     assert code == 0
     flair = nib.load(folder / "sub-01_FLAIR.nii.gz")
     prob, mask, unc = (nib.load(out / name) for name in ("prob.nii.gz", "mask.nii.gz", "unc.nii.gz"))
@@ -125,3 +125,30 @@ def test_precision_reaches_the_engine_and_is_reported(tmp_path, checkpoint, caps
         probabilities[precision] = nib.load(out).get_fdata()
     difference = np.abs(probabilities["float32"] - probabilities["bfloat16"])
     assert 0 < difference.max() < 0.02  # bfloat16 ran, and stayed close to float32
+
+
+def test_min_lesion_size_drops_small_components_from_the_mask_only(tmp_path, checkpoint):
+    from napari_lesionseg.evaluation.lesion_size import drop_small_lesions
+
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    out = tmp_path / "out"
+    assert _predict(folder, "--checkpoint", checkpoint, "--no-tta", "--prob-out", out / "p.nii.gz") == 0
+    values = np.unique(nib.load(out / "p.nii.gz").get_fdata())
+    index = int(0.85 * len(values))
+    threshold = float(values[index] + values[index + 1]) / 2  # between two values: a mask of scattered blobs
+    for volume in (0, 20):
+        assert _predict(folder, "--checkpoint", checkpoint, "--no-tta", "--prob-out", out / f"p{volume}.nii.gz",
+                        "--mask-out", out / f"m{volume}.nii.gz", "--min-lesion-mm3", volume,
+                        "--threshold", threshold) == 0  # fmt: skip
+    prob = nib.load(out / "p0.nii.gz").get_fdata()
+    np.testing.assert_array_equal(prob, nib.load(out / "p20.nii.gz").get_fdata())
+    everything, filtered = (np.asarray(nib.load(out / f"m{v}.nii.gz").dataobj) for v in (0, 20))
+    np.testing.assert_array_equal(everything, (prob >= threshold).astype(np.uint8))
+    np.testing.assert_array_equal(filtered, drop_small_lesions(everything, (1.0, 1.0, 1.0), 20.0).astype(np.uint8))
+    assert 0 < filtered.sum() < everything.sum()  # components on both sides of 20 mm^3
+
+
+def test_negative_min_lesion_size_is_refused(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz", "--min-lesion-mm3", -1) == 2
+    assert "minimum lesion size -1.0 mm^3" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from napari_lesionseg.data.phantom import (
     write_phantoms,
 )
 from napari_lesionseg.data.phantom._fields import Grid, smooth_field
+from napari_lesionseg.data.phantom.contrast import CONTRAST_PROFILES
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
 
 SPACING = 4.0
@@ -32,6 +33,12 @@ def high_load() -> Phantom:
 def loads() -> list[Phantom]:
     """Four consecutive seeds: lesion_load=None cycles very low, low, medium, high."""
     return [make_phantom(seed=s, spacing=SPACING) for s in range(4, 8)]
+
+
+@pytest.fixture(scope="module")
+def scanners() -> dict[str, Phantom]:
+    """The same subject on every scanner."""
+    return {name: make_phantom(seed=11, spacing=SPACING, lesion_load="high", contrast=name) for name in CONTRAST_PROFILES}
 
 
 def _means(phantom: Phantom, modality: str) -> dict[str, float]:
@@ -145,6 +152,48 @@ class TestContrast:
         corner = high_load.images["FLAIR"][-4:, :4, :4].ravel()
         assert corner.min() >= 0 and corner.mean() > 0
         assert 1.4 < corner.mean() / corner.std() < 2.6
+
+
+class TestContrastProfiles:
+    """Other scanners render the same head and lesions: lower FLAIR lesion contrast, flatter T1w, more noise."""
+
+    def test_same_anatomy_and_lesions_on_every_scanner(self, scanners):
+        default = scanners["default"]
+        for name, phantom in scanners.items():
+            assert phantom.contrast == name
+            assert np.array_equal(phantom.mask, default.mask) and np.array_equal(phantom.affine, default.affine)
+            assert all(np.array_equal(phantom.tissues[t], default.tissues[t]) for t in default.tissues)
+        assert not np.array_equal(scanners["low"].images["FLAIR"], default.images["FLAIR"])
+
+    def test_low_is_a_second_scanner(self, scanners):
+        def contrast(phantom, modality, high, low):
+            means = _means(phantom, modality)
+            return (means[high] - means[low]) / means[low]
+
+        default, low = scanners["default"], scanners["low"]
+        assert contrast(low, "FLAIR", "lesion", "gm") < 0.5 * contrast(default, "FLAIR", "lesion", "gm")
+        assert contrast(low, "T1w", "wm", "gm") < 0.6 * contrast(default, "T1w", "wm", "gm")
+        assert low.lesion_load == default.lesion_load
+        profile, base = CONTRAST_PROFILES["low"], CONTRAST_PROFILES["default"]
+        assert profile.noise[0] >= base.noise[1]  # at least as noisy as the noisiest default subject
+
+    def test_unknown_profile_is_refused_and_the_cli_offers_every_profile(self):
+        from napari_lesionseg.cli.sample import CONTRASTS
+
+        with pytest.raises(InvalidInputError, match="unknown contrast profile 'bright'"):
+            make_phantom(seed=1, spacing=SPACING, contrast="bright")
+        assert CONTRASTS == tuple(CONTRAST_PROFILES)
+
+    @pytest.mark.slow
+    def test_the_default_scanner_still_makes_the_bundled_sample(self):
+        from napari_lesionseg.data.samples import sample_subjects
+        from napari_lesionseg.data.volumes import load_volume
+
+        folder = sample_subjects()[0]
+        stored = load_volume(folder / f"{folder.name}_FLAIR.nii.gz").data
+        phantom = make_phantom(seed=9001, spacing=2.0)
+        assert stored.shape == phantom.images["FLAIR"].shape
+        assert np.array_equal(stored, np.round(phantom.images["FLAIR"]))
 
 
 class TestLesions:

@@ -136,3 +136,12 @@ def _box(shape, box) -> np.ndarray:
     mask = np.zeros(shape, bool)
     mask[box] = True
     return mask
+
+
+def test_minimum_lesion_size_drops_predicted_specks_before_the_review():
+    pred, ref = _pair()
+    pred[5, 5, 5] = 1  # a one-voxel false positive: 1 mm^3 at SPACING
+    assert review_masks(pred, ref, spacing=SPACING).metrics["n_lesions_fp"] == 2
+    review = review_masks(pred, ref, spacing=SPACING, min_lesion_mm3=3.0)
+    assert review.metrics["n_lesions_fp"] == 1 and review.voxel_map[5, 5, 5] == 0
+    assert review.metrics["n_lesions_gt"] == 3  # the reference is never filtered

@@ -1,4 +1,5 @@
-"""Fine-tuning on a corrected subject with a tiny real network: checks, naming, before/after, records."""
+"""Fine-tuning on a corrected subject with a tiny real network: checks, naming, before/after, records,
+replay of earlier corrections, cancel within one step, early stopping that keeps the best weights."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _request(parent, tmp_path, **overrides) -> FineTuneRequest:
     fields = {
         "checkpoint": parent, "images": {m: images[m] for m in MODALITIES}, "mask": mask, "spacing": (1.0, 1.0, 1.0),
         "subject_name": "sub-07", "mask_name": "corrected mask", "steps": 2, "lr": 1e-3, "device": "cpu",
-        "out_dir": tmp_path / "out",
+        "out_dir": tmp_path / "out", "batch_size": 2, "eval_every": 1,
     }  # fmt: skip
     return FineTuneRequest(**{**fields, **overrides})
 
@@ -78,7 +79,11 @@ def test_fine_tune_saves_a_child_with_before_after_and_its_data(parent, tmp_path
     assert metadata.parent == "parent" and metadata.training["lr"] == 1e-3
     assert record["viewer_subjects"][0]["name"] == "sub-07" and record["viewer_subjects"][0]["lesion_voxels"] > 0
     assert record["metrics_before"] == outcome.before and record["metrics_after"] == outcome.after
-    assert list((tmp_path / "out").iterdir()) == [outcome.checkpoint]  # no training leftovers beside it
+    assert record["lineage"] == ["parent"] and record["held_out"] == outcome.held_out
+    assert [row["step"] for row in outcome.held_out] == [0, 1, 2]  # the parent, then after every step
+    cases = sorted((tmp_path / "out" / "replay").iterdir())
+    assert record["replay"] == [f"replay/{cases[0].name}"] and cases[0].name.startswith("sub-07-")
+    assert sorted((tmp_path / "out").iterdir()) == [outcome.checkpoint, tmp_path / "out" / "replay"]  # nothing else
 
 
 def test_cancelled_before_training_saves_nothing(parent, tmp_path):
@@ -97,3 +102,67 @@ def test_wrong_inputs_are_refused(parent, tmp_path):
         fine_tune_on_correction(_request(parent, tmp_path, mask=np.zeros_like(request.mask)))
     with pytest.raises(InvalidInputError, match="unknown loss"):
         fine_tune_on_correction(_request(parent, tmp_path, loss="hinge"))
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    model, _ = load_checkpoint(path)
+    return model.state_dict()
+
+
+def test_replay_includes_earlier_corrections_and_given_folders(parent, tmp_path, make_subject):
+    first = fine_tune_on_correction(_request(parent, tmp_path, subject_name="sub-first"))
+    images, mask = synthetic_anatomy((16, 16, 16), seed=5)
+    second = fine_tune_on_correction(_request(
+        first.checkpoint, tmp_path, images={m: images[m] for m in MODALITIES}, mask=mask, subject_name="sub-second",
+        folders=(make_subject(name="sub-folder", shape=(16, 16, 16), seed=2),),
+    ))  # fmt: skip
+    assert second.replayed == ["sub-first", "sub-folder"]
+    _, metadata = load_checkpoint(second.checkpoint)
+    record = metadata.training["fine_tune"]
+    assert record["lineage"] == ["parent", first.name] and record["replayed"] == ["sub-first", "sub-folder"]
+    assert [entry.split("/")[-1].split("-")[1] for entry in record["replay"]] == ["first", "second"]
+    third = fine_tune_on_correction(_request(second.checkpoint, tmp_path, subject_name="sub-third"))
+    assert third.replayed == ["sub-first", "sub-second"]  # the lineage's cases, without the folder
+    alone = fine_tune_on_correction(_request(second.checkpoint, tmp_path, subject_name="sub-x", replay=False))
+    assert alone.replayed == []
+
+
+def test_cancel_stops_within_one_step_and_saves_nothing(parent, tmp_path):
+    cancel = threading.Event()
+    from napari_lesionseg.training.corrections import iter_fine_tune_on_correction
+
+    steps = iter_fine_tune_on_correction(_request(parent, tmp_path, steps=50, eval_every=10), cancel=cancel)
+    trained = 0
+    while True:
+        try:
+            progress = next(steps)
+        except StopIteration as stop:
+            outcome = stop.value
+            break
+        if progress.phase == "train":
+            trained += 1
+            cancel.set()
+    assert trained == 1 and outcome.steps == 1 and outcome.cancelled and outcome.checkpoint is None
+    assert not (tmp_path / "out").exists()
+
+
+def test_early_stopping_keeps_the_best_weights(parent, tmp_path):
+    model, metadata = load_checkpoint(parent)
+    with torch.no_grad():
+        model.classifier.bias.fill_(-30.0)  # finds nothing: no step at a tiny learning rate can beat it
+    blind = tmp_path / "blind.pt"
+    save_checkpoint(blind, model, metadata)
+    outcome = fine_tune_on_correction(_request(blind, tmp_path, steps=40, lr=1e-9, eval_every=2, patience=3))
+    assert outcome.stopped == "patience" and outcome.steps == 6 and outcome.best_step == 0
+    assert [row["step"] for row in outcome.held_out] == [0, 2, 4, 6]
+    saved, original = _weights(outcome.checkpoint), model.state_dict()
+    assert all(torch.equal(saved[key], original[key]) for key in original)  # the step-0 weights, BN statistics too
+
+
+def test_same_seed_gives_the_same_checkpoint(parent, tmp_path):
+    first = fine_tune_on_correction(_request(parent, tmp_path, steps=3, seed=4))
+    second = fine_tune_on_correction(_request(parent, tmp_path, steps=3, seed=4))
+    other = fine_tune_on_correction(_request(parent, tmp_path, steps=3, seed=5))
+    a, b, c = _weights(first.checkpoint), _weights(second.checkpoint), _weights(other.checkpoint)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not all(torch.equal(a[key], c[key]) for key in a)

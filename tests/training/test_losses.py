@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FCDENSENET
 
 from napari_lesionseg import constants
 from napari_lesionseg.errors import LesionSegError
@@ -324,3 +325,73 @@ class TestBoundarySchedule:
     def test_missing_distance_map_is_explained(self):
         with pytest.raises(LesionSegError, match="signed_distance_maps"):
             make_loss("boundary")(_logits(P), _target())
+
+
+class TestFalsePositivePenalty:
+    """Fine-tuning on lesion-free patches: F-beta saturates there, the penalty does not."""
+
+    def test_hand_value(self):
+        from napari_lesionseg.training.losses import false_positive_penalty
+
+        value = false_positive_penalty(_logits(P), _target())
+        assert float(value) == pytest.approx(-math.log(1 - 0.3) / 4)  # only the one voxel without lesion counts
+
+    def test_finite_and_pushes_probabilities_down_on_an_empty_patch(self):
+        from napari_lesionseg.training.losses import with_false_positive_penalty
+
+        torch.manual_seed(0)
+        logits = torch.randn(2, 1, 8, 8, 8, dtype=torch.float64).add_(2.0).requires_grad_()  # confident false positives
+        target = torch.zeros_like(logits)
+        penalised = with_false_positive_penalty(make_loss("fbeta", beta=1.5), 1.0)
+        plain = make_loss("fbeta", beta=1.5)
+        loss = penalised(logits, target)
+        assert torch.isfinite(loss)
+        (gradient,) = torch.autograd.grad(loss, logits)
+        assert torch.all(torch.isfinite(gradient)) and torch.all(gradient > 0)  # descent lowers every logit
+        (plain_gradient,) = torch.autograd.grad(plain(logits, target), logits)
+        assert float(plain_gradient.abs().max()) < 1e-9 < float(gradient.abs().min())  # F-beta alone: saturated
+        optimizer = torch.optim.SGD([logits], lr=100.0)
+        start = float(torch.sigmoid(logits.detach()).mean())
+        for _ in range(20):
+            optimizer.zero_grad()
+            penalised(logits, target).backward()
+            optimizer.step()
+        assert float(torch.sigmoid(logits.detach()).mean()) < start - 0.2
+
+    def test_a_network_trained_on_an_empty_patch_predicts_less_lesion(self):
+        from napari_lesionseg.training.losses import with_false_positive_penalty
+
+        image, target = torch.randn(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(2)), torch.zeros(2, 1, 8, 8, 8)
+
+        def trained_mean(loss_fn) -> tuple[float, float]:
+            torch.manual_seed(1)
+            net = build_model(model_config("compact", 1, input_stride2=False, **TINY_FCDENSENET))
+            with torch.no_grad():
+                net.classifier.bias.fill_(2.0)  # a network that marks everything as lesion
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+            means = []
+            for steps in (0, 20):
+                net.train()
+                for _ in range(steps):
+                    optimizer.zero_grad()
+                    loss = loss_fn(net(image), target)
+                    assert torch.isfinite(loss)
+                    loss.backward()
+                    optimizer.step()
+                net.eval()
+                with torch.no_grad():
+                    means.append(float(torch.sigmoid(net(image)).mean()))
+            return means[0], means[1]
+
+        before, after = trained_mean(with_false_positive_penalty(make_loss("fbeta", beta=1.5), 1.0))
+        plain_before, plain_after = trained_mean(make_loss("fbeta", beta=1.5))
+        assert after < before - 0.1
+        assert abs(plain_after - plain_before) < 0.02  # F-beta alone learns nothing on the empty patch
+
+    def test_zero_weight_is_the_loss_itself_and_a_negative_one_is_refused(self):
+        from napari_lesionseg.training.losses import with_false_positive_penalty
+
+        loss_fn = make_loss("dice")
+        assert with_false_positive_penalty(loss_fn, 0.0) is loss_fn
+        with pytest.raises(LesionSegError, match="false-positive weight"):
+            with_false_positive_penalty(loss_fn, -1.0)

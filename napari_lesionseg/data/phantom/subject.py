@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import CORE_MODALITIES, MODALITIES
 from napari_lesionseg.data.phantom.anatomy import canonical_grid, load_template, make_anatomy
-from napari_lesionseg.data.phantom.contrast import render_modality, scanner_dtype
+from napari_lesionseg.data.phantom.contrast import contrast_profile, render_modality, scanner_dtype
 from napari_lesionseg.data.phantom.lesions import LESION_LOADS, place_lesions
 from napari_lesionseg.errors import InvalidInputError
 
@@ -47,6 +47,7 @@ class Phantom:
         file_dtype: how the images are stored on disk: "int16" or "float32", as scanners differ.
         image_affines: the affine of each image on another grid than `affine` (thick slices, see
             `acquisition`); the others and the mask are on `affine`.
+        contrast: the scanner's `contrast.CONTRAST_PROFILES` name.
     """
 
     images: dict[str, np.ndarray]
@@ -58,10 +59,15 @@ class Phantom:
     spacing: float
     file_dtype: str
     image_affines: dict[str, np.ndarray] = field(default_factory=dict)
+    contrast: str = "default"
 
 
 def make_phantom(
-    seed: int, spacing: float = 2.0, lesion_load: str | float | None = None, t1c: bool = False
+    seed: int,
+    spacing: float = 2.0,
+    lesion_load: str | float | None = None,
+    t1c: bool = False,
+    contrast: str = "default",
 ) -> Phantom:
     """Make one subject: the MNI152 head deformed, MS lesions in its white matter, FLAIR/T1w/T2w/PDw.
 
@@ -74,6 +80,7 @@ def make_phantom(
         lesion_load: a category of LESION_LOADS ("very_low", "low", "medium", "high"), a lesion
             volume in mL, or None to take the category from the seed (seed % 4 cycles through them).
         t1c: also make a gadolinium-enhanced T1 (a few enhancing lesions, bright dura and sinus).
+        contrast: the scanner (`contrast.CONTRAST_PROFILES`); the anatomy and lesions do not depend on it.
 
     Returns:
         The Phantom, with images for constants.CORE_MODALITIES (and "T1c" if asked for).
@@ -85,6 +92,7 @@ def make_phantom(
     """
     _check_seed(seed)
     check_spacing(spacing)
+    profile = contrast_profile(contrast)
     rngs = dict(zip(_STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(_STREAMS)))))
     category, target_ml = resolve_lesion_load(lesion_load, seed, rngs["lesions"])
     template = load_template()
@@ -95,7 +103,7 @@ def make_phantom(
     file_dtype = scanner_dtype(rngs["scanner"])
     modalities = CORE_MODALITIES + (("T1c",) if t1c else ())
     images = {
-        m: render_modality(m, anatomy.fractions, lesions, grid, rngs[m], integer=file_dtype == "int16")
+        m: render_modality(m, anatomy.fractions, lesions, grid, rngs[m], integer=file_dtype == "int16", profile=profile)
         for m in modalities
     }
     mask = (lesions.fraction >= 0.5).astype(np.uint8)
@@ -110,6 +118,7 @@ def make_phantom(
         seed=seed,
         spacing=float(spacing),
         file_dtype=file_dtype,
+        contrast=contrast,
     )
 
 

@@ -51,6 +51,8 @@ def write_phantom(
         raise InvalidInputError(f"image dtype {dtype!r} is not supported: expected one of {', '.join(FILE_DTYPES)}")
     folder = Path(out_dir) / subject
     description = f"napari-lesionseg phantom seed={phantom.seed} spacing={phantom.spacing:g}mm"
+    if phantom.contrast != "default":
+        description += f" contrast={phantom.contrast}"
     for modality, image in phantom.images.items():
         data = _as_dtype(image, dtype)
         affine = phantom.image_affines.get(modality, phantom.affine)
@@ -68,6 +70,7 @@ def write_phantoms(
     lesion_load: str | float | None = None,
     t1c: bool = False,
     dtype: str | None = None,
+    contrast: str = "default",
     on_subject: Callable[[Path, Phantom], None] | None = None,
     acquisition: Mapping[str, Any] | None = None,
 ) -> list[Path]:
@@ -82,6 +85,7 @@ def write_phantoms(
         lesion_load: passed to make_phantom for every subject.
         t1c: also write a gadolinium-enhanced T1.
         dtype: image dtype of every subject; None lets each subject's scanner choose.
+        contrast: the scanner's contrast profile (`contrast.CONTRAST_PROFILES`), for every subject.
         on_subject: called with (folder, phantom) after each subject is written.
         acquisition: keyword arguments of `acquisition.acquire` (skull stripping, thick slices).
 
@@ -92,7 +96,7 @@ def write_phantoms(
         raise InvalidInputError(f"number of phantom subjects {n!r} is not usable: expected an integer >= 1")
     folders = []
     for index in range(1, n + 1):
-        phantom = make_phantom(seed + index - 1, spacing, lesion_load, t1c=t1c)
+        phantom = make_phantom(seed + index - 1, spacing, lesion_load, t1c=t1c, contrast=contrast)
         if acquisition:
             phantom = acquire(phantom, **acquisition)
         folder = write_phantom(phantom, out_dir, subject_name(index), dtype)
