@@ -79,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
 def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
     """The `FineTuneRequest` the arguments describe, after checking the files (one-line errors naming them)."""
     from napari_lesionseg.data.subject import load_subject
-    from napari_lesionseg.engine.checkpoints import check_modalities, read_metadata
+    from napari_lesionseg.engine.checkpoints import read_metadata
+    from napari_lesionseg.engine.requirements import check_modalities
     from napari_lesionseg.training.corrections import FineTuneRequest
 
     out = Path(args.out)
@@ -89,7 +90,7 @@ def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
         raise InvalidInputError(f"{out}: a file is already there; a fine-tune never overwrites a checkpoint")
     metadata = read_metadata(args.checkpoint)
     subject = load_subject(args.subject)
-    modalities = check_modalities(metadata, tuple(subject.images))
+    modalities = [m for m in check_modalities(metadata, tuple(subject.images)) if m is not None]
     corrected = _mask_on_grid(args.corrected, subject)
     return FineTuneRequest(
         checkpoint=args.checkpoint, images={m: subject.images[m].data for m in modalities}, mask=corrected,

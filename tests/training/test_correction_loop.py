@@ -1,4 +1,4 @@
-"""Parts of the fine-tune loop: the held-out slab crop, its score, the precision and the CPU threads."""
+"""Parts of the fine-tune loop: the held-out slab crop, its score, and the CPU threads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lesionseg.errors import InvalidInputError
-from napari_lesionseg.training.correction_loop import cpu_threads, held_out_part, score_held_out, training_dtype
+from napari_lesionseg.training.correction_loop import cpu_threads, held_out_part, score_held_out
 from napari_lesionseg.training.data import TrainingSubject
 
 
@@ -29,17 +28,13 @@ def test_held_out_slab_is_cropped_to_the_head_with_context_and_scored_on_its_row
     held_out = held_out_part(TrainingSubject("s", image, mask, (1.0, 1.0, 1.0)), (18, 30), (8, 8, 8))
     assert held_out.image.shape == (1, 16, 20, 20) and held_out.mask.shape == (12, 20, 20)
     assert held_out.rows == slice(2, 14)
-    score = score_held_out(_Echo(), held_out, (8, 8, 8), "cpu")
+    score = score_held_out(_Echo(), held_out, (8, 8, 8), "cpu", "float32")
     assert score["dsc"] == pytest.approx(2 * 32 / (32 + 8 + 64)) and score["fp_lesions"] == 1
     assert held_out_part(TrainingSubject("s", image, mask, (1.0, 1.0, 1.0)), (5, 5), (8, 8, 8)) is None
 
 
-def test_precision_and_threads():
+def test_threads_are_set_for_the_block_and_restored():
     cpu = torch.device("cpu")
-    assert training_dtype("float32", cpu) == torch.float32 and training_dtype("bfloat16", cpu) == torch.bfloat16
-    assert training_dtype("auto", torch.device("cuda")) == torch.float32
-    with pytest.raises(InvalidInputError, match="training precision"):
-        training_dtype("float8", cpu)
     before = torch.get_num_threads()
     with cpu_threads(1, cpu) as threads:
         assert threads == 1 == torch.get_num_threads()
