@@ -89,6 +89,7 @@ class FineTuneOutcome:
         stopped: "patience" or "time" when it stopped before `total_steps`, else None.
         replayed: names of the earlier cases and folder subjects it replayed.
         elapsed_s: wall time of the whole fine-tune, measurements included.
+        skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
     """
 
     checkpoint: Path | None
@@ -104,6 +105,7 @@ class FineTuneOutcome:
     stopped: str | None = None
     replayed: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    skipped_steps: int = 0
 
     @property
     def name(self) -> str | None:
@@ -267,6 +269,7 @@ def _fine_tune(
         return FineTuneOutcome(
             None, metadata.name, before, None, run.loop.steps, request.steps, True, run.loop.losses,
             run.loop.held_out, run.loop.best_step, None, run.replayed, round(time.perf_counter() - started, 3),
+            run.loop.skipped_steps,
         )  # fmt: skip
     out = Path(request.out) if request.out is not None else new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
     yield TrainingProgress("validate", run.loop.steps, request.steps, 0, 1)
@@ -279,7 +282,7 @@ def _fine_tune(
     yield TrainingProgress("done", run.loop.steps, request.steps, 0, 1, metrics=after, elapsed_s=elapsed)
     return FineTuneOutcome(
         out, metadata.name, before, after, run.loop.steps, request.steps, False, run.loop.losses, run.loop.held_out,
-        run.loop.best_step, run.loop.stopped, run.replayed, elapsed,
+        run.loop.best_step, run.loop.stopped, run.replayed, elapsed, run.loop.skipped_steps,
     )  # fmt: skip
 
 
