@@ -60,6 +60,10 @@ def main() -> None:
         report["fine_tune"] = _fine_tune(work, args, corrected, overrides, run_dir)
         report_path.write_text(json.dumps(report, indent=1))
     tuned = report["fine_tune"]["checkpoint"]
+    report["fine_tune"]["threads"] = _threads_used(tuned)  # what the run used (its checkpoint records it)
+    report["fine_tune"]["machine"] = report["fine_tune"]["machine"].split(", torch")[0] + (
+        f", torch {torch.__version__}, fine-tune on {report['fine_tune']['threads']} thread(s)"
+    )
     for label, folders in (("others", others), ("original", original)):
         report[label] = {
             folder.name: {
@@ -150,6 +154,8 @@ def _fine_tune(work: Path, args: argparse.Namespace, folder: Path, overrides: di
 
     outcome = fine_tune_on_correction(request, on_progress=show)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+
+    threads = _threads_used(outcome.checkpoint)
     return {
         "checkpoint": str(outcome.checkpoint), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "load_before": load_before, "phases_s": phases,
@@ -158,8 +164,14 @@ def _fine_tune(work: Path, args: argparse.Namespace, folder: Path, overrides: di
         "settings": {**{k: getattr(request, k) for k in ("steps", "lr", "batch_size", "fp_weight", "eval_every",
                                                         "patience", "held_out_fraction")}},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+                   f"fine-tune on {threads} thread(s)",
     }  # fmt: skip
+
+
+def _threads_used(checkpoint: str | Path) -> int:
+    from napari_lesionseg.engine.checkpoints import read_metadata
+
+    return int(read_metadata(checkpoint).training["fine_tune"]["threads"])
 
 
 def _summary(report: dict) -> dict[str, float]:
