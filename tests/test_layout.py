@@ -15,8 +15,8 @@ MAX_LINES = 400
 #: Modules still over the bound, each with the ceiling it may not grow past (split them, then drop them here).
 OVER_THE_BOUND = {
     "napari_lesionseg._napari.docks.review": 450,
-    "napari_lesionseg._napari.docks.finetune": 435,
-    "napari_lesionseg._napari.docks.inference": 425,
+    "napari_lesionseg._napari.docks.finetune": 416,
+    "napari_lesionseg._napari.docks.inference": 420,
 }
 
 

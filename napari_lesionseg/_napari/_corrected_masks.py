@@ -13,7 +13,12 @@ from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._autosave import AutosaveTarget
 from napari_lesionseg._napari._layers import CORRECTED_COLOR, single_color_labels
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    layer_metadata,
+    path_from_layer_metadata,
+    with_started_from,
+)
 from napari_lesionseg.constants import MASK_SUFFIX
 from napari_lesionseg.data.corrections import (
     corrected_mask_path,
@@ -50,7 +55,7 @@ class CorrectedMasks:
             name=CORRECTED_NAME,
             scale=prediction.scale,
             translate=prediction.translate,
-            metadata=grid_metadata(prediction, self.subject_geometry(prediction)),
+            metadata=with_started_from(grid_metadata(prediction, self.subject_geometry(prediction)), prediction.data),
             opacity=0.6,
             **single_color_labels(CORRECTED_COLOR),
         )

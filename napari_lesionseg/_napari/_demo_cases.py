@@ -1,5 +1,5 @@
-"""The headless demo's later steps: re-running with the fine-tuned model, and a real-looking acquisition
-(a sample subject with 4 mm axial slices, as 2-D clinical FLAIRs have) segmented in the model's space."""
+"""The headless demo's last step: a real-looking acquisition (a sample subject with 4 mm axial slices, as
+2-D clinical FLAIRs have) segmented in the model's space."""
 
 from __future__ import annotations
 
@@ -17,21 +17,10 @@ from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.data.volumes import save_volume
 from napari_lesionseg.evaluation.metrics import compute_metrics
 
-__all__ = ["rerun_with_fine_tuned", "thick_slice_case", "write_thick_slice_copy"]
+__all__ = ["thick_slice_case", "write_thick_slice_copy"]
 
 #: Slices of the real-looking case: 2 sample slices averaged into one (4 mm from the 2 mm sample).
 SLICE_FACTOR = 2
-
-
-def rerun_with_fine_tuned(viewer: napari.Viewer, docks: dict[str, Any], wait: Callable[..., None]) -> dict[str, Any]:
-    """Click "Run inference with the fine-tuned model" (without test-time flips, for time) and score the result."""
-    inference = docks["Inference"]
-    inference.set_options(tta=False, run_name="fine-tuned")
-    started = time.perf_counter()
-    if docks["Fine-tune"].rerun_inference() is None:
-        return {"skipped": "no fine-tuned checkpoint"}
-    wait(lambda: not inference.busy, "the re-run", timeout=900)
-    return {"wall_s": round(time.perf_counter() - started, 1), **_scores(viewer)}
 
 
 def write_thick_slice_copy(subject: Path, out: Path) -> Path:

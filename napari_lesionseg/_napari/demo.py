@@ -21,7 +21,9 @@ import numpy as np
 
 from napari_lesionseg import __version__
 from napari_lesionseg._files import write_text_atomic
-from napari_lesionseg._napari._demo_cases import rerun_with_fine_tuned, thick_slice_case, write_thick_slice_copy
+from napari_lesionseg._napari._demo_cases import thick_slice_case, write_thick_slice_copy
+from napari_lesionseg._napari._demo_scanner import new_scanner_case
+from napari_lesionseg._napari._demo_tools import raise_dock, screenshot, show_only_overlays, wait
 from napari_lesionseg._napari._orientation import text_overlay
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg.data.samples import sample_subject
@@ -83,12 +85,14 @@ def summarise(viewer: napari.Viewer, docks: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, Any]:
+def run_headless(out_dir: Path) -> dict[str, Any]:
     """Render the app at each step of a session to `out_dir` (PNGs + summary.json); returns the summary.
 
     The session: open a sample subject, run inference live (screenshot midway), compare the fusion
-    modes, review TP/FN/FP against the reference, correct the mask and fine-tune on it. It works on a
-    copy of the subject and a private checkpoint folder, so nothing outside `out_dir` is written.
+    modes, review TP/FN/FP against the reference; then a subject of a new scanner is corrected and
+    fine-tuned on, and the scanner's next subject segmented with the result (`_demo_scanner`); last,
+    a thick-slice acquisition. It works on copies of the subjects and a private checkpoint folder, so
+    nothing outside `out_dir` is written.
     """
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,24 +107,25 @@ def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, 
         viewer.window._qt_window.resize(1700, 1150)
         opened = time.perf_counter()
         docks = build_app(viewer, subject)
-        _wait(lambda: len(viewer.layers) >= 4, "the subject to open")
+        wait(lambda: len(viewer.layers) >= 4, "the subject to open")
         open_s = round(time.perf_counter() - opened, 1)
         viewer.reset_view()
-        shots["app"] = _screenshot(viewer, out_dir, "app.png")
-        _screenshot(viewer, out_dir, "canvas.png", canvas_only=True)
+        shots["app"] = screenshot(viewer, out_dir, "app.png")
+        screenshot(viewer, out_dir, "canvas.png", canvas_only=True)
         summary = {**summarise(viewer, docks), "open_s": open_s}
         summary["inference"] = _live_inference(viewer, docks["Inference"], out_dir, shots)
         summary["fusion"] = _fusion_comparison(viewer, docks["Fusion explorer"], out_dir, shots)
         summary["review"] = _lesion_review(viewer, docks["Lesion review"], out_dir, shots)
-        summary["fine_tune"] = _fine_tune(viewer, docks, out_dir, shots, fine_tune_iterations)
-        summary["rerun"] = rerun_with_fine_tuned(viewer, docks, _wait)
+        summary["new_scanner"] = new_scanner_case(viewer, docks, out_dir, shots, DEMO_CHECKPOINT)
         thick = write_thick_slice_copy(sample_subject(THICK_SUBJECT), out_dir / "thick-subject")
-        summary["thick_slices"] = thick_slice_case(viewer, docks, thick, DEMO_CHECKPOINT, _wait)
-        _raise_dock(docks["Inference"])
-        shots["thick_slices"] = _screenshot(viewer, out_dir, "thick_slices.png")
+        summary["thick_slices"] = thick_slice_case(viewer, docks, thick, DEMO_CHECKPOINT, wait)
+        raise_dock(docks["Inference"])
+        shots["thick_slices"] = screenshot(viewer, out_dir, "thick_slices.png")
         summary["session_s"] = {
             "open": summary["open_s"], "run": summary["inference"]["wall_s"], "review": summary["review"]["wall_s"],
-            "fine_tune": summary["fine_tune"]["wall_s"], "rerun_no_tta": summary["rerun"].get("wall_s"),
+            "new_scanner_run_no_tta": summary["new_scanner"]["first_run"]["wall_s"],
+            "fine_tune": summary["new_scanner"]["fine_tune"]["wall_s"],
+            "next_subject_run_no_tta": summary["new_scanner"].get("next_subject", {}).get("wall_s"),
         }  # fmt: skip
         summary["layers_at_end"] = [layer.name for layer in viewer.layers]
         summary["screenshots"] = shots
@@ -134,20 +139,20 @@ def run_headless(out_dir: Path, *, fine_tune_iterations: int = 40) -> dict[str, 
 
 def _live_inference(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
     """Run the inference dock, screenshot it midway (paused), then let it finish."""
-    _raise_dock(dock)
+    raise_dock(dock)
     dock.select_checkpoint(DEMO_CHECKPOINT)
     started = time.perf_counter()
     worker = dock.run(pause_after=25)
-    _wait(lambda: worker.is_paused or not dock.busy, "inference to reach its midway pause")
+    wait(lambda: worker.is_paused or not dock.busy, "inference to reach its midway pause")
     done_midway, total = dock.progress
-    shots["inference_live"] = _screenshot(viewer, out_dir, "inference_live.png")
+    shots["inference_live"] = screenshot(viewer, out_dir, "inference_live.png")
     paused_s = time.perf_counter() - started
     worker.resume()
     resumed = time.perf_counter()
-    _wait(lambda: not dock.busy, "inference to finish", timeout=900)
+    wait(lambda: not dock.busy, "inference to finish", timeout=900)
     wall_s = paused_s + time.perf_counter() - resumed  # the click on Run to the last layer, minus the pause
     run = session_for(viewer).latest
-    shots["inference_done"] = _screenshot(viewer, out_dir, "inference_done.png")
+    shots["inference_done"] = screenshot(viewer, out_dir, "inference_done.png")
     return {
         "checkpoint": DEMO_CHECKPOINT,
         "patches_midway": done_midway,
@@ -161,16 +166,16 @@ def _live_inference(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict
 
 def _fusion_comparison(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
     """Show the patch grid and the spline weights, then tiling / uniform / spline side by side."""
-    _raise_dock(dock)
+    raise_dock(dock)
     dock.show_grid()
     worker = dock.show_weights("spline")
     if worker is not None:
-        _wait(lambda: not dock.busy, "the fusion weight sum")
-    shots["fusion_weights"] = _screenshot(viewer, out_dir, "fusion_weights.png")
+        wait(lambda: not dock.busy, "the fusion weight sum")
+    shots["fusion_weights"] = screenshot(viewer, out_dir, "fusion_weights.png")
     worker = dock.compare()
     if worker is not None:
-        _wait(lambda: not dock.busy, "the per-mode metrics")
-    shots["fusion_compare"] = _screenshot(viewer, out_dir, "fusion_compare.png")
+        wait(lambda: not dock.busy, "the per-mode metrics")
+    shots["fusion_compare"] = screenshot(viewer, out_dir, "fusion_compare.png")
     status = str(dock._status.value)
     dock.end_compare()
     return {"status": status}
@@ -178,103 +183,25 @@ def _fusion_comparison(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: d
 
 def _lesion_review(viewer: napari.Viewer, dock: Any, out_dir: Path, shots: dict[str, str]) -> dict[str, Any]:
     """Review the run's mask against the reference: TP/FN/FP overlay, metrics, lesion table."""
-    _raise_dock(dock)
+    raise_dock(dock)
     started = time.perf_counter()
     dock.set_reference(viewer.layers["reference mask"])
     dock.update(blocking=True)
     dock.set_mode("voxel")
     if dock.rows:
         dock.select_lesion(_largest_reference_lesion(dock.rows))
-    _show_only_overlays(viewer, keep=("FLAIR", "lesion review", "selected lesion"))
-    shots["review"] = _screenshot(viewer, out_dir, "review.png")
+    show_only_overlays(viewer, keep=("FLAIR", "lesion review", "selected lesion"))
+    shots["review"] = screenshot(viewer, out_dir, "review.png")
     review = dock.review
     metrics = {k: review.metrics.get(k) for k in ("dsc", "sensitivity", "ppv", "ltpr", "lfpr")} if review else {}
     wall_s = round(time.perf_counter() - started, 1)
     return {"metrics": metrics, "lesions": len(dock.rows), "plane": text_overlay(viewer).text, "wall_s": wall_s}
 
 
-def _fine_tune(
-    viewer: napari.Viewer, docks: dict[str, Any], out_dir: Path, shots: dict[str, str], iterations: int
-) -> dict[str, Any]:
-    """Correct the mask from the review (accept missed lesions, reject false ones) and fine-tune on it."""
-    review = docks["Lesion review"]
-    corrected = review.new_corrected_mask()
-    for index, row in enumerate(review.rows):  # adopt the missed lesions, reject the false ones
-        if row.status in ("FN", "FP"):
-            (review.accept if row.status == "FN" else review.reject)(index)
-    dock = docks["Fine-tune"]
-    _raise_dock(dock)
-    dock.set_checkpoint(DEMO_CHECKPOINT)
-    dock.set_mask(corrected)
-    dock.configure(iterations=iterations, device="cpu")
-    started = time.perf_counter()
-    dock.start()
-    _wait(lambda: not dock.busy, "fine-tuning", timeout=900)
-    wall_s = time.perf_counter() - started
-    _show_only_overlays(viewer, keep=("FLAIR", "corrected mask"))
-    viewer.reset_view()  # the review zoomed on one lesion: show the whole corrected mask
-    shots["fine_tune"] = _screenshot(viewer, out_dir, "finetune.png")
-    outcome = dock.outcome
-    return {
-        "iterations": iterations,
-        "wall_s": round(wall_s, 1),
-        "checkpoint": str(getattr(outcome, "checkpoint", None)),
-        "before": getattr(outcome, "before", None),
-        "after": getattr(outcome, "after", None),
-    }
-
-
 def _largest_reference_lesion(rows: Sequence[Any]) -> int:
     """Index of the row of the largest reference lesion (the first row when there is none)."""
     reference = [i for i, row in enumerate(rows) if row.reference is not None]
     return max(reference, key=lambda i: rows[i].reference_ml) if reference else 0
-
-
-def _show_only_overlays(viewer: napari.Viewer, keep: Sequence[str]) -> None:
-    """Hide every layer but those whose names start with one of `keep` (earlier steps' heatmaps, grids...)."""
-    for layer in viewer.layers:
-        layer.visible = layer.name.startswith(tuple(keep))
-
-
-def _raise_dock(widget: Any) -> None:
-    frame = widget.native.parent()
-    while frame is not None and not hasattr(frame, "raise_"):
-        frame = frame.parent()
-    if frame is not None:
-        frame.raise_()
-    _process_events()
-
-
-def _screenshot(viewer: napari.Viewer, out_dir: Path, name: str, *, canvas_only: bool = False) -> str:
-    _process_events()
-    viewer.screenshot(str(out_dir / name), canvas_only=canvas_only)
-    return name
-
-
-def _process_events() -> None:
-    """One pass of the event loop, as `app.exec()` would run it.
-
-    processEvents() alone leaves ``deleteLater()`` requests pending: napari's finished "Opening..."
-    progress bar would then never go, and its animated activity spinner would repaint the whole
-    window about 20 times a second for the rest of the session (under software OpenGL that costs
-    more CPU than the network's inference itself).
-    """
-    from qtpy.QtCore import QEvent
-
-    app = napari.qt.get_qapp()
-    for _ in range(3):
-        app.processEvents()
-        app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-
-
-def _wait(done: Any, what: str, *, timeout: float = 300) -> None:
-    """Run the Qt event loop until `done()` holds (a clear error after `timeout` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the demo waited {timeout:.0f} s for {what}")
-        _process_events()
-        time.sleep(0.02)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

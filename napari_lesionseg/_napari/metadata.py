@@ -1,7 +1,9 @@
 """The one place that reads and writes this package's entry in a napari layer's ``metadata``.
 
 ``layer.metadata["lesionseg"] = {"geometry": Geometry, "modality": str | None, "path": str | None}``:
-plain dicts, so the writer and the docks find the source grid of any layer this package made.
+plain dicts, so the writer and the docks find the source grid of any layer this package made. A
+corrected mask made from a prediction also keeps that prediction (``"started_from"``, a boolean
+array), so that a fine-tune learns from what the user changed (`training.correction_sampling`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from typing import Any
 
 from napari_lesionseg.data.geometry import Geometry
 
-__all__ = ["METADATA_KEY", "geometry_from_layer_metadata", "layer_metadata", "modality_from_layer_metadata", "path_from_layer_metadata"]
+__all__ = [
+    "METADATA_KEY",
+    "geometry_from_layer_metadata",
+    "layer_metadata",
+    "modality_from_layer_metadata",
+    "path_from_layer_metadata",
+    "started_from_layer_metadata",
+    "with_started_from",
+]
 
 
 #: Key of this package's entry in a napari layer's ``metadata``.
@@ -49,3 +59,19 @@ def path_from_layer_metadata(meta: Mapping[str, Any] | None) -> Path | None:
     entry = (meta or {}).get(METADATA_KEY)
     path = entry.get("path") if isinstance(entry, Mapping) else None
     return Path(path) if path else None
+
+
+def with_started_from(meta: Mapping[str, Any], prediction: Any) -> dict[str, Any]:
+    """A copy of `meta` that also records the prediction a corrected mask started from (as a boolean copy)."""
+    import numpy as np
+
+    meta = dict(meta)
+    meta[METADATA_KEY] = {**dict(meta.get(METADATA_KEY) or {}), "started_from": np.asarray(prediction) != 0}
+    return meta
+
+
+def started_from_layer_metadata(meta: Mapping[str, Any] | None, shape: tuple[int, ...]) -> Any:
+    """The prediction a corrected mask started from, if recorded and of `shape`; else None."""
+    entry = (meta or {}).get(METADATA_KEY)
+    started = entry.get("started_from") if isinstance(entry, Mapping) else None
+    return started if started is not None and tuple(started.shape) == tuple(shape) else None

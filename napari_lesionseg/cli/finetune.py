@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="CKPT", help="the new checkpoint (.pt; never overwritten)")
     parser.add_argument("--predicted", metavar="MASK", help="the run's mask that was corrected (default: the checkpoint's own prediction)")
     parser.add_argument("--also", action="append", default=[], metavar="DIR", help="subject folder(s) with reference masks to replay too (repeatable)")
+    parser.add_argument("--check", action="append", default=[], metavar="DIR", help="subject folder(s) with masks scored before and after, never trained on (repeatable)")
     parser.add_argument("--no-replay", dest="replay", action="store_false", help="do not replay the checkpoint's earlier corrected cases")
     run = parser.add_argument_group("settings (defaults: the Fine-tune dock's)")
     run.add_argument("--loss", choices=LOSSES, help="default: the checkpoint's")
@@ -96,7 +97,8 @@ def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
         checkpoint=args.checkpoint, images={m: subject.images[m].data for m in modalities}, mask=corrected,
         spacing=tuple(float(s) for s in subject.geometry.spacing),
         predicted=None if args.predicted is None else _mask_on_grid(args.predicted, subject),
-        subject_name=subject.name, mask_name=str(args.corrected), folders=tuple(args.also), replay=args.replay,
+        subject_name=subject.name, mask_name=str(args.corrected), folders=tuple(args.also), check_folders=tuple(args.check),
+        replay=args.replay,
         loss=args.loss, beta=args.beta, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         fp_weight=args.fp_weight, held_out_fraction=args.held_out_fraction, eval_every=args.eval_every,
         patience=args.patience, time_limit_s=args.time_limit or None, precision=args.precision,
@@ -119,6 +121,8 @@ def _printer() -> Any:
     def show(step: Any) -> None:
         if step.phase == "baseline" and step.metrics:
             print(f"before: DSC {step.metrics.get('dsc', float('nan')):.3f}", file=sys.stderr)
+        elif step.phase == "check":
+            print("scoring the check subjects with the starting network...", file=sys.stderr)
         elif step.phase == "held_out":
             m = step.metrics
             print(f"step {step.step}/{step.total_steps}: held-out DSC {m['dsc']:.3f} (best {m['best_dsc']:.3f} "
@@ -130,6 +134,7 @@ def _printer() -> Any:
 
 def _result(outcome: Any) -> str:
     from napari_lesionseg.evaluation.tables import comparison_rows
+    from napari_lesionseg.training.correction_checks import CHECK_COLUMNS, checked_rows
 
     kept = "the starting weights (no step beat them on the held-out slab)" if outcome.best_step == 0 else f"step {outcome.best_step}"
     stopped = {"patience": ", stopped early", "time": ", stopped at the time limit"}.get(outcome.stopped or "", "")
@@ -142,4 +147,7 @@ def _result(outcome: Any) -> str:
     if outcome.before:
         lines.append(f"{'metric':<12} {'before':>8} {'after':>8} {'change':>8}")
         lines += [f"{row[0]:<12} {row[1]:>8} {row[2]:>8} {row[3]:>8}" for row in comparison_rows(outcome.before, outcome.after, _SHOWN)]
+    if outcome.checked_after:
+        lines.append("check subjects (never trained on): " + ", ".join(CHECK_COLUMNS))
+        lines += ["  " + " ".join(f"{cell:>10}" for cell in row) for row in checked_rows(outcome.checked_before, outcome.checked_after)]
     return "\n".join(lines)

@@ -69,6 +69,8 @@ class FineTuneRequest:
         subject_name: recorded with the new checkpoint and used in its name.
         mask_name: the mask layer's name, for messages.
         folders: extra subject folders (each with a reference mask), replayed with the lineage's cases.
+        check_folders: subject folders (each with a mask) scored before and after, never trained on
+            (`training.correction_checks`): the payoff on the user's next patients.
         replay: replay the corrected subjects of the checkpoint's lineage (`training.replay`).
         loss: a `vocabulary.LOSSES` name; None keeps the checkpoint's loss.
         beta: F-beta's beta; None keeps the checkpoint's.
@@ -93,6 +95,7 @@ class FineTuneRequest:
     subject_name: str = "subject"
     mask_name: str = "corrected mask"
     folders: Sequence[str | Path] = ()
+    check_folders: Sequence[str | Path] = ()
     replay: bool = True
     loss: str | None = None
     beta: float | None = None

@@ -43,6 +43,7 @@ import numpy as np
 from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.training.correction_checks import load_check_subjects, measure_subjects
 from napari_lesionseg.training.correction_settings import (
     FINE_TUNE_DEFAULTS,
     FineTuneRequest,
@@ -90,6 +91,8 @@ class FineTuneOutcome:
         replayed: names of the earlier cases and folder subjects it replayed.
         elapsed_s: wall time of the whole fine-tune, measurements included.
         skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
+        checked_before, checked_after: `correction_checks.CHECK_KEYS` metrics of the starting and the
+            fine-tuned network on each check subject (by name), never trained on; empty without any.
     """
 
     checkpoint: Path | None
@@ -106,6 +109,8 @@ class FineTuneOutcome:
     replayed: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     skipped_steps: int = 0
+    checked_before: dict[str, dict[str, float]] = field(default_factory=dict)
+    checked_after: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def name(self) -> str | None:
@@ -257,9 +262,13 @@ def _fine_tune(
         model_spacing=model_spacing,
     )  # fmt: skip
     _check_predicted(request)
+    checks = load_check_subjects(request.check_folders, request.folders)
     before, predicted = _baseline((model, metadata), request)
     predicted = mask_in_model_space(predicted, request.spacing, model_spacing)
     yield TrainingProgress("baseline", 0, request.steps, 0, 1, metrics=before)
+    if checks:
+        yield TrainingProgress("check", 0, request.steps, 0, 1)
+    checked_before = measure_subjects((model, metadata), checks, _evaluation_settings(request))
     if cancel is not None and cancel.is_set():
         return FineTuneOutcome(None, metadata.name, before, None, 0, request.steps, True, [])
     from napari_lesionseg.training.correction_run import run_correction_steps, save_fine_tuned
@@ -274,15 +283,18 @@ def _fine_tune(
     out = Path(request.out) if request.out is not None else new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
     yield TrainingProgress("validate", run.loop.steps, request.steps, 0, 1)
     after = _measure((model, metadata), request)[0] if request.measure else None
+    checked_after = measure_subjects((model, metadata), checks, _evaluation_settings(request))
     elapsed = round(time.perf_counter() - started, 3)
     save_fine_tuned(out, model, metadata, subject, request, run, record={
         "metrics_before": dict(before), "metrics_after": dict(after) if after is not None else None,
-        "evaluation": dict(EVALUATION), "elapsed_s": elapsed, "threads": threads,
+        "checked": {"before": checked_before, "after": checked_after}, "evaluation": dict(EVALUATION),
+        "elapsed_s": elapsed, "threads": threads,
     })  # fmt: skip
     yield TrainingProgress("done", run.loop.steps, request.steps, 0, 1, metrics=after, elapsed_s=elapsed)
     return FineTuneOutcome(
         out, metadata.name, before, after, run.loop.steps, request.steps, False, run.loop.losses, run.loop.held_out,
-        run.loop.best_step, run.loop.stopped, run.replayed, elapsed, run.loop.skipped_steps,
+        run.loop.best_step, run.loop.stopped, run.replayed, elapsed, run.loop.skipped_steps, checked_before,
+        checked_after,
     )  # fmt: skip
 
 
@@ -296,18 +308,23 @@ def _baseline(checkpoint: Any, request: FineTuneRequest) -> tuple[dict[str, floa
 
 def _measure(checkpoint: Any, request: FineTuneRequest) -> tuple[dict[str, float], np.ndarray]:
     """`EVALUATION` metrics of a checkpoint on the corrected subject and its mask, through the one prediction entry point."""
-    from napari_lesionseg.engine.devices import resolve_device
     from napari_lesionseg.engine.predict import predict
-    from napari_lesionseg.engine.settings import InferenceSettings
     from napari_lesionseg.training.validation import score
 
-    device = resolve_device(request.device)
-    settings = InferenceSettings(
-        overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],), device=str(device),
-        precision=request.precision, uncertainty=False, stream_partial=False,
-    )  # fmt: skip
-    result = predict(dict(request.images), checkpoint, settings)
+    result = predict(dict(request.images), checkpoint, _evaluation_settings(request))
     return score(result.probability, np.asarray(request.mask) != 0, request.spacing), result.probability >= THRESHOLD
+
+
+def _evaluation_settings(request: FineTuneRequest) -> Any:
+    """The `EVALUATION` inference settings on the request's device and precision."""
+    from napari_lesionseg.engine.devices import resolve_device
+    from napari_lesionseg.engine.settings import InferenceSettings
+
+    return InferenceSettings(
+        overlap=EVALUATION["overlap"], tta=EVALUATION["tta"], fusion=(EVALUATION["fusion"],),
+        device=str(resolve_device(request.device)), precision=request.precision, uncertainty=False,
+        stream_partial=False,
+    )  # fmt: skip
 
 
 def _check_settings(request: FineTuneRequest) -> None:

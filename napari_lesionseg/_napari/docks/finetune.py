@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
-from napari.layers import Image, Labels, Layer
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from napari_lesionseg._napari._finetune_report import finished_text, layer_spacing, progress_text, subject_name
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
+from napari_lesionseg._napari._folder_list import FolderList
 from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._model_inputs import matching_layer
 from napari_lesionseg._napari._notify import notify_or_raise
@@ -29,14 +31,14 @@ from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg._progress import CancelToken
-from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.catalog import short_label
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
 from napari_lesionseg.engine.choice import grouped
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
-from napari_lesionseg.evaluation.tables import comparison_rows, format_metric, verdict
+from napari_lesionseg.evaluation.tables import comparison_rows
+from napari_lesionseg.training.correction_checks import CHECK_COLUMNS, checked_rows
 from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
     FineTuneRequest,
@@ -71,7 +73,7 @@ class FineTuneWidget(Container):
         self._closed = threading.Event()
         self._outcome: FineTuneOutcome | None = None
         self._losses: list[float] = []
-        self._folders: list[Path] = []
+        self._held_out: list[tuple[int, float]] = []
         self._infos: list[CheckpointInfo] = []
         self._settings_from: Path | None = None
         self._follow_run = False
@@ -131,18 +133,15 @@ class FineTuneWidget(Container):
 
     def add_folder(self, folder: str | Path) -> None:
         """Also train on the subject folder(s) under `folder` (each needs a reference mask)."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            show_error(f"{folder} is not a folder: choose a subject folder (or a folder of subject folders).")
-            return
-        if folder not in self._folders:
-            self._folders.append(folder)
-        self._folders_label.value = _folders_text(self._folders)
+        self._folders.add(folder)
 
     def clear_folders(self) -> None:
         """Train on the viewer's subject only."""
         self._folders.clear()
-        self._folders_label.value = _folders_text(self._folders)
+
+    def add_check_folder(self, folder: str | Path) -> None:
+        """Score the subject folder(s) under `folder` before and after, never training on them (each needs a mask)."""
+        self._checks.add(folder)
 
     def start(self) -> Any:
         """Start fine-tuning off the GUI thread; returns the worker (None, with a notification, on bad input)."""
@@ -157,10 +156,12 @@ class FineTuneWidget(Container):
             return None
         self._cancel = token = CancelToken()
         self.native.destroyed.connect(lambda *_: token.cancel())  # closing the dock stops the run
-        self._losses = []
+        self._losses, self._held_out = [], []
         self._loss_plot.clear("waiting for the first step")
+        self._held_out_plot.clear("scored every few steps")
         self._progress.max, self._progress.value = request.steps, 0
         self._table.value = split([], _TABLE_COLUMNS)
+        self._checked.value = split([], CHECK_COLUMNS)
         action = "Measuring" if request.measure else "Loading"
         self._status.value = f"{action} {Path(str(request.checkpoint)).stem} on {request.mask_name!r}..."
         self._set_running(True)
@@ -231,10 +232,8 @@ class FineTuneWidget(Container):
     def _build(self) -> None:
         self._checkpoint = ComboBox(choices=self._checkpoint_choices)
         self._mask = ComboBox(choices=self._mask_choices, nullable=True)
-        self._folder = FileEdit(mode="d")
-        self._add_folder = PushButton(text="Add folder")
-        self._clear_folders = PushButton(text="Clear")
-        self._folders_label = Label(value=_folders_text([]))
+        self._folders = FolderList("Also train on", "none (viewer subject only)")
+        self._checks = FolderList("Check on", "none (never trained on; each needs a mask)")
         self._images_label = Label(value="")
         self._settings = FineTuneSettings()
         self._start = PushButton(text="Start fine-tuning")
@@ -242,6 +241,7 @@ class FineTuneWidget(Container):
         self._progress = ProgressBar(min=0, max=1, value=0)
         self._status = Label(value="")
         self._table = make_table(_TABLE_COLUMNS, visible_rows=len(_COMPARED))
+        self._checked = make_table(CHECK_COLUMNS, visible_rows=3)
         self._rerun = PushButton(text="Run inference with the fine-tuned model", enabled=False)
         self._status.native.setWordWrap(True)
         self._status.native.setMinimumWidth(300)  # a wrapped label otherwise shrinks to a narrow column
@@ -251,8 +251,8 @@ class FineTuneWidget(Container):
                 _row(Label(value="Start from"), self._checkpoint),
                 _row(Label(value="Corrected mask"), self._mask),
                 self._images_label,
-                _row(Label(value="Also train on"), self._folder, self._add_folder, self._clear_folders),
-                self._folders_label,
+                self._folders,
+                self._checks,
                 self._settings,
                 self._settings.measure,
                 _row(self._start, self._stop),
@@ -260,12 +260,16 @@ class FineTuneWidget(Container):
                 self._status,
                 Label(value="Before / after, on the corrected mask"),
                 self._table,
+                Label(value="Check subjects (never trained on)"),
+                self._checked,
                 self._rerun,
             ]
         )
         self._loss_plot = CurvePlot("Training loss", "step", "loss")
-        self._loss_plot.clear("no run yet")
-        self.native.layout().insertWidget(self.index(self._status) + 1, self._loss_plot)
+        self._held_out_plot = CurvePlot("Held-out slab of the corrected mask", "step", "DSC", y_range=(0.0, 1.0))
+        for plot in (self._held_out_plot, self._loss_plot):
+            plot.clear("no run yet")
+            self.native.layout().insertWidget(self.index(self._status) + 1, plot)
 
     def _connect(self) -> None:
         closed = self._closed  # not `self`: the dock may be half torn down when its widget is destroyed
@@ -273,8 +277,6 @@ class FineTuneWidget(Container):
         self._start.changed.connect(lambda: self.start())
         self._stop.changed.connect(self.cancel)
         self._rerun.changed.connect(lambda: self.rerun_inference())
-        self._add_folder.changed.connect(lambda: self.add_folder(self._folder.value))
-        self._clear_folders.changed.connect(self.clear_folders)
         self._checkpoint.changed.connect(self._on_checkpoint_changed)
         self._session.checkpoints_changed.connect(self._refresh_in_background)
         self._session.run_finished.connect(self._on_run_finished)
@@ -316,33 +318,30 @@ class FineTuneWidget(Container):
     def _on_progress(self, step: TrainingProgress) -> None:
         if self._closed.is_set():  # the worker outlived the dock
             return
-        if step.phase == "baseline":
-            dsc = step.metrics.get("dsc") if step.metrics else None
-            measured = f"Starting model on the corrected mask: DSC {format_metric('dsc', dsc)}. " if step.metrics else ""
-            self._status.value = f"{measured}Training..."
-        elif step.phase == "train":
+        if step.phase == "train":
             self._losses.append(float(step.loss))
             self._progress.value = step.step
             self._loss_plot.set_curve(np.arange(1, len(self._losses) + 1), self._losses)
-            self._status.value = f"Step {step.step} / {step.total_steps}: loss {step.loss:.4f} ({step.elapsed_s:.0f} s)"
-        elif step.phase == "validate":
-            self._status.value = "Measuring the fine-tuned model on the corrected mask..."
+        elif step.phase == "held_out" and step.metrics:
+            self._held_out.append((step.step, float(step.metrics["dsc"])))
+            best = (float(step.metrics["best_step"]), float(step.metrics["best_dsc"]))
+            self._held_out_plot.set_curve(*zip(*self._held_out), marker=best)
+        text = progress_text(step)
+        if text is not None:
+            last = f"; held-out DSC {self._held_out[-1][1]:.3f}" if step.phase == "train" and self._held_out else ""
+            self._status.value = text + last
 
     def _on_finished(self, outcome: FineTuneOutcome) -> None:
         if self._closed.is_set():  # the worker outlived the dock
             return
         self._outcome = outcome
         self._table.value = split(comparison_rows(outcome.before, outcome.after, _COMPARED), _TABLE_COLUMNS)
+        self._checked.value = split(checked_rows(outcome.checked_before, outcome.checked_after), CHECK_COLUMNS)
+        self._status.value = finished_text(outcome)
         if outcome.checkpoint is None:
-            self._status.value = (
-                f"Cancelled after {outcome.steps} of {outcome.total_steps} steps: nothing saved, "
-                f"{outcome.parent!r} is unchanged."
-            )
             return
         self._session.checkpoints_changed.emit()  # this dock and the Inference dock re-read the list
         self._rerun.enabled = True
-        measured = f" {verdict(outcome.before, outcome.after)}" if outcome.before else ""
-        self._status.value = f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {outcome.checkpoint.parent}.{measured}"
         show_info(f"Fine-tuned checkpoint {outcome.name!r} saved; the Inference dock lists it.")
 
     def _on_error(self, err: Exception) -> None:
@@ -378,10 +377,12 @@ class FineTuneWidget(Container):
             checkpoint=info.path,
             images={m: np.asarray(layer.data) for m, layer in zip(info.metadata.modalities, images)},
             mask=mask,
-            spacing=_spacing(mask_layer, images[0]),
-            subject_name=_subject_name(images[0]),
+            spacing=layer_spacing(mask_layer, images[0]),
+            predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
+            subject_name=subject_name(images[0]),
             mask_name=mask_layer.name,
-            folders=tuple(self._folders),
+            folders=tuple(self._folders.folders),
+            check_folders=tuple(self._checks.folders),
             **self._settings.values(),
         )
 
@@ -409,22 +410,6 @@ class FineTuneWidget(Container):
 
     def _mask_choices(self, widget: Any = None) -> list[tuple[str, Labels]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)]
-
-
-def _spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:
-    geometry = geometry_from_layer_metadata(mask_layer.metadata) or geometry_from_layer_metadata(image.metadata)
-    spacing = geometry.spacing if geometry is not None else image.scale[-3:]
-    return tuple(float(s) for s in spacing)  # type: ignore[return-value]
-
-
-def _subject_name(image: Layer) -> str:
-    path = path_from_layer_metadata(image.metadata)
-    parsed = subject_of(path) if path else None
-    return parsed[1] if parsed is not None else image.name
-
-
-def _folders_text(folders: list[Path]) -> str:
-    return "Subject folders: " + (", ".join(folder.name for folder in folders) if folders else "none (viewer subject only)")
 
 
 def _row(*widgets: Any) -> Container:

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FloatSlider, Label, ProgressBar, PushButton
+from magicgui.widgets import CheckBox, Container, Label, ProgressBar, PushButton
 from napari.layers import Layer
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._inference_job import InferenceFailed, box_slices, inference_job, pause_worker_after
+from napari_lesionseg._napari._mask_controls import MaskControls
 from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
@@ -41,7 +42,6 @@ from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
-from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.engine.catalog import auto_run_name
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.devices import resolve_device
@@ -55,9 +55,6 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "InferenceWidget"]
-
-#: How long the threshold slider must rest before the mask is recomputed (ms).
-_THRESHOLD_DEBOUNCE_MS = 150
 
 
 @dataclass(eq=False)
@@ -95,10 +92,9 @@ class InferenceWidget(Container):
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1, value=0, label="Progress")
         self._status = Label(value="")
-        self._threshold = FloatSlider(label="Threshold", min=0.0, max=1.0, step=0.01, value=THRESHOLD)
+        self._mask_controls = MaskControls(on_change=self._apply_threshold)
+        self._threshold = self._mask_controls.threshold
         self._outline = CheckBox(text="Mask as outlines (see the lesions under it)", value=False)
-        self._threshold_timer = QTimer(singleShot=True, interval=_THRESHOLD_DEBOUNCE_MS)
-        self._threshold_timer.timeout.connect(self._apply_threshold)
 
         self._status.native.setWordWrap(True)
         self._status.native.setMinimumWidth(TEXT_WIDTH)
@@ -167,8 +163,12 @@ class InferenceWidget(Container):
     def set_threshold(self, value: float) -> None:
         """Move the threshold slider: the current run's mask is recomputed from its probability at once."""
         self._threshold.value = value
-        self._threshold_timer.stop()
-        self._apply_threshold()
+        self._mask_controls.apply_now()
+
+    def set_min_lesion_mm3(self, value: float) -> None:
+        """Set the minimum lesion size (mm^3, 0 keeps every lesion): the current run's mask follows at once."""
+        self._mask_controls.min_lesion.value = value
+        self._mask_controls.apply_now()
 
     def set_options(
         self,
@@ -228,7 +228,6 @@ class InferenceWidget(Container):
 
     def _build_layout(self) -> None:
         buttons = Container(layout="horizontal", labels=False, widgets=[self._run_button, self._cancel_button])
-        results = Container(labels=True, widgets=[self._threshold])
         self._outline.changed.connect(self._apply_outline)
         self.extend(
             [
@@ -239,7 +238,7 @@ class InferenceWidget(Container):
                 self._progress,
                 self._status,
                 Label(value="<b>Result</b>"),
-                results,
+                self._mask_controls,
                 self._outline,
             ]
         )
@@ -247,7 +246,6 @@ class InferenceWidget(Container):
     def _connect_events(self) -> None:
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
-        self._threshold.changed.connect(self._on_threshold)
         self._session.checkpoints_changed.connect(self.refresh_checkpoints)
         self._viewer.layers.events.removed.connect(self._forget_removed_runs)
 
@@ -330,7 +328,7 @@ class InferenceWidget(Container):
         layers.finish()
         self._steps.start(run.layers, run.layers_ready.set)
         layers.probability_data[...] = result.probability
-        layers.mask_data[...] = result.probability >= self._threshold.value
+        layers.mask_data[...] = self._mask_controls.mask(result.probability, _spacing(run.reference))
         if result.uncertainty is not None:
             layers.uncertainty_data[...] = result.uncertainty
         else:
@@ -383,10 +381,6 @@ class InferenceWidget(Container):
         self._run_button.enabled = not running
         self._cancel_button.enabled = running
 
-    def _on_threshold(self, value: float) -> None:
-        """The slider moved: re-threshold once it rests (a drag sends a change per step)."""
-        self._threshold_timer.start()
-
     def _apply_outline(self, outlined: bool | None = None) -> None:
         """Draw every shown run's mask as outlines (or filled again)."""
         for record in self._runs.values():
@@ -403,7 +397,7 @@ class InferenceWidget(Container):
         mask_name = record.layers.get("mask")
         if mask_name in self._viewer.layers:
             mask = self._viewer.layers[mask_name]
-            mask.data[...] = record.result.probability >= value
+            mask.data[...] = self._mask_controls.mask(record.result.probability, _spacing(mask))
             mask.refresh()
         record.settings = dataclasses.replace(record.settings, threshold=value)
         self._session.threshold_changed.emit(record)
@@ -418,3 +412,9 @@ class InferenceWidget(Container):
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _spacing(layer: Layer) -> tuple[float, ...]:
+    """The voxel size (mm) of a layer's grid: its recorded geometry's, else its scale."""
+    geometry = geometry_from_layer_metadata(layer.metadata)
+    return tuple(float(v) for v in (geometry.spacing if geometry is not None else layer.scale[-3:]))

@@ -120,6 +120,26 @@ def test_dock_preselects_the_corrected_mask_and_lists_the_checkpoint(dock):
     assert widget._settings.loss.value == "dice" and not widget._settings.beta.enabled  # settings start from the checkpoint's
 
 
+def test_the_request_carries_the_prediction_the_corrected_mask_started_from(dock):
+    """What the user changed is the run's mask against the corrected one: the dock hands over the run's mask."""
+    from napari_lesionseg._napari._corrected_masks import CorrectedMasks
+
+    viewer, widget, _ = dock
+    assert widget._request().predicted is None  # a mask made by hand: the fine-tune predicts it itself
+    reference = np.asarray(viewer.layers["reference mask"].data) != 0
+    run_mask = reference.copy()
+    run_mask[:4] = True  # a false positive slab the user will reject
+    prediction = viewer.add_labels(run_mask.astype(np.uint8), name="fbeta mask", metadata=dict(viewer.layers["FLAIR"].metadata))
+    corrected = CorrectedMasks(viewer).new_from(prediction)
+    corrected.data[:4] = reference[:4]  # the rejection, painted after the copy was made
+    widget.set_mask(corrected)
+    request = widget._request()
+    assert request.predicted is not None and np.array_equal(request.predicted, run_mask)
+    assert np.array_equal(request.mask != 0, reference)
+    prediction.data[...] = 0  # editing the run's layer later does not change what the correction started from
+    assert np.array_equal(widget._request().predicted, run_mask)
+
+
 def test_bad_states_are_notifications(dock):
     viewer, widget, _ = dock
     corrected = viewer.layers["corrected mask"]
@@ -159,8 +179,9 @@ def test_cancel_stops_after_the_current_step_and_saves_nothing(dock, qtbot):
 
 
 @pytest.mark.slow
-def test_fine_tune_saves_a_child_checkpoint_raises_dsc_and_keeps_the_gui_responsive(dock, qtbot):
+def test_fine_tune_saves_a_child_checkpoint_raises_dsc_and_keeps_the_gui_responsive(dock, qtbot, make_subject):
     viewer, widget, folder = dock
+    check = make_subject(name="sub-02", shape=(24, 24, 24), seed=5)  # another subject, never trained on
     parent_file = user_checkpoint_dir() / f"{PARENT}.pt"
     parent_hash = hashlib.sha256(parent_file.read_bytes()).hexdigest()
     changed = []
@@ -176,6 +197,7 @@ def test_fine_tune_saves_a_child_checkpoint_raises_dsc_and_keeps_the_gui_respons
     timer.setInterval(25)
     timer.timeout.connect(tick)
     timer.start()
+    widget.add_check_folder(check)
     worker = widget.start()
     assert worker is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
@@ -193,8 +215,16 @@ def test_fine_tune_saves_a_child_checkpoint_raises_dsc_and_keeps_the_gui_respons
     record = infos[outcome.name].metadata.training["fine_tune"]
     assert record["viewer_subjects"][0]["name"] == "sub-01" and record["viewer_subjects"][0]["mask_layer"] == "corrected mask"
     assert hashlib.sha256(parent_file.read_bytes()).hexdigest() == parent_hash
-    # the dock showed the run
+    # the dock showed the run: loss, held-out scores (step 0 is the parent), the check subject before and after
     assert len(widget.losses) == 20 and widget._loss_plot.x.size == 20 and widget._progress.value == 20
+    held_out = [row["step"] for row in outcome.held_out]
+    assert held_out[0] == 0 and list(widget._held_out_plot.x) == held_out and widget._held_out_plot.marker is not None
+    assert widget._held_out_plot.marker[0] == outcome.best_step
+    assert set(outcome.checked_before) == set(outcome.checked_after) == {"sub-02"}
+    assert outcome.checked_after["sub-02"]["dsc"] > outcome.checked_before["sub-02"]["dsc"] + 0.2
+    checked = widget._checked.data.to_list()
+    assert checked[0][:3] == ["sub-02", f"{outcome.checked_before['sub-02']['dsc']:.3f}", f"{outcome.checked_after['sub-02']['dsc']:.3f}"]
+    assert "never trained on" in widget._status.value and f"kept step {outcome.best_step}" in widget._status.value
     rows = {row[0]: row for row in widget._table.data.to_list()}
     assert rows["DSC"][1] == f"{outcome.before['dsc']:.3f}" and rows["DSC"][2] == f"{outcome.after['dsc']:.3f}"
     # honest check, independent of the dock: the fine-tuned network finds the lesions the parent missed
@@ -208,3 +238,24 @@ def test_fine_tune_saves_a_child_checkpoint_raises_dsc_and_keeps_the_gui_respons
     assert run_worker is not None
     qtbot.waitUntil(lambda: session_for(viewer).latest is not None, timeout=60_000)
     assert session_for(viewer).latest.checkpoint.name == outcome.name
+
+
+def test_the_dock_and_lesionseg_finetune_give_the_same_checkpoint(dock, qtbot, tmp_path):
+    """The CLI twin: the same subject, correction, settings and seed give the same weights as the dock."""
+    from napari_lesionseg.cli import main
+
+    viewer, widget, folder = dock
+    widget.configure(iterations=10)
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    from_dock = widget.outcome.checkpoint
+    assert widget.outcome.best_step == 10  # it trained and kept the trained weights, so equal weights mean something
+    out = tmp_path / "cli.pt"
+    threads = load_checkpoint(from_dock)[1].training["fine_tune"]["threads"]  # sums over other threads differ in the last bit
+    corrected = next(folder.glob("*_label-lesion_mask.nii.gz"))  # the dock's corrected mask is this reference
+    assert main(["finetune", str(folder), "--corrected", str(corrected), "--checkpoint", PARENT, "--out", str(out),
+                 "--steps", "10", "--lr", "0.01", "--batch-size", "2", "--device", "cpu", "--loss", "fbeta",
+                 "--beta", "1.5", "--threads", str(threads), "--quiet"]) == 0  # fmt: skip
+    dock_weights, cli_weights = load_checkpoint(from_dock)[0].state_dict(), load_checkpoint(out)[0].state_dict()
+    assert all(torch.equal(dock_weights[key], cli_weights[key]) for key in dock_weights)
+

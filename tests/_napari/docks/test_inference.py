@@ -11,11 +11,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from napari_lesionseg._napari._run_layers import result_layer_names
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari.docks import InferenceWidget
 from napari_lesionseg._napari.reader import read_paths
+from napari_lesionseg.constants import MIN_LESION_MM3
 from napari_lesionseg.engine import checkpoints
 from napari_lesionseg.engine.checkpoints import (
     CheckpointMetadata,
@@ -23,6 +25,7 @@ from napari_lesionseg.engine.checkpoints import (
     save_checkpoint,
     user_checkpoint_dir,
 )
+from napari_lesionseg.evaluation.lesion_size import drop_small_lesions
 from napari_lesionseg.models import build_model, model_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -167,7 +170,7 @@ class TestRun:
         assert any(outlined for _, _, outlined, _ in events)  # the current patch was outlined
         first_boxes = events[0][3].patch_boxes
         assert np.all((first_boxes[:, 0, 0] <= 20) & (20 < first_boxes[:, 1, 0]))  # the displayed slice goes first
-        np.testing.assert_array_equal(mask.data, probability.data >= 0.5)  # the mask filled in too
+        np.testing.assert_array_equal(mask.data, drop_small_lesions(probability.data >= 0.5, probability.scale))  # the mask filled in too
 
         # Longest stretch between two timer ticks while the network runs (from its first batch to its
         # result), and over the whole run from the click on Run to the last layer step (adding the
@@ -216,7 +219,7 @@ class TestRun:
         assert record.name == "beta 1" and record.checkpoint.beta == 1.0
         assert record.result.completed and set(record.result.probabilities) == {"spline", "tiling", "uniform"}
         np.testing.assert_array_equal(probability.data, record.result.probability)
-        np.testing.assert_array_equal(mask.data, record.result.probability >= 0.5)
+        np.testing.assert_array_equal(mask.data, drop_small_lesions(record.result.probability >= 0.5, probability.scale))
         assert record.layers["probability"] == probability.name and record.layers["backdrop"] == "FLAIR"
         assert record.geometry is not None and record.geometry.shape == probability.data.shape
 
@@ -229,8 +232,28 @@ class TestRun:
         dock.set_threshold(threshold)
         assert not dock.busy
         rounded = dock._threshold.value  # the slider's step
-        np.testing.assert_array_equal(viewer.layers["lesion mask [beta 1]"].data, probability >= rounded)
+        spacing = viewer.layers["FLAIR"].scale
+        expected = drop_small_lesions(probability >= rounded, spacing, MIN_LESION_MM3)
+        np.testing.assert_array_equal(viewer.layers["lesion mask [beta 1]"].data, expected)
         assert session_for(viewer).latest.settings.threshold == pytest.approx(rounded)
+
+    def test_minimum_lesion_size_drops_the_smaller_lesions_from_the_mask(self, qtbot, app):
+        viewer, dock = app
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        probability = viewer.layers["lesion probability [beta 1]"].data
+        dock.set_threshold(float(np.quantile(probability, 0.97)))  # a mask of several pieces
+        threshold, mask = dock._threshold.value, viewer.layers["lesion mask [beta 1]"]
+        dock.set_min_lesion_mm3(0)
+        every = probability >= threshold
+        np.testing.assert_array_equal(mask.data, every)  # 0 keeps every lesion
+        labels, count = ndimage.label(every, structure=np.ones((3, 3, 3), bool))
+        sizes = np.bincount(labels.ravel())[1:]
+        assert count >= 2 and sizes.min() < sizes.max()
+        voxel_mm3 = float(np.prod(viewer.layers["FLAIR"].scale))
+        dock.set_min_lesion_mm3(float(sizes.max()) * voxel_mm3)  # only the largest lesion is as large
+        kept = labels[mask.data != 0]
+        assert np.unique(kept).tolist() == [int(np.argmax(sizes)) + 1] and kept.size == sizes.max()
 
 
 @pytest.mark.slow

@@ -1,0 +1,87 @@
+"""What the Fine-tune dock says while a fine-tune runs and when it ends (plain text from its progress and outcome)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.layers import Layer
+
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
+from napari_lesionseg.data.naming import subject_of
+from napari_lesionseg.evaluation.tables import format_metric, verdict
+from napari_lesionseg.training.correction_checks import mean_change
+
+if TYPE_CHECKING:
+    from napari_lesionseg.training import TrainingProgress
+    from napari_lesionseg.training.corrections import FineTuneOutcome
+
+__all__ = ["finished_text", "held_out_text", "layer_spacing", "progress_text", "subject_name"]
+
+
+def progress_text(step: TrainingProgress) -> str | None:
+    """The status line for a progress event (None: the event changes nothing the user reads)."""
+    if step.phase == "baseline":
+        measured = f"Starting model on the corrected mask: DSC {format_metric('dsc', step.metrics.get('dsc'))}. " if step.metrics else ""
+        return f"{measured}Training..."
+    if step.phase == "check":
+        return "Scoring the check subjects with the starting model..."
+    if step.phase == "train":
+        return f"Step {step.step} / {step.total_steps}: loss {step.loss:.4f} ({step.elapsed_s:.0f} s)"
+    if step.phase == "held_out":
+        return held_out_text(step)
+    if step.phase == "validate":
+        return "Measuring the fine-tuned model..."
+    return None
+
+
+def held_out_text(step: TrainingProgress) -> str:
+    """The held-out slab's score at a step, and the best so far."""
+    m = step.metrics or {}
+    return (
+        f"Step {step.step} / {step.total_steps}: held-out DSC {m.get('dsc', float('nan')):.3f} (best "
+        f"{m.get('best_dsc', float('nan')):.3f} at step {int(m.get('best_step', 0))}), "
+        f"{int(m.get('fp_lesions', 0))} false lesions there"
+    )
+
+
+def finished_text(outcome: FineTuneOutcome) -> str:
+    """What a finished (or cancelled) fine-tune did, in a few sentences."""
+    if outcome.checkpoint is None:
+        return (
+            f"Cancelled after {outcome.steps} of {outcome.total_steps} steps: nothing saved, "
+            f"{outcome.parent!r} is unchanged."
+        )
+    kept = "the starting weights (no step beat them on the held-out slab)" if outcome.best_step == 0 else f"step {outcome.best_step}"
+    stopped = {"patience": ", stopped early", "time": ", stopped at the time limit"}.get(outcome.stopped or "", "")
+    replayed = f"replayed {len(outcome.replayed)} earlier case(s)" if outcome.replayed else "no earlier case to replay"
+    text = (
+        f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {Path(outcome.checkpoint).parent}: {outcome.steps} of "
+        f"{outcome.total_steps} steps{stopped}, kept {kept}, {replayed}, {outcome.elapsed_s:.0f} s."
+    )
+    if outcome.before:
+        text += f" {verdict(outcome.before, outcome.after)}"
+    return text + checked_text(outcome)
+
+
+def checked_text(outcome: FineTuneOutcome) -> str:
+    """The mean change on the check subjects (never trained on), or nothing without them."""
+    before, after = outcome.checked_before, outcome.checked_after
+    dsc, fp = mean_change(before, after, "dsc"), mean_change(before, after, "n_lesions_fp")
+    if dsc is None or fp is None:
+        return ""
+    return f" On {len(after)} check subject(s), never trained on: mean DSC {dsc:+.3f}, false lesions {fp:+.1f}."
+
+
+def layer_spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:
+    """The voxel size (mm) of the mask's grid (its recorded geometry, else the image's, else the layer scale)."""
+    geometry = geometry_from_layer_metadata(mask_layer.metadata) or geometry_from_layer_metadata(image.metadata)
+    spacing = geometry.spacing if geometry is not None else image.scale[-3:]
+    return tuple(float(s) for s in spacing)  # type: ignore[return-value]
+
+
+def subject_name(image: Layer) -> str:
+    """The subject an image layer came from (its file's subject), else the layer's name."""
+    path = path_from_layer_metadata(image.metadata)
+    parsed = subject_of(path) if path else None
+    return parsed[1] if parsed is not None else image.name
