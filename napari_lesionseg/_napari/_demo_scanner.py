@@ -16,7 +16,7 @@ from typing import Any
 
 import napari
 
-from napari_lesionseg._napari._demo_tools import raise_dock, screenshot, show_only_overlays, wait
+from napari_lesionseg._napari._demo_tools import raise_dock, screenshot, scroll_to, show_only_overlays, wait
 from napari_lesionseg._napari._session import session_for
 
 __all__ = ["CORRECTED_SEED", "NEXT_SEED", "SCANNER", "new_scanner_case", "write_new_scanner"]
@@ -64,6 +64,7 @@ def new_scanner_case(
     summary["fine_tune"] = _outcome(tune.outcome, time.perf_counter() - started)
     show_only_overlays(viewer, keep=("FLAIR", "corrected mask"))
     viewer.reset_view()
+    scroll_to(tune, tune._checked)  # the next subject's before / after, at the bottom of the dock
     shots["fine_tune"] = screenshot(viewer, out_dir, "finetune.png")
     if tune.outcome is None or tune.outcome.checkpoint is None:
         return summary

@@ -9,7 +9,7 @@ from typing import Any
 
 import napari
 
-__all__ = ["process_events", "raise_dock", "screenshot", "show_only_overlays", "wait"]
+__all__ = ["process_events", "raise_dock", "screenshot", "scroll_to", "show_only_overlays", "wait"]
 
 
 def show_only_overlays(viewer: napari.Viewer, keep: Sequence[str]) -> None:
@@ -57,3 +57,13 @@ def wait(done: Any, what: str, *, timeout: float = 300) -> None:
             raise TimeoutError(f"the demo waited {timeout:.0f} s for {what}")
         process_events()
         time.sleep(0.02)
+
+
+def scroll_to(dock: Any, widget: Any) -> None:
+    """Scroll `dock` (its contents are in a scroll area) until `widget` (a magicgui widget) is in view."""
+    from qtpy.QtWidgets import QScrollArea
+
+    area = dock.native.findChild(QScrollArea)
+    if area is not None:
+        area.ensureWidgetVisible(widget.native)
+    process_events()

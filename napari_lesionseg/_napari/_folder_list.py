@@ -11,7 +11,7 @@ __all__ = ["FolderList"]
 
 
 class FolderList(Container):
-    """`title` [folder picker] [Add] [Clear], then the folders added so far (`folders`)."""
+    """`title`, then [folder picker] [Add] [Clear], then the folders added so far (`folders`)."""
 
     def __init__(self, title: str, empty: str) -> None:
         super().__init__(labels=False)
@@ -21,8 +21,8 @@ class FolderList(Container):
         add, clear = PushButton(text="Add folder"), PushButton(text="Clear")
         self._shown = Label(value=self._text())
         self._shown.native.setWordWrap(True)
-        row = Container(widgets=[Label(value=title), self._picker, add, clear], layout="horizontal", labels=False)
-        self.extend([row, self._shown])
+        row = Container(widgets=[self._picker, add, clear], layout="horizontal", labels=False)
+        self.extend([Label(value=title), row, self._shown])
         add.changed.connect(lambda: self.add(self._picker.value))
         clear.changed.connect(self.clear)
 

@@ -232,8 +232,8 @@ class FineTuneWidget(Container):
     def _build(self) -> None:
         self._checkpoint = ComboBox(choices=self._checkpoint_choices)
         self._mask = ComboBox(choices=self._mask_choices, nullable=True)
-        self._folders = FolderList("Also train on", "none (viewer subject only)")
-        self._checks = FolderList("Check on", "none (never trained on; each needs a mask)")
+        self._folders = FolderList("Also train on (subject folders with masks)", "none (viewer subject only)")
+        self._checks = FolderList("Check on, never trained on (subject folders with masks)", "none")
         self._images_label = Label(value="")
         self._settings = FineTuneSettings()
         self._start = PushButton(text="Start fine-tuning")
