@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari.layers import Layer
 
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg.data.naming import subject_of
-from napari_lesionseg.evaluation.tables import format_metric, verdict
-from napari_lesionseg.training.correction_checks import mean_change
+from napari_lesionseg.evaluation.tables import format_metric
 
 if TYPE_CHECKING:
     from napari_lesionseg.training import TrainingProgress
@@ -46,31 +44,19 @@ def held_out_text(step: TrainingProgress) -> str:
 
 
 def finished_text(outcome: FineTuneOutcome) -> str:
-    """What a finished (or cancelled) fine-tune did, in a few sentences."""
+    """What a finished (or cancelled) fine-tune did, short enough for the dock's status line (the tables say the rest)."""
     if outcome.checkpoint is None:
         return (
             f"Cancelled after {outcome.steps} of {outcome.total_steps} steps: nothing saved, "
             f"{outcome.parent!r} is unchanged."
         )
-    kept = "the starting weights (no step beat them on the held-out slab)" if outcome.best_step == 0 else f"step {outcome.best_step}"
+    kept = "kept the starting weights" if outcome.best_step == 0 else f"kept step {outcome.best_step}"
     stopped = {"patience": ", stopped early", "time": ", stopped at the time limit"}.get(outcome.stopped or "", "")
-    replayed = f"replayed {len(outcome.replayed)} earlier case(s)" if outcome.replayed else "no earlier case to replay"
-    text = (
-        f"Saved {outcome.name!r} (parent {outcome.parent!r}) in {Path(outcome.checkpoint).parent}: {outcome.steps} of "
-        f"{outcome.total_steps} steps{stopped}, kept {kept}, {replayed}, {outcome.elapsed_s:.0f} s."
+    replayed = f", replayed {len(outcome.replayed)} case(s)" if outcome.replayed else ""
+    return (
+        f"Saved {outcome.name!r} from {outcome.parent!r}: {outcome.steps} of {outcome.total_steps} steps{stopped}, "
+        f"{kept}{replayed}, {outcome.elapsed_s:.0f} s."
     )
-    if outcome.before:
-        text += f" {verdict(outcome.before, outcome.after)}"
-    return text + checked_text(outcome)
-
-
-def checked_text(outcome: FineTuneOutcome) -> str:
-    """The mean change on the check subjects (never trained on), or nothing without them."""
-    before, after = outcome.checked_before, outcome.checked_after
-    dsc, fp = mean_change(before, after, "dsc"), mean_change(before, after, "n_lesions_fp")
-    if dsc is None or fp is None:
-        return ""
-    return f" On {len(after)} check subject(s), never trained on: mean DSC {dsc:+.3f}, false lesions {fp:+.1f}."
 
 
 def layer_spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]:

@@ -133,7 +133,7 @@ def _printer() -> Any:
 
 
 def _result(outcome: Any) -> str:
-    from napari_lesionseg.evaluation.tables import comparison_rows
+    from napari_lesionseg.evaluation.tables import comparison_rows, verdict
     from napari_lesionseg.training.correction_checks import CHECK_COLUMNS, checked_rows
 
     kept = "the starting weights (no step beat them on the held-out slab)" if outcome.best_step == 0 else f"step {outcome.best_step}"
@@ -147,6 +147,7 @@ def _result(outcome: Any) -> str:
     if outcome.before:
         lines.append(f"{'metric':<12} {'before':>8} {'after':>8} {'change':>8}")
         lines += [f"{row[0]:<12} {row[1]:>8} {row[2]:>8} {row[3]:>8}" for row in comparison_rows(outcome.before, outcome.after, _SHOWN)]
+        lines.append(verdict(outcome.before, outcome.after))
     if outcome.checked_after:
         lines.append("check subjects (never trained on): " + ", ".join(CHECK_COLUMNS))
         lines += ["  " + " ".join(f"{cell:>10}" for cell in row) for row in checked_rows(outcome.checked_before, outcome.checked_after)]

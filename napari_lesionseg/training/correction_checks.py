@@ -21,7 +21,7 @@ from napari_lesionseg.errors import InvalidInputError
 if TYPE_CHECKING:
     from napari_lesionseg.data.subject import Subject
 
-__all__ = ["CHECK_COLUMNS", "CHECK_KEYS", "checked_rows", "load_check_subjects", "measure_subjects", "mean_change"]
+__all__ = ["CHECK_COLUMNS", "CHECK_KEYS", "checked_rows", "load_check_subjects", "measure_subjects"]
 
 #: What is reported per checked subject (keys of `evaluation.metrics.compute_metrics`).
 CHECK_KEYS = ("dsc", "sensitivity", "ppv", "ltpr", "lfpr", "n_lesions_pred", "n_lesions_fp")
@@ -64,14 +64,6 @@ def measure_subjects(
         metrics = compute_metrics(mask, np.asarray(subject.mask.data) != 0, spacing=spacing)
         scores[subject.name] = {key: None if metrics[key] is None else float(metrics[key]) for key in CHECK_KEYS}
     return scores
-
-
-def mean_change(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], key: str) -> float | None:
-    """Mean of after - before over the subjects scored both times (None when there is none)."""
-    names = [name for name in before if name in after]
-    if not names:
-        return None
-    return float(np.mean([after[name][key] - before[name][key] for name in names]))
 
 
 def checked_rows(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> list[list[str]]:

@@ -258,7 +258,7 @@ class FineTuneWidget(Container):
                 _row(self._start, self._stop),
                 self._progress,
                 self._status,
-                Label(value="Before / after, on the corrected mask"),
+                Label(value="Before / after, on the corrected mask (trained on: check another subject)"),
                 self._table,
                 Label(value="Check subjects (never trained on)"),
                 self._checked,
