@@ -32,9 +32,7 @@ _BINS = 1024
 _MIN_VOXELS = 10
 
 
-def tissue_ratios(
-    images: Mapping[str, np.ndarray], tissues: Mapping[str, np.ndarray]
-) -> dict[str, dict[str, float]]:
+def tissue_ratios(images: Mapping[str, np.ndarray], tissues: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Median intensity of lesion, grey matter and CSF divided by white matter's, for every image.
 
     Args:
