@@ -4,11 +4,14 @@ The MNI152 average has a smooth, blurred cortex; a real brain has a grey-matter 
 folded around white-matter gyri, with CSF in the sulci between the folds. Here the cortical band
 (the outer centimetre or two of the cerebrum) is rebuilt per subject:
 
-* sulci are the zero level set of a smooth random field evaluated at each voxel's nearest point on
-  the brain hull, so they run inwards, perpendicular to the surface, down to a random depth;
-* the CSF is the sulci, a thin layer under the hull and the template's own CSF (fissures);
-* grey matter is everything within the ribbon thickness of that CSF, white matter the rest, so
-  every gyrus gets a white-matter core.
+* the white-matter surface is the template's, at a threshold that varies in space (thicker or
+  thinner gyri); the sulci are the ridges of the distance outside it, where the nearest
+  white-matter point jumps from one bank to the other, so two facing gyri always get CSF between
+  them, however blurred the template left the gap;
+* the CSF is the sulci (widened by atrophy), a thin layer under the hull and the template's own
+  CSF (fissures);
+* grey matter is everything within the ribbon thickness (2-4 mm) of that CSF, white matter the
+  rest, so every gyrus gets a white-matter core.
 
 Deeper structures (basal ganglia, thalamus, ventricles) and the infratentorial brain keep the
 template's maps. Atrophy widens the sulci and the subarachnoid space, thins the ribbon and enlarges
