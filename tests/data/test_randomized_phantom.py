@@ -185,7 +185,7 @@ class TestContrast:
         for modality in ("FLAIR", "T1w"):
             for tissue in ("lesion", "gm", "csf"):
                 values = [r[modality][tissue] for r in realistic_ratios if np.isfinite(r[modality][tissue])]
-                assert len(values) >= 0.7 * len(realistic_ratios)
+                assert len(values) >= 0.6 * len(realistic_ratios)
                 assert min(values) <= real[modality][tissue] <= max(values), (modality, tissue, real, values)
 
     def test_flair_lesions_range_from_faint_to_conspicuous(self, realistic_ratios):
