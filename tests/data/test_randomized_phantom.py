@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import MODALITIES
-from napari_lesionseg.data.phantom import make_phantom
+from napari_lesionseg.data.phantom import make_phantom, write_phantom
 from napari_lesionseg.data.phantom.acquisition import brain_mask
 from napari_lesionseg.data.phantom.lesions import LesionStyle, place_lesions
 from napari_lesionseg.data.phantom.random_contrast import RANDOM_CONTRAST_SHARE
@@ -24,6 +24,7 @@ from napari_lesionseg.data.phantom.randomized import (
     draw_training_subject,
     make_training_subject,
 )
+from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.evaluation.tissue_ratios import estimate_tissues, tissue_ratios
 
@@ -125,6 +126,13 @@ class TestAcquisition:
         subject = make_training_subject(seed, SPACING, modalities=("FLAIR",))
         assert subject.file_dtype == "int16"
         assert np.array_equal(subject.images["FLAIR"], np.round(subject.images["FLAIR"]))
+
+    def test_written_and_read_back_as_a_subject_folder(self, tmp_path):
+        subject = make_training_subject(12, SPACING)
+        folder = write_phantom(subject, tmp_path, "sub-train012")
+        loaded = load_subject(folder)
+        assert set(loaded.modalities) == set(subject.images)
+        assert np.array_equal(loaded.mask.data, subject.mask)
 
     def test_thick_slices_blur_along_their_axis_only(self):
         noise = np.random.default_rng(0).standard_normal((40, 41, 42)).astype(np.float32)
