@@ -43,6 +43,9 @@ _BAND_DEPTH_MM = (15.0, 19.0)
 #: Cortical thickness (mm) before atrophy; the ribbon is clipped to 2-4 mm.
 _THICKNESS_MM = (2.3, 3.3)
 _THICKNESS_LIMITS = (2.0, 4.0)
+#: Head size relative to the template, drawn log-uniformly: registered (rigidly or affinely) to MNI, or native.
+_SIZE_REGISTERED = (0.82, 1.05)
+_SIZE_NATIVE = (0.8, 1.2)
 #: Deformation scales: (knot spacing mm, displacement std mm) of the smooth warps added together.
 _WARP_SCALES = ((70.0, 3.0), (36.0, 2.0), (18.0, 0.8))
 
@@ -105,8 +108,8 @@ def _template_coordinates(grid: Grid, rng: np.random.Generator, registered: bool
     centre = np.array([0.0, -18.0, 10.0])
     max_angle, max_shift = (3.0, 3.0) if registered else (12.0, 10.0)
     angles = np.deg2rad(rng.uniform(-max_angle, max_angle, size=3))
-    # Registration to MNI removes most of the size difference; native heads are rescaled 0.8-1.25.
-    size = 1.0 if registered else float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+    # Real brains are mostly smaller than the MNI152 average (sub-p26, rigidly registered: about 0.88).
+    size = float(np.exp(rng.uniform(*np.log(_SIZE_REGISTERED if registered else _SIZE_NATIVE))))
     scale = size * rng.uniform(0.95, 1.05, size=3)
     shift = rng.uniform(-max_shift, max_shift, size=3)
     inverse = np.diag(1.0 / scale) @ _rotation(angles).T

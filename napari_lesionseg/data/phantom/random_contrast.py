@@ -36,11 +36,11 @@ RANDOM_CONTRAST_SHARE = 0.25
 FAINT_LESION_SHARE = 0.3
 #: Realistic ranges, relative to white matter: tissue means and the full-strength lesion intensity.
 REALISTIC_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "FLAIR": {"gm": (1.0, 1.35), "csf": (0.05, 0.5), "lesion": (1.2, 2.4)},
-    "T1w": {"gm": (0.55, 0.85), "csf": (0.12, 0.45), "lesion": (0.3, 0.95)},
+    "FLAIR": {"gm": (1.05, 1.5), "csf": (0.05, 0.5), "lesion": (1.25, 2.7)},
+    "T1w": {"gm": (0.55, 0.85), "csf": (0.12, 0.45), "lesion": (0.25, 0.9)},
     "T2w": {"gm": (1.1, 1.6), "csf": (1.8, 4.5), "lesion": (1.5, 3.0)},
     "PDw": {"gm": (1.03, 1.35), "csf": (0.9, 1.6), "lesion": (1.15, 1.8)},
-    "T1c": {"gm": (0.55, 0.85), "csf": (0.12, 0.45), "lesion": (0.3, 0.95)},
+    "T1c": {"gm": (0.55, 0.85), "csf": (0.12, 0.45), "lesion": (0.25, 0.9)},
 }
 #: Noise standard deviation relative to white matter, realistic and random subjects.
 _NOISE = {"realistic": (0.01, 0.06), "random": (0.005, 0.1)}
