@@ -2,11 +2,11 @@
 
 Realistic contrasts draw each tissue's mean relative to white matter from ranges that contain real
 scans (measured with `evaluation.tissue_ratios` on sub-p26; see docs/TRAINING.md): on FLAIR the
-CSF is dark, grey / white matter 1.0-1.35, and a lesion's full-strength intensity 1.2-2.4 (lesions
-render at 70-120 % strength with dimmer rims, so the measured lesion / white matter median spans about
-1.15-2.0); in `FAINT_LESION_SHARE` of FLAIRs the lesion is barely brighter than the cortex.
-`RANDOM_CONTRAST_SHARE` of subjects instead get fully random contrasts on every channel, as SynthSeg
-trains, so the network cannot rely on one recipe.
+CSF is dark, grey / white matter 1.05-1.5, and a lesion's full-strength intensity 1.25-2.7. Lesions
+render at 70-120 % strength with dimmer rims, so the measured lesion / white-matter median is lower:
+about 1.1-1.95 over 20 subjects. In `FAINT_LESION_SHARE` of FLAIRs the lesion is barely brighter
+than the cortex. `RANDOM_CONTRAST_SHARE` of subjects instead get fully random contrasts on every
+channel, as SynthSeg trains, so the network cannot rely on one recipe.
 
 After rendering (`contrast.render_modality`: partial volume, a smooth bias field, Rician noise) a
 subject may get a receive-coil bias (bright periphery), a gamma and winsorising.

@@ -4,7 +4,7 @@ The phantom (`make_phantom`) stays the sample and demo data; training draws from
 Per subject it draws, each from its own random stream:
 
 * anatomy (`folded`): a folded cortical ribbon 2-4 mm thick with sulcal CSF, warps at three scales,
-  atrophy (wider sulci, larger ventricles), MNI-registered or native pose and size (0.8-1.25);
+  atrophy (wider sulci, larger ventricles), MNI-registered (size 0.82-1.05) or native pose and size (0.8-1.2);
 * lesions (`lesions.place_lesions` with a `LesionStyle`): periventricular ovoids perpendicular to the
   ventricles, juxtacortical, deep white-matter and infratentorial ones, confluent at high load;
   3 mm^3 lesions to 50 mL loads, the very-low load (a few small lesions) in 30 % of subjects;
