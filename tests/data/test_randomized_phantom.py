@@ -113,8 +113,13 @@ class TestAcquisition:
         for seed in range(40):
             draw = draw_training_subject(seed, SPACING)
             by_skull.setdefault(draw.skull, seed)
+        margins = [draw_training_subject(s, SPACING).strip_margin_mm for s in range(40)]
+        assert min(margins) == 0.0 and 0.0 < max(margins) <= 3.0
         stripped = make_training_subject(by_skull["stripped"], SPACING, modalities=("FLAIR",))
-        assert np.all(stripped.images["FLAIR"][~brain_mask(stripped)] == 0)
+        margin = draw_training_subject(by_skull["stripped"], SPACING).strip_margin_mm
+        beyond = ndi.distance_transform_edt(~brain_mask(stripped), sampling=SPACING)
+        assert np.all(stripped.images["FLAIR"][beyond > margin] == 0)
+        assert np.mean(stripped.images["FLAIR"][brain_mask(stripped)] > 0) > 0.99
         defaced = make_training_subject(by_skull["defaced"], SPACING, modalities=("FLAIR",))
         head = make_training_subject(by_skull["skull"], SPACING, modalities=("FLAIR",))
         outside = ~brain_mask(defaced)

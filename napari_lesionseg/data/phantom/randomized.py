@@ -13,7 +13,8 @@ Per subject it draws, each from its own random stream:
 * modalities: FLAIR always, T1w in 90 %, T2w in 70 %, T1c in 35 %, PDw in 30 %;
 * acquisition: half the subjects have a 2-D protocol, whose FLAIR / T2w / PDw (and sometimes T1w)
   are 3-5 mm slices along one axis (a Gaussian slice profile, sampled and interpolated back onto the
-  grid, as model space sees them); with skull, defaced or skull-stripped; integer or float storage.
+  grid, as model space sees them); with skull, defaced or skull-stripped (half of the strippers leave
+  0-3 mm of CSF and dura); integer or float storage.
 
 Every image, the mask and the tissue maps share one grid (the subject's, in canonical S, P, L
 order): the training code reads them as it reads resampled model-space inputs.
@@ -34,7 +35,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import MODALITIES
-from napari_lesionseg.data.phantom.acquisition import SLICE_AXES, skull_strip
+from napari_lesionseg.data.phantom.acquisition import SLICE_AXES, brain_mask, skull_strip
 from napari_lesionseg.data.phantom.anatomy import canonical_grid, load_template
 from napari_lesionseg.data.phantom.contrast import render_modality
 from napari_lesionseg.data.phantom.folded import make_folded_anatomy
@@ -82,6 +83,8 @@ class TrainingDraw:
     slice_axis: str
     skull: str
     scanner: ScannerDraw
+    #: how far (mm) a skull stripper's mask reaches beyond the brain (residual CSF and dura), 0 for a clean one.
+    strip_margin_mm: float = 0.0
 
 
 def draw_training_subject(
@@ -105,6 +108,7 @@ def draw_training_subject(
     slice_mm = float(rng.uniform(*_SLICE_MM))
     slice_axis = _pick(rng, _SLICE_AXIS_CHANCE)
     skull = _pick(rng, _SKULL_CHANCE)
+    strip_margin_mm = float(rng.uniform(0.0, 3.0)) if rng.random() < 0.5 else 0.0
     scanner = draw_scanner(_streams(seed)["scanner"])
     if random_contrast is not None:
         scanner = dataclasses.replace(scanner, random_contrast=bool(random_contrast))
@@ -122,6 +126,7 @@ def draw_training_subject(
         slice_axis=slice_axis,
         skull=skull,
         scanner=scanner,
+        strip_margin_mm=round(strip_margin_mm, 2),
     )
 
 
@@ -179,7 +184,7 @@ def make_training_subject(
         file_dtype="int16" if draw.scanner.integer else "float32",
         contrast="random" if draw.scanner.random_contrast else "realistic",
     )
-    return _strip(subject, draw.skull, anatomy.face)
+    return _strip(subject, draw, anatomy.face)
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -228,11 +233,16 @@ def _distance_from_brain_centre(fractions: dict[str, np.ndarray], spacing: float
     return np.sqrt(squared).astype(np.float32)
 
 
-def _strip(subject: Phantom, skull: str, face: np.ndarray) -> Phantom:
-    """Skull-strip or deface the images as the subject's preprocessing did."""
-    if skull == "stripped":
+def _strip(subject: Phantom, draw: TrainingDraw, face: np.ndarray) -> Phantom:
+    """Skull-strip (with the stripper's margin) or deface the images as the subject's preprocessing did."""
+    if draw.skull == "stripped" and draw.strip_margin_mm > 0:
+        beyond = ndi.distance_transform_edt(~brain_mask(subject), sampling=subject.spacing)
+        kept = beyond <= draw.strip_margin_mm
+        images = {m: np.where(kept, image, 0.0).astype(np.float32) for m, image in subject.images.items()}
+        return dataclasses.replace(subject, images=images)
+    if draw.skull == "stripped":
         return skull_strip(subject)
-    if skull == "defaced":
+    if draw.skull == "defaced":
         images = {m: np.where(face, 0.0, image).astype(np.float32) for m, image in subject.images.items()}
         return dataclasses.replace(subject, images=images)
     return subject
