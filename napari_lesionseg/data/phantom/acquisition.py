@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from napari_lesionseg.data.phantom.subject import LesionLoad, Phantom
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["SLICE_AXES", "acquire", "skull_strip", "thick_slices"]
+__all__ = ["SLICE_AXES", "acquire", "brain_mask", "skull_strip", "thick_slices"]
 
 #: Slice orientations and the canonical (S, P, L) axis each one cuts across.
 SLICE_AXES: dict[str, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -44,10 +44,15 @@ def acquire(
 
 def skull_strip(phantom: Phantom) -> Phantom:
     """Every image set to 0 outside the brain (grey and white matter and the CSF inside the brain hull)."""
-    brain = phantom.tissues["gm"] + phantom.tissues["wm"] + phantom.tissues["csf"] >= 0.5
-    brain = ndi.binary_fill_holes(brain)
+    brain = brain_mask(phantom)
     images = {m: np.where(brain, image, 0.0).astype(np.float32) for m, image in phantom.images.items()}
     return dataclasses.replace(phantom, images=images)
+
+
+def brain_mask(phantom: Phantom) -> np.ndarray:
+    """The brain as a skull stripper would keep it: grey and white matter and CSF inside the hull, holes filled."""
+    brain = phantom.tissues["gm"] + phantom.tissues["wm"] + phantom.tissues["csf"] >= 0.5
+    return ndi.binary_fill_holes(brain)
 
 
 def thick_slices(

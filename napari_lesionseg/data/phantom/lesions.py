@@ -8,12 +8,13 @@ come in clusters that merge into confluent caps along the ventricle walls.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["LESION_LOADS", "LesionField", "place_lesions"]
+__all__ = ["LESION_KINDS", "LESION_LOADS", "LesionField", "LesionStyle", "lesion_style", "place_lesions"]
 
 #: Lesion volume (mL) of each load category, drawn log-uniformly between the bounds.
 LESION_LOADS: dict[str, tuple[float, float]] = {
@@ -33,6 +34,8 @@ _RADIUS_MM: dict[str, tuple[float, float]] = {
 _CLUSTER_CHANCE = {"very_low": 0.0, "low": 0.1, "medium": 0.3, "high": 0.55}
 _KINDS = ("periventricular", "deep", "juxtacortical")
 _KIND_CHANCE = (0.5, 0.3, 0.2)
+#: Every kind a `LesionStyle` may ask for; "infratentorial" needs its region (brainstem, cerebellum).
+LESION_KINDS = (*_KINDS, "infratentorial")
 _MAX_LESIONS = 1500
 #: Width (mm) of the partial-volume ramp at a lesion's rim, when voxels are smaller than that.
 _RIM_MM = 1.5
@@ -52,6 +55,23 @@ class LesionField:
 
 
 @dataclass(frozen=True)
+class LesionStyle:
+    """How lesions are drawn: their sizes, how often periventricular ones cluster, where they go."""
+
+    #: equivalent radius (mm) of single lesions, drawn log-uniformly.
+    radius_mm: tuple[float, float]
+    #: chance that a periventricular lesion grows a cluster of neighbours (confluent lesions).
+    cluster_chance: float
+    #: kind (of LESION_KINDS) -> chance, summing to 1.
+    kind_chance: Mapping[str, float]
+
+
+def lesion_style(category: str) -> LesionStyle:
+    """The phantom's style for a load category of LESION_LOADS."""
+    return LesionStyle(_RADIUS_MM[category], _CLUSTER_CHANCE[category], dict(zip(_KINDS, _KIND_CHANCE)))
+
+
+@dataclass(frozen=True)
 class _Candidates:
     """Flat indices of the voxels where each kind of lesion may be centred."""
 
@@ -68,6 +88,8 @@ def place_lesions(
     target_ml: float,
     category: str,
     rng: np.random.Generator,
+    style: LesionStyle | None = None,
+    infratentorial: np.ndarray | None = None,
 ) -> LesionField:
     """Add lesions inside white matter until their mask (fraction >= 0.5) reaches `target_ml`.
 
@@ -78,21 +100,26 @@ def place_lesions(
         target_ml: lesion volume to reach; 0 gives no lesions.
         category: a key of LESION_LOADS: sets the lesion sizes and how often they cluster.
         rng: source of every random choice.
+        style: sizes, clustering and kinds instead of the category's (None: `lesion_style(category)`).
+        infratentorial: boolean map of the brainstem and cerebellum, where "infratentorial" lesions go.
     """
+    style = style or lesion_style(category)
+    kinds = tuple(style.kind_chance)
+    chances = tuple(style.kind_chance.values())
     field = LesionField(*(np.zeros(wm.shape, dtype=np.float32) for _ in range(4)))
     target_voxels = target_ml * 1000.0 / spacing**3
     if target_voxels <= 0:
         return field
-    candidates = _candidates(wm, ventricle_distance, spacing)
+    candidates = _candidates(wm, ventricle_distance, spacing, infratentorial)
     gate = np.clip((wm - 0.35) / 0.3, 0.0, 1.0)  # no lesion below 35 % white matter, full above 65 %
     voxels = 0
     placed = 0
     while voxels < target_voxels and placed < _MAX_LESIONS and candidates.any():
-        kind = _KINDS[rng.choice(len(_KINDS), p=_KIND_CHANCE)]
-        if not len(candidates.by_kind[kind]):
+        kind = kinds[rng.choice(len(kinds), p=chances)]
+        if not len(candidates.by_kind.get(kind, ())):
             continue
         centre = np.array(np.unravel_index(rng.choice(candidates.by_kind[kind]), wm.shape))
-        for lesion in _lesion_group(kind, centre, ventricle_distance, category, spacing, rng):
+        for lesion in _lesion_group(kind, centre, ventricle_distance, style, spacing, rng):
             voxels += _render(field, gate, lesion, spacing)
             placed += 1
     return field
@@ -111,29 +138,35 @@ class _Lesion:
     ring: bool
 
 
-def _candidates(wm: np.ndarray, ventricle_distance: np.ndarray, spacing: float) -> _Candidates:
+def _candidates(
+    wm: np.ndarray, ventricle_distance: np.ndarray, spacing: float, infratentorial: np.ndarray | None = None
+) -> _Candidates:
     depth = ndi.distance_transform_edt(wm >= 0.5) * spacing
     firm = wm >= 0.6
-    return _Candidates(
-        {
-            "periventricular": np.flatnonzero(firm & (ventricle_distance >= 1.0) & (ventricle_distance <= 7.0)),
-            "deep": np.flatnonzero((depth >= max(3.0, spacing)) & (ventricle_distance > 10.0)),
-            "juxtacortical": np.flatnonzero(firm & (depth <= max(2.5, spacing)) & (ventricle_distance > 15.0)),
-        }
-    )
+    supratentorial = True if infratentorial is None else ~infratentorial
+    by_kind = {
+        "periventricular": np.flatnonzero(firm & (ventricle_distance >= 1.0) & (ventricle_distance <= 7.0)),
+        "deep": np.flatnonzero((depth >= max(3.0, spacing)) & (ventricle_distance > 10.0) & supratentorial),
+        "juxtacortical": np.flatnonzero(
+            firm & (depth <= max(2.5, spacing)) & (ventricle_distance > 15.0) & supratentorial
+        ),
+    }
+    if infratentorial is not None:
+        by_kind["infratentorial"] = np.flatnonzero(firm & infratentorial)
+    return _Candidates(by_kind)
 
 
 def _lesion_group(
     kind: str,
     centre: np.ndarray,
     ventricle_distance: np.ndarray,
-    category: str,
+    style: LesionStyle,
     spacing: float,
     rng: np.random.Generator,
 ) -> list[_Lesion]:
     """One lesion, or for periventricular ones sometimes a cluster spread along the ventricle wall."""
-    low, high = _RADIUS_MM[category]
-    if kind == "juxtacortical":
+    low, high = style.radius_mm
+    if kind in ("juxtacortical", "infratentorial"):
         high = min(high, 3.0)
     radius = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     if kind != "periventricular":
@@ -141,7 +174,7 @@ def _lesion_group(
     normal = _gradient_direction(ventricle_distance, centre, rng)
     rotation = _rotation_with_axis(normal, rng)
     lesions = [_make_lesion(centre, radius, rng.uniform(1.5, 2.6), rotation, rng)]
-    if rng.random() < _CLUSTER_CHANCE[category]:
+    if rng.random() < style.cluster_chance:
         for _ in range(rng.integers(2, 5)):
             tangent = rotation[:, 1:] @ rng.standard_normal(2)
             tangent /= np.linalg.norm(tangent) + 1e-9
