@@ -87,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--tta-set", default="paper", choices=("paper", "mirror8"), help="paper: identity + 180-degree rotation in each plane; mirror8: all 8 mirrorings (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     run.add_argument("--batch-size", type=int, default=2, help="patches per network call (default: %(default)s)")
+    run.add_argument("--threads", type=int, help="CPU threads (default: one when the machine is already busy, else torch's)")
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32 (default: %(default)s)")
     run.add_argument("--patch-size", type=int, nargs="+", metavar="N", help="patch size, 1 or 3 numbers (default: the checkpoint's)")
     run.add_argument("--border", default="flush", choices=("flush", "pad"), help="flush: last patch flush with the border; pad: the paper's half-patch padding (default: %(default)s)")
@@ -111,7 +112,19 @@ def run_predict(args: argparse.Namespace) -> int:
     check_min_lesion_mm3(args.min_lesion_mm3)
     checkpoints = _Checkpoints(args.checkpoint, args.beta)
     targets = _output_paths(outputs, planned, checkpoints.paths(), overwrite=args.overwrite)
-    for subject_plan in planned[rank::world]:
+    if args.threads is not None and args.threads < 1:
+        raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
+    from napari_lesionseg.engine.devices import cpu_threads, resolve_device
+
+    with cpu_threads(args.threads, resolve_device(settings.device)):
+        _predict_shard(args, planned[rank::world], checkpoints, settings, targets)
+    return 0
+
+
+def _predict_shard(args: argparse.Namespace, planned: list[_Planned], checkpoints: _Checkpoints,
+                   settings: InferenceSettings, targets: dict[tuple[Path, str], list[tuple[str, Path]]]) -> None:  # fmt: skip
+    """Segment and write every subject of this shard."""
+    for subject_plan in planned:
         subject = subject_plan.load()
         if not args.quiet:
             for note in subject.notes:
@@ -121,7 +134,6 @@ def run_predict(args: argparse.Namespace) -> int:
         written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
         if not args.quiet:
             print(_summary(subject, result, written), file=sys.stderr)
-    return 0
 
 
 class _Checkpoints:
@@ -143,7 +155,7 @@ class _Checkpoints:
 
         path = self._name
         if path is None:
-            path = str(pick_by_beta(list_checkpoints(), float(self._beta), subject.modalities).path)
+            path = str(pick_by_beta(list_checkpoints(), float(self._beta), subject.modalities, subject.name).path)
         if path not in self._loaded:
             self._loaded[path] = load_checkpoint(path, device="cpu")
         return self._loaded[path]

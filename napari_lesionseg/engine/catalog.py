@@ -83,13 +83,20 @@ def runnable_first(infos: Sequence[CheckpointInfo], available: Sequence[str]) ->
     return [pair for pair in ranked if not pair[1]] + [pair for pair in ranked if pair[1]]
 
 
-def pick_by_beta(infos: Sequence[CheckpointInfo], beta: float, available: Sequence[str]) -> CheckpointInfo:
+def pick_by_beta(
+    infos: Sequence[CheckpointInfo], beta: float, available: Sequence[str], subject: str | None = None
+) -> CheckpointInfo:
     """The checkpoint with F-beta `beta` that runs on `available` and uses the most of them.
+
+    A fine-tuned checkpoint competes only for the subject it was tuned on (`choice.tuned_on`), as in
+    the Inference dock: one patient's fine-tune is not every patient's model. Among checkpoints that
+    use as many inputs: the newest tuned on `subject`, else the first listed (the user's own before the bundled).
 
     Raises:
         CheckpointError: none with that beta, or none of them can run on `available`; the message
             lists what each one needs.
     """
+    infos = [info for info in infos if not info.metadata.parent or (subject is not None and tuned_on(info) == subject)]
     same_beta = [info for info in infos if info.metadata.beta is not None and abs(info.metadata.beta - beta) < 1e-9]
     if not same_beta:
         betas = sorted({info.metadata.beta for info in infos if info.metadata.beta is not None})
@@ -104,7 +111,11 @@ def pick_by_beta(infos: Sequence[CheckpointInfo], beta: float, available: Sequen
             f"no checkpoint with beta {beta:g} can run on the inputs given ({', '.join(available) or 'none'}): "
             f"{needs}. Add the missing images, or train one on these modalities (`lesionseg train --modalities ...`)"
         )
-    return max(runnable, key=lambda info: len(_used(info.metadata, available)))  # max keeps the first of equals
+    def preference(info: CheckpointInfo) -> tuple[int, bool, str]:
+        mine = subject is not None and tuned_on(info) == subject
+        return len(_used(info.metadata, available)), mine, info.metadata.created if mine else ""
+
+    return max(runnable, key=preference)  # max keeps the first of equals (the user's own before the bundled)
 
 
 def _used(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:

@@ -11,11 +11,9 @@ no history): a fine-tune from the viewer takes a couple of minutes, so it is rer
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +23,7 @@ from scipy import ndimage
 
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.constants import THRESHOLD
+from napari_lesionseg.engine.devices import cpu_threads
 from napari_lesionseg.engine.precision import as_memory_format, autocast, memory_format, model_memory_format
 from napari_lesionseg.training.config import TrainingProgress
 from napari_lesionseg.training.correction_sampling import CorrectionSampler
@@ -78,25 +77,6 @@ class LoopResult:
     losses: list[float] = field(default_factory=list)
     held_out: list[dict[str, float]] = field(default_factory=list)
     skipped_steps: int = 0
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None, device: torch.device) -> Iterator[int]:
-    """Run the block with `threads` CPU threads (None: one if the machine is already busy), then restore.
-
-    On a CPU whose 1-minute load average is at least its core count, OpenMP threads wait on each other
-    while the others run: measured on this project's 2-core machine at load 5-7, two threads took 2.4
-    times longer per fine-tune step than one and used 4 times the CPU time.
-    """
-    before = torch.get_num_threads()
-    if threads is None:
-        busy = device.type == "cpu" and hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
-        threads = 1 if busy else before
-    torch.set_num_threads(max(1, int(threads)))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def held_out_part(subject: TrainingSubject, rows: tuple[int, int], patch_size: Sequence[int]) -> HeldOut | None:

@@ -100,12 +100,24 @@ def test_missing_modality_is_named(tmp_path, checkpoint, capsys):
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [(["--overlap", "1.0"], "overlap"), (["--patch-size", "7"], "must be a multiple of"), (["--shard", "2/2"], "--shard")],
+    [(["--overlap", "1.0"], "overlap"), (["--patch-size", "7"], "must be a multiple of"), (["--shard", "2/2"], "--shard"),
+     (["--threads", "0"], "--threads must be >= 1")],
 )
 def test_bad_options_are_clear_errors(tmp_path, checkpoint, capsys, option, message):
     folder = write_subject(tmp_path / "data", shape=SHAPE)
     assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz", *option) == 2
     assert message in capsys.readouterr().err
+
+
+def test_threads_apply_to_the_run_and_are_restored(tmp_path, checkpoint, monkeypatch):
+    import torch
+
+    seen = []
+    monkeypatch.setattr("napari_lesionseg.cli.predict._predict_shard", lambda *args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz", "--threads", 1) == 0
+    assert seen == [1] and torch.get_num_threads() == before
 
 
 def test_nothing_to_write_is_refused(tmp_path, checkpoint, capsys):

@@ -6,6 +6,7 @@ checkpoint of a modality subset); they check geometry and choice of checkpoint, 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -121,6 +122,25 @@ def test_beta_picks_the_checkpoint_using_the_most_of_the_inputs(tmp_path, subset
     assert runnable[0] == "flair_only" and set(runnable) == {"flair_only", "fbeta_1.5_flair"}  # user's first
     needs = {info.name: missing for info, missing in order}
     assert needs["flair_t1w"] == ["T1w"] and needs["fbeta_1.5"] == ["T1w", "T2w", "PDw"]
+
+
+def test_beta_picks_a_fine_tuned_checkpoint_only_for_its_own_subject(tmp_path, subset_checkpoints, monkeypatch):
+    """One patient's fine-tune is not every patient's model (as in the Inference dock)."""
+    from napari_lesionseg.engine.catalog import pick_by_beta
+    from napari_lesionseg.engine.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
+
+    home = tmp_path / "home"
+    shutil.copytree(subset_checkpoints, home)
+    monkeypatch.setenv("LESIONSEG_HOME", str(home))
+    model, metadata = load_checkpoint(home / "checkpoints" / "flair_only.pt")
+    metadata.name, metadata.parent = "flair_only_ft-sub-07", "flair_only"
+    metadata.training = {**(metadata.training or {}), "fine_tune": {"viewer_subjects": [{"name": "sub-07"}]}}
+    save_checkpoint(home / "checkpoints" / "aaa_flair_only_ft-sub-07.pt", model, metadata)  # listed first
+    infos = list_checkpoints()
+    assert infos[0].name == "aaa_flair_only_ft-sub-07"
+    assert pick_by_beta(infos, 1.5, ("FLAIR",), "sub-07").name == "aaa_flair_only_ft-sub-07"
+    assert pick_by_beta(infos, 1.5, ("FLAIR",), "sub-08").name == "flair_only"
+    assert pick_by_beta(infos, 1.5, ("FLAIR",)).name == "flair_only"
 
 
 def test_beta_with_nothing_runnable_lists_what_each_checkpoint_needs(tmp_path, subset_checkpoints, monkeypatch, capsys):
