@@ -41,12 +41,14 @@ def inference_job(
     cancel: CancelToken,
     layers_ready: threading.Event,
     geometry: Geometry | None = None,
+    acquired: dict[str, Geometry] | None = None,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
     """Worker body: the one prediction entry point, yielding every event.
 
     The network starts once `layers_ready` is set, after `LAYERS_WAIT_S` at the latest (or the run
     is cancelled: the engine then stops before its first batch). With the reference layer's
-    `geometry` the run goes through the model's space (events and result stay on the layers' grid).
+    `geometry` the run goes through the model's space (events and result stay on the layers' grid);
+    `acquired` holds the grids the resampled layers were read on (`engine.coverage`).
     """
 
     def wait_for_layers() -> None:
@@ -55,7 +57,8 @@ def inference_job(
             pass
 
     try:
-        run = iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers, geometry=geometry)
+        run = iter_predict(images, checkpoint, settings, cancel=cancel, before_network=wait_for_layers, geometry=geometry,
+                           acquired=acquired)  # fmt: skip
         return (yield from run)
     except RuntimeError as err:  # superqt drops a worker's RuntimeError silently: make it reach the user
         raise InferenceFailed(f"inference failed on device {settings.device!r}: {err}") from err

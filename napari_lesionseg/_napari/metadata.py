@@ -16,6 +16,7 @@ from napari_lesionseg.data.geometry import Geometry
 
 __all__ = [
     "METADATA_KEY",
+    "acquired_from_layer_metadata",
     "geometry_from_layer_metadata",
     "layer_metadata",
     "modality_from_layer_metadata",
@@ -30,10 +31,19 @@ METADATA_KEY = "lesionseg"
 
 
 def layer_metadata(
-    geometry: Geometry, *, modality: str | None = None, path: str | Path | None = None
+    geometry: Geometry, *, modality: str | None = None, path: str | Path | None = None, acquired: Geometry | None = None
 ) -> dict[str, Any]:
-    """The ``metadata`` dict of a napari layer showing a volume on `geometry`."""
-    return {METADATA_KEY: {"geometry": geometry, "modality": modality, "path": None if path is None else str(path)}}
+    """The ``metadata`` dict of a napari layer showing a volume on `geometry` (`acquired`: the grid it was read on,
+    when it was resampled onto `geometry`; the prediction then knows where it holds data, `engine.coverage`)."""
+    entry = {"geometry": geometry, "modality": modality, "path": None if path is None else str(path)}
+    return {METADATA_KEY: {**entry, "acquired": acquired} if acquired is not None else entry}
+
+
+def acquired_from_layer_metadata(meta: Mapping[str, Any] | None) -> Geometry | None:
+    """The grid a resampled layer's volume was acquired on, if recorded."""
+    entry = (meta or {}).get(METADATA_KEY)
+    acquired = entry.get("acquired") if isinstance(entry, Mapping) else None
+    return acquired if isinstance(acquired, Geometry) else None
 
 
 def geometry_from_layer_metadata(meta: Mapping[str, Any] | None) -> Geometry | None:

@@ -29,6 +29,7 @@ import numpy as np
 from napari_lesionseg._napari._layers import REFERENCE_COLOR, single_color_labels
 from napari_lesionseg._napari.metadata import layer_metadata
 from napari_lesionseg.constants import MASK_SUFFIX
+from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.intensity import foreground_mask
 from napari_lesionseg.data.naming import is_nifti_path, nifti_stem
 from napari_lesionseg.data.subject import Subject, load_subject
@@ -102,7 +103,8 @@ def subject_layer_data(subject: Subject) -> list[LayerDataTuple]:
         for note in subject.notes:
             show_info(note)
     layers = [
-        volume_layer_data(volume, visible=modality == subject.reference) for modality, volume in subject.images.items()
+        volume_layer_data(volume, visible=modality == subject.reference, acquired=_acquired(subject, modality))
+        for modality, volume in subject.images.items()
     ]
     if subject.mask is not None:
         layers.append(volume_layer_data(subject.mask, layer_type="labels", name="reference mask"))
@@ -110,8 +112,9 @@ def subject_layer_data(subject: Subject) -> list[LayerDataTuple]:
 
 
 def volume_layer_data(
-    volume: Volume, *, layer_type: str = "image", visible: bool = True, name: str | None = None
-) -> LayerDataTuple:
+    volume: Volume, *, layer_type: str = "image", visible: bool = True, name: str | None = None,
+    acquired: Geometry | None = None,
+) -> LayerDataTuple:  # fmt: skip
     """A napari layer data tuple showing `volume` at its scanner position.
 
     Args:
@@ -119,12 +122,13 @@ def volume_layer_data(
         layer_type: ``"image"`` or ``"labels"``.
         visible: initial visibility.
         name: layer name; the volume's name when None.
+        acquired: the grid the volume was read on, when it was resampled onto the reference's.
     """
     kwargs: dict[str, Any] = {
         "name": name or volume.name,
         "scale": volume.geometry.spacing,
         "translate": volume.geometry.napari_translate,
-        "metadata": layer_metadata(volume.geometry, modality=volume.modality, path=volume.path),
+        "metadata": layer_metadata(volume.geometry, modality=volume.modality, path=volume.path, acquired=acquired),
         "visible": visible,
     }
     if layer_type == "image":
@@ -180,3 +184,8 @@ def _is_nifti_file(path: str | Path) -> bool:
 def _is_folder_with_nifti(path: str | Path) -> bool:
     path = Path(path)
     return path.is_dir() and any(is_nifti_path(p) and not p.name.startswith(".") for p in path.iterdir())
+
+
+def _acquired(subject: Subject, modality: str) -> Geometry | None:
+    source = subject.sources.get(modality)
+    return source.geometry if source is not None else None

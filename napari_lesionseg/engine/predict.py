@@ -31,9 +31,10 @@ from napari_lesionseg.data.intensity import NORMALIZATION, normalize_stack_with_
 from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.data.volumes import Volume
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint
+from napari_lesionseg.engine.coverage import coverage_note, input_coverage
 from napari_lesionseg.engine.model_space import COARSE_FACTOR, ModelSpace, model_space, to_model, to_native
 from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
-from napari_lesionseg.engine.requirements import check_modalities, trained_spacing
+from napari_lesionseg.engine.requirements import check_modalities, required_modalities, trained_spacing
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.run import iter_inference
 from napari_lesionseg.engine.settings import InferenceSettings
@@ -58,6 +59,7 @@ def iter_predict(
     cancel: CancelToken | threading.Event | None = None,
     before_network: Callable[[], Any] | None = None,
     geometry: Geometry | None = None,
+    acquired: Mapping[str, Geometry] | None = None,
 ) -> Generator[ProgressEvent, None, InferenceResult]:
     """Segment `images` with `checkpoint` in the model's space, yielding progress after every batch.
 
@@ -72,6 +74,8 @@ def iter_predict(
             Inference dock waits there for its layers).
         geometry: the grid of arrays given without one (e.g. layers); without any geometry the run
             stays on the arrays' grid.
+        acquired: for arrays resampled onto that grid, the grid each was acquired on (a subject's
+            `sources` are taken by themselves): nothing is reported where a required one has no data.
 
     Patches outside the head foreground the normalisation finds are skipped (probability 0) unless
     ``settings.skip_background`` is off.
@@ -87,12 +91,22 @@ def iter_predict(
     """
     model, metadata = loaded_checkpoint(checkpoint)
     available, native = _inputs(images, geometry)
+    acquired = dict(acquired or {})
     modalities = check_modalities(metadata, tuple(available))
     check_normalisation(metadata)
     notes: list[str] = []
     space = None if native is None else _space(metadata, native, notes)
     started = time.perf_counter()
     stack, foreground = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
+    required = set(required_modalities(metadata))
+    covered, shares = input_coverage(
+        [(m, acquired.get(m) or available[m][1]) for m, channel in zip(modalities, metadata.modalities)
+         if m is not None and channel in required],
+        space,
+    )  # fmt: skip
+    if covered is not None:
+        notes.append(coverage_note(shares))
+        foreground = foreground & covered
     normalisation = time.perf_counter() - started
     settings = _settings(settings or InferenceSettings(), metadata, space)
     grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
@@ -104,10 +118,10 @@ def iter_predict(
     run = iter_inference(model, stack, settings, cancel=cancel, size_divisor=size_divisor(metadata.model), foreground=skip)
     run = _finite(run, metadata.name)
     if space is None or not space.resampled:
-        result = yield from run
+        result = _within((yield from run), covered)
         timings = {**result.timings, "normalisation": normalisation}
         return dataclasses.replace(result, timings=timings, messages=(*notes, *result.messages), model_space=space)
-    result = yield from _native_events(run, space)
+    result = _within((yield from _native_events(run, space)), covered)
     return _back_to_native(result, space, normalisation, notes)
 
 
@@ -261,6 +275,17 @@ def _native_events(
             yield space.native_event(event, probability)
     finally:
         run.close()
+
+
+def _within(result: InferenceResult, covered: np.ndarray | None) -> InferenceResult:
+    """The result with probability 0 (no lesion) outside the required inputs' coverage (`engine.coverage`)."""
+    if covered is None:
+        return result
+    probabilities = {mode: np.where(covered, p, 0.0).astype(p.dtype) for mode, p in result.probabilities.items()}
+    uncertainty = None if result.uncertainty is None else np.where(covered, result.uncertainty, 0.0).astype(result.uncertainty.dtype)
+    return dataclasses.replace(
+        result, probabilities=probabilities, uncertainty=uncertainty, mask=probabilities[result.primary] >= result.threshold
+    )
 
 
 def _back_to_native(result: InferenceResult, space: ModelSpace, normalisation: float, notes: list[str]) -> InferenceResult:

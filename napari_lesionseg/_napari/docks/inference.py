@@ -40,7 +40,7 @@ from napari_lesionseg._napari._run_layers import (
 from napari_lesionseg._napari._run_options import RunOptions
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
+from napari_lesionseg._napari.metadata import acquired_from_layer_metadata, geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
 from napari_lesionseg.engine.catalog import auto_run_name
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
@@ -138,6 +138,7 @@ class InferenceWidget(Container):
             self._active.cancel,
             self._active.layers_ready,
             geometry=geometry_from_layer_metadata(reference.metadata),  # runs in the model's space
+            acquired={m: g for m, layer in layers.items() if (g := acquired_from_layer_metadata(layer.metadata))},
             _start_thread=False,
             _connect={
                 "yielded": self._on_progress,

@@ -487,3 +487,31 @@ def test_the_review_follows_the_threshold(qtbot, app):
     expected = int(np.count_nonzero(viewer.layers["lesion mask [beta 1]"].data))
     qtbot.waitUntil(lambda: review.review.metrics["tp"] + review.review.metrics["fp"] == expected, timeout=20_000)
     assert (review.review.metrics["n_lesions_pred"], int(np.count_nonzero(review.overlay.data))) != before
+
+
+def test_a_t1w_with_fewer_slices_than_the_flair_gives_no_lesion_beyond_it(qtbot, home, make_napari_viewer, tmp_path):
+    """As `lesionseg predict` does (tests/engine/test_coverage.py): the layers remember the grid they were read on."""
+    from conftest import make_affine, write_nifti
+
+    from napari_lesionseg._napari.metadata import acquired_from_layer_metadata
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "sub-01"
+    write_nifti(folder / "sub-01_FLAIR.nii.gz", rng.uniform(50, 100, (16, 16, 24)).astype(np.float32), make_affine())
+    write_nifti(folder / "sub-01_T1w.nii.gz", rng.uniform(50, 100, (16, 16, 12)).astype(np.float32), make_affine())
+    path = save_tiny_checkpoint("flair-t1w-everywhere", 1.5, modalities=("FLAIR", "T1w"))
+    model, metadata = load_checkpoint(path)
+    with torch.no_grad():
+        model.classifier.bias.fill_(30.0)  # a lesion wherever it looks
+    save_checkpoint(path, model, metadata)
+    viewer = make_napari_viewer()
+    add_subject(viewer, folder)
+    assert acquired_from_layer_metadata(viewer.layers["T1w"].metadata).shape == (12, 16, 16)
+    assert acquired_from_layer_metadata(viewer.layers["FLAIR"].metadata) is None  # the reference is not resampled
+    dock = InferenceWidget(viewer)
+    dock.select_checkpoint("flair-t1w-everywhere")
+    dock.set_options(tta=False)
+    dock.run()
+    wait_until_idle(qtbot, dock)
+    mask = np.asarray(session_for(viewer).latest.result.mask)
+    assert mask[12:].sum() == 0 and mask[:11].mean() > 0.9  # canonical (S, P, L): the T1w covers S 0-11
