@@ -24,22 +24,33 @@ MIN_COVERED = 0.5
 
 
 def input_coverage(
-    inputs: Sequence[tuple[str, Geometry | None]], space: ModelSpace | None
+    inputs: Sequence[tuple[str, Geometry | None]], space: ModelSpace | None, reference: Geometry | None
 ) -> tuple[np.ndarray | None, dict[str, float]]:
-    """The model-space voxels every input covers (None: all of them), and each short input's covered share."""
-    if space is None:
+    """The model-space voxels where every input that lies on another grid than `reference` has data (None: all),
+    and the share of the reference's field of view each such input covers.
+
+    Only what the reference covers is judged: the model grid's rim beyond the reference image is not
+    an input's fault.
+    """
+    if space is None or reference is None:
         return None, {}
-    covered, shares = None, {}
+    covered, shares, seen = None, {}, None
     for name, source in inputs:
-        if source is None or source.same_grid(space.geometry):
+        if source is None or source.same_grid(reference):
             continue
-        ones = np.ones(source.shape, np.float32)
-        inside = resample_to_grid(ones, source, space.geometry, order=1, cval=0.0) >= MIN_COVERED
-        share = float(inside.mean())
+        seen = _inside(reference, space) if seen is None else seen
+        inside = _inside(source, space) | ~seen
+        share = float(np.count_nonzero(inside & seen) / max(1, np.count_nonzero(seen)))
         if share < 1.0:
             shares[name] = share
             covered = inside if covered is None else covered & inside
     return covered, shares
+
+
+def _inside(source: Geometry, space: ModelSpace) -> np.ndarray:
+    """The model-space voxels inside `source`'s field of view."""
+    ones = np.ones(source.shape, np.float32)
+    return resample_to_grid(ones, source, space.geometry, order=1, cval=0.0) >= MIN_COVERED
 
 
 def coverage_note(shares: dict[str, float]) -> str:

@@ -102,7 +102,7 @@ def iter_predict(
     covered, shares = input_coverage(
         [(m, acquired.get(m) or available[m][1]) for m, channel in zip(modalities, metadata.modalities)
          if m is not None and channel in required],
-        space,
+        space, native,
     )  # fmt: skip
     if covered is not None:
         notes.append(coverage_note(shares))
