@@ -105,7 +105,7 @@ def iter_predict(
         space, native,
     )  # fmt: skip
     if covered is not None:
-        notes.append(coverage_note(shares))
+        _note(notes, coverage_note(shares))
         foreground = foreground & covered
     normalisation = time.perf_counter() - started
     settings = _settings(settings or InferenceSettings(), metadata, space)

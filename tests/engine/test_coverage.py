@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from conftest import TINY_FCDENSENET, make_affine, write_nifti
 
@@ -10,6 +11,7 @@ from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
 from napari_lesionseg.engine.predict import predict
 from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.errors import LesionSegWarning
 from napari_lesionseg.models import build_model, model_config
 
 SETTINGS = InferenceSettings(patch_size=(8, 8, 8), overlap=0.0, tta="none", device="cpu", uncertainty=False, stream_partial=False)
@@ -36,7 +38,8 @@ def _subject(tmp_path, t1w_slices: int):
 
 def test_no_lesion_is_reported_where_a_required_input_is_missing(tmp_path):
     subject = _subject(tmp_path, t1w_slices=12)
-    result = predict(subject, _everywhere(("FLAIR", "T1w")), SETTINGS)
+    with pytest.warns(LesionSegWarning, match="T1w covers 50%"):
+        result = predict(subject, _everywhere(("FLAIR", "T1w")), SETTINGS)
     mask = result.mask  # canonical (S, P, L): the T1w covers S slices 0-11
     assert mask[12:].sum() == 0 and result.probability[12:].max() == 0.0
     assert mask[:11].mean() > 0.9  # inside its coverage the network's answer stands
