@@ -30,7 +30,7 @@ from napari_lesionseg.training.correction_sampling import (
     correction_regions,
     held_out_slab,
 )
-from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, pad_to_patch
+from napari_lesionseg.training.data import TrainingSubject, pad_to_patch
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -73,7 +73,7 @@ def run_correction_steps(
     excluded[rows[0] : rows[1]] = True
     corrected = SubjectCandidates(padded, patch, regions=regions, excluded=excluded)
     earlier = replay.recorded_cases(metadata.training, resolve_checkpoint(request.checkpoint)) if request.replay else []
-    others = replay_subjects(earlier, request.folders, metadata.modalities)
+    others = replay_subjects(earlier, request.folders, metadata.modalities, subject.spacing)
     sampler = CorrectionSampler(
         corrected, [SubjectCandidates(pad_to_patch(s, patch), patch) for s in others],
         batch_size=request.batch_size, augment=config.augment, seed=request.seed,
@@ -91,10 +91,31 @@ def run_correction_steps(
 
 
 def replay_subjects(
-    earlier: list[Path], folders: Any, modalities: list[str]
+    earlier: list[Path], folders: Any, modalities: list[str], spacing: Any = None
 ) -> list[TrainingSubject]:
-    """The earlier corrected cases that can be read, then the subjects of `folders`."""
-    return [*replay.load_cases(earlier), *load_training_subjects(list(folders), modalities)]
+    """The earlier corrected cases that can be read (saved in model space), then the subjects of `folders`
+    resampled to `spacing` (the corrected subject's: the model's space), so that every patch has one scale."""
+    return [*replay.load_cases(earlier), *(folder_subject(folder, modalities, spacing) for folder in _subject_dirs(folders))]
+
+
+def folder_subject(folder: Path, modalities: list[str], spacing: Any = None) -> TrainingSubject:
+    """A subject folder (with its reference mask) as a normalised training subject at `spacing` mm (None: its own)."""
+    from napari_lesionseg.data.subject import load_subject
+    from napari_lesionseg.errors import InvalidInputError
+    from napari_lesionseg.training.corrections import in_model_space
+    from napari_lesionseg.training.data import subject_from_arrays
+
+    loaded = load_subject(folder)
+    if loaded.mask is None:
+        raise InvalidInputError(f"subject folder {folder} has no lesion mask; training needs one per subject")
+    stack, mask, grid = in_model_space(loaded.stack(tuple(modalities)), loaded.mask.data, loaded.geometry.spacing, spacing)
+    return subject_from_arrays(stack, mask, grid, loaded.name)
+
+
+def _subject_dirs(folders: Any) -> list[Path]:
+    from napari_lesionseg.training.data import find_subject_dirs
+
+    return [d for p in folders for d in find_subject_dirs(p)]
 
 
 def training_config(metadata: CheckpointMetadata, request: FineTuneRequest, *, out: str | Path) -> TrainingConfig:

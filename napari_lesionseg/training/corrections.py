@@ -62,6 +62,7 @@ __all__ = [
     "check_correction",
     "correction_training_subject",
     "fine_tune_on_correction",
+    "in_model_space",
     "iter_fine_tune_on_correction",
     "mask_in_model_space",
     "new_checkpoint_path",
@@ -159,17 +160,23 @@ def correction_training_subject(
 
     check_correction(images, mask, mask_name)
     stack = np.stack([np.asarray(data, dtype=np.float32) for data in images.values()])
-    mask = np.asarray(mask)
-    if model_spacing is not None:
-        from napari_lesionseg.engine.model_space import model_space, to_model
+    return subject_from_arrays(*in_model_space(stack, np.asarray(mask), spacing, model_spacing), name)
 
-        native = _native_geometry(mask.shape, spacing)
-        space = model_space(native, model_spacing)
-        if space.resampled:
-            stack = np.stack([to_model(channel, native, space) for channel in stack])
-            mask = to_model((mask != 0).astype(np.float32), native, space) >= 0.5
-            spacing = space.spacing
-    return subject_from_arrays(stack, mask, spacing, name)
+
+def in_model_space(
+    stack: np.ndarray, mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray, Sequence[float]]:
+    """A raw (C, Z, Y, X) stack (linear) and its mask (linear, then >= 0.5) on the model-space grid, with its spacing."""
+    if model_spacing is None:
+        return stack, mask, spacing
+    from napari_lesionseg.engine.model_space import model_space, to_model
+
+    native = _native_geometry(mask.shape, spacing)
+    space = model_space(native, model_spacing)
+    if not space.resampled:
+        return stack, mask, spacing
+    stack = np.stack([to_model(channel, native, space) for channel in stack])
+    return stack, to_model((mask != 0).astype(np.float32), native, space) >= 0.5, space.spacing
 
 
 def mask_in_model_space(mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None) -> np.ndarray:

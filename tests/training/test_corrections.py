@@ -166,3 +166,17 @@ def test_same_seed_gives_the_same_checkpoint(parent, tmp_path):
     a, b, c = _weights(first.checkpoint), _weights(second.checkpoint), _weights(other.checkpoint)
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert not all(torch.equal(a[key], c[key]) for key in a)
+
+
+def test_replayed_folders_are_resampled_to_the_corrected_subjects_spacing(tmp_path, make_subject):
+    """Every patch of a fine-tune has one scale: a 1 mm folder replayed beside a 2 mm correction comes at 2 mm."""
+    from conftest import make_affine
+
+    from napari_lesionseg.training.correction_run import replay_subjects
+
+    folder = make_subject(name="sub-fine", shape=(20, 20, 20), affine=make_affine((1.0, 1.0, 1.0)), seed=3)
+    (native,) = replay_subjects([], [folder], MODALITIES)
+    (coarse,) = replay_subjects([], [folder], MODALITIES, (2.0, 2.0, 2.0))
+    assert tuple(native.spacing) == (1.0, 1.0, 1.0) and native.mask.shape == (20, 20, 20)
+    assert tuple(coarse.spacing) == (2.0, 2.0, 2.0) and coarse.mask.shape == (10, 10, 10)
+    assert coarse.image.shape == (4, 10, 10, 10) and coarse.mask.any()
