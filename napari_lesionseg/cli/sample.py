@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from napari_lesionseg.errors import InvalidInputError
 
@@ -60,6 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace existing subject files and delete the corrections saved for the subjects replaced",
     )
+    parser.add_argument(
+        "--generator", choices=("phantom", "training"), default="phantom",
+        help="phantom: the sample data's subjects, as the options below describe; training: the randomised "
+        "training generator (data/phantom/randomized.py), which draws contrasts, acquisition, skull, modalities "
+        "and lesions per subject (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--modalities", metavar="LIST", help="with --generator training: write exactly these (e.g. FLAIR,T1w); default: drawn"
+    )
     acquisition = parser.add_argument_group("acquisition")
     acquisition.add_argument("--skull-strip", action="store_true", help="set everything outside the brain to 0")
     acquisition.add_argument(
@@ -94,6 +103,11 @@ def _run(args: argparse.Namespace) -> int:
         load = phantom.lesion_load
         print(f"{folder}  seed {phantom.seed}  {load.n_lesions} lesions  {load.volume_ml:.2f} mL ({load.category})")
 
+    if args.generator == "training":
+        _write_training_subjects(args, report)
+        return 0
+    if args.modalities:
+        raise InvalidInputError("--modalities needs --generator training (the phantom always writes FLAIR, T1w, T2w, PDw)")
     write_phantoms(
         args.out_dir,
         args.n,
@@ -112,6 +126,23 @@ def _run(args: argparse.Namespace) -> int:
         },
     )
     return 0
+
+
+def _write_training_subjects(args: argparse.Namespace, report: Any) -> None:
+    """`--generator training`: subject i is `make_training_subject(seed + i - 1)`, written as sub-phantom<i>."""
+    from napari_lesionseg.data.phantom import make_training_subject, write_phantom
+    from napari_lesionseg.data.phantom.writer import subject_name
+
+    fixed = {"--load": args.load, "--t1c": args.t1c, "--skull-strip": args.skull_strip,
+             "--slice-thickness": args.slice_thickness, "--thick": args.thick,
+             "--contrast": args.contrast != "default"}  # fmt: skip
+    given = [flag for flag, value in fixed.items() if value]
+    if given:
+        raise InvalidInputError(f"{', '.join(given)}: the training generator draws these per subject; leave them out")
+    modalities = None if not args.modalities else [m.strip() for m in args.modalities.split(",") if m.strip()]
+    for index in range(1, args.n + 1):
+        phantom = make_training_subject(args.seed + index - 1, args.spacing, modalities=modalities)
+        report(write_phantom(phantom, args.out_dir, subject_name(index), args.dtype), phantom)
 
 
 def _prepare(out_dir: Path, n: int, *, t1c: bool, overwrite: bool) -> None:

@@ -44,3 +44,20 @@ def test_help_lists_the_options(capsys):
     help_text = capsys.readouterr().out
     for option in ("--n", "--seed", "--spacing", "--t1c", "--load", "--dtype"):
         assert option in help_text
+
+
+def test_the_training_generator_writes_subject_folders_the_trainer_reads(tmp_path, capsys):
+    from napari_lesionseg.data.subject import load_subject
+
+    out = tmp_path / "train"
+    assert main(["sample", str(out), "--n", "2", "--seed", "30", "--spacing", "4", "--generator", "training",
+                 "--modalities", "FLAIR,T1w"]) == 0  # fmt: skip
+    for folder in sorted(out.iterdir()):
+        subject = load_subject(folder)
+        assert set(subject.modalities) == {"FLAIR", "T1w"} and subject.mask is not None
+        assert np.allclose(subject.geometry.spacing, 4.0)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["sample", str(tmp_path / "x"), "--generator", "training", "--skull-strip"]) == 2
+    assert "--skull-strip: the training generator draws these per subject" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "y"), "--modalities", "FLAIR"]) == 2
+    assert "--modalities needs --generator training" in capsys.readouterr().err
