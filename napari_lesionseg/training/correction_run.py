@@ -102,8 +102,7 @@ def folder_subject(folder: Path, modalities: list[str], spacing: Any = None) -> 
     """A subject folder (with its reference mask) as a normalised training subject at `spacing` mm (None: its own)."""
     from napari_lesionseg.data.subject import load_subject
     from napari_lesionseg.errors import InvalidInputError
-    from napari_lesionseg.training.corrections import in_model_space
-    from napari_lesionseg.training.data import subject_from_arrays
+    from napari_lesionseg.training.data import in_model_space, subject_from_arrays
 
     loaded = load_subject(folder)
     if loaded.mask is None:

@@ -49,6 +49,7 @@ from napari_lesionseg.training.correction_settings import (
     FineTuneRequest,
     check_fine_tune_settings,
 )
+from napari_lesionseg.training.data import in_model_space, native_geometry
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -62,7 +63,6 @@ __all__ = [
     "check_correction",
     "correction_training_subject",
     "fine_tune_on_correction",
-    "in_model_space",
     "iter_fine_tune_on_correction",
     "mask_in_model_space",
     "new_checkpoint_path",
@@ -163,22 +163,6 @@ def correction_training_subject(
     return subject_from_arrays(*in_model_space(stack, np.asarray(mask), spacing, model_spacing), name)
 
 
-def in_model_space(
-    stack: np.ndarray, mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None
-) -> tuple[np.ndarray, np.ndarray, Sequence[float]]:
-    """A raw (C, Z, Y, X) stack (linear) and its mask (linear, then >= 0.5) on the model-space grid, with its spacing."""
-    if model_spacing is None:
-        return stack, mask, spacing
-    from napari_lesionseg.engine.model_space import model_space, to_model
-
-    native = _native_geometry(mask.shape, spacing)
-    space = model_space(native, model_spacing)
-    if not space.resampled:
-        return stack, mask, spacing
-    stack = np.stack([to_model(channel, native, space) for channel in stack])
-    return stack, to_model((mask != 0).astype(np.float32), native, space) >= 0.5, space.spacing
-
-
 def mask_in_model_space(mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None) -> np.ndarray:
     """A native-grid mask on the model-space grid `correction_training_subject` trains on (linear, then >= 0.5)."""
     mask = np.asarray(mask) != 0
@@ -186,16 +170,9 @@ def mask_in_model_space(mask: np.ndarray, spacing: Sequence[float], model_spacin
         return mask
     from napari_lesionseg.engine.model_space import model_space, to_model
 
-    native = _native_geometry(mask.shape, spacing)
+    native = native_geometry(mask.shape, spacing)
     space = model_space(native, model_spacing)
     return to_model(mask.astype(np.float32), native, space) >= 0.5 if space.resampled else mask
-
-
-def _native_geometry(shape: Sequence[int], spacing: Sequence[float]) -> Any:
-    """A grid of `shape` voxels of `spacing` mm (where it sits does not matter to the model space)."""
-    from napari_lesionseg.data.geometry import Geometry
-
-    return Geometry.from_layer_scale(shape, spacing, (0.0, 0.0, 0.0))
 
 
 def new_checkpoint_path(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,9 @@ from napari_lesionseg.errors import InvalidInputError
 __all__ = [
     "TrainingSubject",
     "find_subject_dirs",
+    "in_model_space",
     "load_training_subjects",
+    "native_geometry",
     "pad_to_patch",
     "subject_from_arrays",
 ]
@@ -116,3 +119,26 @@ def _has_nifti(folder: Path) -> bool:
     from napari_lesionseg.data.naming import is_nifti_path
 
     return any(is_nifti_path(p) for p in folder.iterdir() if p.is_file())
+
+
+def in_model_space(
+    stack: np.ndarray, mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray, Sequence[float]]:
+    """A raw (C, Z, Y, X) stack (linear) and its mask (linear, then >= 0.5) on the model-space grid, with its spacing."""
+    if model_spacing is None:
+        return stack, mask, spacing
+    from napari_lesionseg.engine.model_space import model_space, to_model
+
+    native = native_geometry(mask.shape, spacing)
+    space = model_space(native, model_spacing)
+    if not space.resampled:
+        return stack, mask, spacing
+    stack = np.stack([to_model(channel, native, space) for channel in stack])
+    return stack, to_model((mask != 0).astype(np.float32), native, space) >= 0.5, space.spacing
+
+
+def native_geometry(shape: Sequence[int], spacing: Sequence[float]) -> Any:
+    """A grid of `shape` voxels of `spacing` mm (where it sits does not matter to the model space)."""
+    from napari_lesionseg.data.geometry import Geometry
+
+    return Geometry.from_layer_scale(shape, spacing, (0.0, 0.0, 0.0))
