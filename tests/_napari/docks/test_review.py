@@ -264,10 +264,20 @@ def test_autosave_writes_beside_the_subject_and_reopening_restores(make_napari_v
     assert np.array_equal(load_corrected_mask(saved), corrected.data != 0)
     start = _notification_count()
     assert dock.save_corrected(reference_file) is None  # nor by an explicit save
-    assert any("never written over" in m for m in _messages(start))
+    assert any("inputs are never overwritten" in m for m in _messages(start))
     assert _sha(reference_file) == reference_hash
     written = dock.save_corrected(tmp_path / "out" / "fixed.nii.gz")
     assert np.array_equal(load_corrected_mask(written), corrected.data != 0)
+    assert dock.save_corrected(written) == written  # its own earlier result may be saved again
+    flair_file = next(folder.glob("*_FLAIR.nii.gz"))
+    foreign = tmp_path / "out" / "someone_else.nii.gz"
+    foreign.write_bytes(flair_file.read_bytes())
+    hashes = {path: _sha(path) for path in (flair_file, foreign)}
+    for refused, message in ((flair_file, "is the input"), (foreign, "was not written by napari-lesionseg"), (tmp_path / "sub-01_T1w.nii.gz", "named like")):
+        start = _notification_count()
+        assert dock.save_corrected(refused) is None  # the output policy of every command
+        assert any(message in m for m in _messages(start)), _messages(start)
+    assert {path: _sha(path) for path in hashes} == hashes
 
     second = make_napari_viewer()
     start = _notification_count()
