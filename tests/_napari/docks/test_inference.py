@@ -361,10 +361,9 @@ class TestBadStates:
 def test_opening_a_subject_folder_fills_the_inputs(qtbot, home, make_napari_viewer, make_subject):
     viewer = make_napari_viewer()
     dock = InferenceWidget(viewer)
-    worker = dock.open_folder(make_subject(shape=SHAPE))
-    with qtbot.waitSignal(worker.finished, timeout=20_000):
-        pass
-    assert [combo.value.name for combo in dock._model._inputs] == MODALITIES
+    assert dock.open_folder(make_subject(shape=SHAPE)) is not None
+    # wait on what is checked, not on the worker's signal, which may come before a wait is set up
+    qtbot.waitUntil(lambda: [getattr(combo.value, "name", None) for combo in dock._model._inputs] == MODALITIES, timeout=20_000)
 
 
 @pytest.mark.slow
