@@ -52,6 +52,13 @@ TINY_FCDENSENET = {
 }
 
 
+#: A compact network of a few hundred parameters on 8^3 patches: the fine-tune tests' parent.
+TINY_FINETUNE = {
+    "input_stride2": False, "dense_blocks_down": 1, "layers_per_block": 1, "growth_rate": 2,
+    "initial_features": 4, "multiscale_features": 2, "bottleneck_factor": 1, "patch_size": [8, 8, 8],
+}  # fmt: skip
+
+
 def make_affine(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     origin: Sequence[float] = (-10.0, -12.0, -9.0),

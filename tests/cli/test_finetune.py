@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FINETUNE as TINY
 from conftest import write_nifti, write_subject
 
 from napari_lesionseg.cli import main
@@ -15,10 +16,6 @@ from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.corrections import FINE_TUNE_DEFAULTS, FineTuneRequest, fine_tune_on_correction
 
 MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
-TINY = {
-    "input_stride2": False, "dense_blocks_down": 1, "layers_per_block": 1, "growth_rate": 2,
-    "initial_features": 4, "multiscale_features": 2, "bottleneck_factor": 1, "patch_size": [8, 8, 8],
-}  # fmt: skip
 SETTINGS = [
     "--steps", "3", "--eval-every", "2", "--lr", "1e-3", "--batch-size", "2", "--device", "cpu", "--seed", "3",
     "--threads", "1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_FINETUNE as TINY
 from conftest import write_subject
 
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
@@ -13,10 +14,6 @@ from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.correction_checks import CHECK_KEYS, checked_rows, load_check_subjects, measure_subjects
 
 MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
-TINY = {
-    "input_stride2": False, "dense_blocks_down": 1, "layers_per_block": 1, "growth_rate": 2,
-    "initial_features": 4, "multiscale_features": 2, "bottleneck_factor": 1, "patch_size": [8, 8, 8],
-}  # fmt: skip
 
 
 def _network(bias: float) -> tuple[torch.nn.Module, CheckpointMetadata]:

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FINETUNE as TINY
 from conftest import synthetic_anatomy
 
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint, save_checkpoint
@@ -22,10 +23,6 @@ from napari_lesionseg.training.corrections import (
 )
 
 MODALITIES = ["FLAIR", "T1w", "T2w", "PDw"]
-TINY = {
-    "input_stride2": False, "dense_blocks_down": 1, "layers_per_block": 1, "growth_rate": 2,
-    "initial_features": 4, "multiscale_features": 2, "bottleneck_factor": 1, "patch_size": [8, 8, 8],
-}  # fmt: skip
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_FINETUNE as TINY
 from conftest import synthetic_anatomy
 
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, read_metadata, save_checkpoint
@@ -11,10 +12,6 @@ from napari_lesionseg.models import build_model, model_config
 from napari_lesionseg.training.corrections import FineTuneRequest, correction_training_subject, fine_tune_on_correction
 
 MODALITIES = ["FLAIR", "T1w"]
-TINY = {
-    "input_stride2": False, "dense_blocks_down": 1, "layers_per_block": 1, "growth_rate": 2,
-    "initial_features": 4, "multiscale_features": 2, "bottleneck_factor": 1, "patch_size": [8, 8, 8],
-}  # fmt: skip
 
 
 def test_the_corrected_subject_goes_into_model_space():

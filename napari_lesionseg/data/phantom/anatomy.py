@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from napari_lesionseg.data.phantom._fields import Grid, smooth_field
 from napari_lesionseg.errors import LesionSegError
 
-__all__ = ["Anatomy", "TemplateMaps", "load_template", "canonical_grid", "make_anatomy"]
+__all__ = ["Anatomy", "TemplateMaps", "load_template", "canonical_grid", "make_anatomy", "sample_head"]
 
 #: The MNI ICBM152 2009a (symmetric) T1 and tissue probability maps, as nilearn ships them.
 _TEMPLATE_FILES = {
@@ -134,18 +134,24 @@ def canonical_grid(template: TemplateMaps, spacing: float) -> tuple[Grid, np.nda
 def make_anatomy(template: TemplateMaps, grid: Grid, rng: np.random.Generator, spacing: float) -> Anatomy:
     """Deform the template into one subject (pose, head size, smooth warp) and sample its tissues."""
     template_coords = _subject_to_template(grid, rng)
-    skull_scale = 1.0 + smooth_field(grid, rng, knot_spacing_mm=50.0, std=0.18)
-    scalp_scale = np.maximum(1.0 + smooth_field(grid, rng, knot_spacing_mm=60.0, std=0.2), 0.3)
-    voxel = [(template_coords[a] - template.origin[a]) for a in range(3)]
-    coarse = [(template_coords[a] - template.coarse_origin[a]) / _COARSE_MM for a in range(3)]
-    brain = {name: _sample_uint8(getattr(template, name), voxel) for name in ("gm", "wm")}
-    hull_distance = ndi.map_coordinates(template.hull_distance, coarse, order=1, mode="nearest", output=np.float32)
-    ventricle_distance = ndi.map_coordinates(
-        template.ventricle_distance, coarse, order=1, mode="nearest", output=np.float32
-    )
-    fractions = _head_fractions(brain, hull_distance, skull_scale, scalp_scale, spacing)
+    fractions, hull_distance, ventricle_distance = sample_head(template, grid, template_coords, rng, spacing)
     _add_sagittal_sinus(fractions, hull_distance, template_coords, spacing)
     return Anatomy(fractions=fractions, ventricle_distance=ventricle_distance)
+
+
+def sample_head(
+    template: TemplateMaps, grid: Grid, coords: list[np.ndarray], rng: np.random.Generator, spacing: float
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The tissue fractions (skull and scalp of random thickness) at template coordinates `coords`, with the
+    brain-hull and ventricle distances there."""
+    skull_scale = 1.0 + smooth_field(grid, rng, knot_spacing_mm=50.0, std=0.18)
+    scalp_scale = np.maximum(1.0 + smooth_field(grid, rng, knot_spacing_mm=60.0, std=0.2), 0.3)
+    voxel = [(coords[a] - template.origin[a]) for a in range(3)]
+    coarse = [(coords[a] - template.coarse_origin[a]) / _COARSE_MM for a in range(3)]
+    brain = {name: _sample_uint8(getattr(template, name), voxel) for name in ("gm", "wm")}
+    hull = ndi.map_coordinates(template.hull_distance, coarse, order=1, mode="nearest", output=np.float32)
+    ventricles = ndi.map_coordinates(template.ventricle_distance, coarse, order=1, mode="nearest", output=np.float32)
+    return _head_fractions(brain, hull, skull_scale, scalp_scale, spacing), hull, ventricles
 
 
 def _nilearn_data_dir() -> Path:

@@ -27,13 +27,11 @@ from scipy import ndimage as ndi
 
 from napari_lesionseg.data.phantom._fields import Grid, smooth_field
 from napari_lesionseg.data.phantom.anatomy import (
-    _COARSE_MM,
     TemplateMaps,
     _add_sagittal_sinus,
     _coverage,
-    _head_fractions,
     _rotation,
-    _sample_uint8,
+    sample_head,
 )
 
 __all__ = ["FoldedAnatomy", "make_folded_anatomy"]
@@ -87,14 +85,7 @@ def make_folded_anatomy(
         atrophy: 0 (none) to 1 (marked): sulcal and subarachnoid CSF, thinner cortex, larger ventricles.
     """
     coords = _template_coordinates(grid, rng, registered)
-    skull_scale = 1.0 + smooth_field(grid, rng, knot_spacing_mm=50.0, std=0.18)
-    scalp_scale = np.maximum(1.0 + smooth_field(grid, rng, knot_spacing_mm=60.0, std=0.2), 0.3)
-    voxel = [(coords[a] - template.origin[a]) for a in range(3)]
-    coarse = [(coords[a] - template.coarse_origin[a]) / _COARSE_MM for a in range(3)]
-    brain = {name: _sample_uint8(getattr(template, name), voxel) for name in ("gm", "wm")}
-    hull = ndi.map_coordinates(template.hull_distance, coarse, order=1, mode="nearest", output=np.float32)
-    ventricles = ndi.map_coordinates(template.ventricle_distance, coarse, order=1, mode="nearest", output=np.float32)
-    fractions = _head_fractions(brain, hull, skull_scale, scalp_scale, spacing)
+    fractions, hull, ventricles = sample_head(template, grid, coords, rng, spacing)
     infratentorial = _infratentorial_weight(coords)
     ventricles = _enlarge_ventricles(fractions, ventricles, atrophy * rng.uniform(1.0, 5.0), spacing)
     _fold_cortex(fractions, hull, ventricles, infratentorial, grid, rng, spacing, atrophy)
