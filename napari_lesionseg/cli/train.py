@@ -56,6 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--modalities", metavar="LIST", default=",".join(CORE_MODALITIES),
         help="input channels, comma-separated (default: %(default)s)",
     )
+    data.add_argument(
+        "--optional", metavar="LIST", default="",
+        help="those of --modalities the network learns to run without (modality dropout; a subject "
+        "lacking one gets 0 there, as inference feeds it), comma-separated (default: none)",
+    )
+    data.add_argument(
+        "--modality-dropout", type=float, default=0.3, metavar="P",
+        help="with --optional: chance that each optional input is zeroed in a patch (default: %(default)s)",
+    )
     data.add_argument("--out", required=True, metavar="CHECKPOINT", help="checkpoint file written at the end (.pt)")
     data.add_argument(
         "--work-dir", metavar="DIR",
@@ -150,6 +159,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def _names(listed: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in listed.split(",") if m.strip())
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
 
@@ -159,7 +172,8 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(
         data=args.data, val=args.val, out=args.out, work_dir=args.work_dir, name=args.name,
-        modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()),
+        modalities=_names(args.modalities), optional_modalities=_names(args.optional),
+        modality_dropout=args.modality_dropout if args.optional else 0.0,
         preset=args.preset, model=_key_values(args.model_param, "--model-param"), init_checkpoint=args.init,
         loss=args.loss, beta=args.beta, loss_params=_key_values(args.loss_param, "--loss-param"),
         patch_size=_patch_size(args.patch_size), patches_per_subject=args.patches_per_subject,

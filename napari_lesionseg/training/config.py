@@ -27,7 +27,7 @@ __all__ = ["LOSSES", "TrainingConfig", "TrainingProgress", "TrainingResult"]
 
 #: Fields that must match for `resume` to continue a run (epochs and max_steps may grow).
 _RUN_IDENTITY = (
-    "modalities", "preset", "model", "loss", "beta", "loss_params", "patch_size",
+    "modalities", "optional_modalities", "modality_dropout", "preset", "model", "loss", "beta", "loss_params", "patch_size",
     "patches_per_subject", "min_lesion_voxels", "augment", "batch_size", "seed",
     "lr", "lr_decay", "lr_decay_every", "lr_growth", "lr_growth_every",
 )
@@ -44,6 +44,9 @@ class TrainingConfig:
         work_dir: folder for the resumable state and the history logs (default: beside `out`).
         name: checkpoint name (default: the stem of `out`).
         modalities: input channels, in order.
+        optional_modalities: those the network learns to run without: a subject lacking one gets 0
+            there (as inference feeds it), and modality dropout zeroes each in a patch with
+            probability `modality_dropout`.
         preset: `models.model_config` preset ("paper", "compact", "unet").
         model: overrides passed to `models.model_config`.
         init_checkpoint: start from this checkpoint (fine-tuning); its network is used as-is.
@@ -72,6 +75,8 @@ class TrainingConfig:
     work_dir: str | None = None
     name: str | None = None
     modalities: tuple[str, ...] = CORE_MODALITIES
+    optional_modalities: tuple[str, ...] = ()
+    modality_dropout: float = 0.0
     preset: str = "compact"
     model: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str | None = None
@@ -106,6 +111,7 @@ class TrainingConfig:
         self.work_dir = None if self.work_dir is None else str(self.work_dir)
         self.init_checkpoint = None if self.init_checkpoint is None else str(self.init_checkpoint)
         self.modalities = tuple(self.modalities)
+        self.optional_modalities = tuple(self.optional_modalities)
         if self.patch_size is not None:
             self.patch_size = tuple(int(p) for p in self.patch_size)
         self._check()
@@ -123,6 +129,13 @@ class TrainingConfig:
         if self.max_steps is not None and self.max_steps < 0:
             raise InvalidInputError(f"max_steps must be >= 0, got {self.max_steps}")
         check_precision(self.precision)
+        if not set(self.optional_modalities) < set(self.modalities):
+            raise InvalidInputError(
+                f"optional modalities {', '.join(self.optional_modalities)} must be some, not all, of the "
+                f"modalities {', '.join(self.modalities)}"
+            )
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise InvalidInputError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise InvalidInputError(f"need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
 

@@ -8,7 +8,7 @@ and stores the corrected subject as a replay case beside it (`training.replay`).
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,7 @@ def run_correction_steps(
     excluded[rows[0] : rows[1]] = True
     corrected = SubjectCandidates(padded, patch, regions=regions, excluded=excluded)
     earlier = replay.recorded_cases(metadata.training, resolve_checkpoint(request.checkpoint)) if request.replay else []
-    others = replay_subjects(earlier, request.folders, metadata.modalities, subject.spacing)
+    others = replay_subjects(earlier, request.folders, metadata.modalities, subject.spacing, metadata.optional_modalities)
     sampler = CorrectionSampler(
         corrected, [SubjectCandidates(pad_to_patch(s, patch), patch) for s in others],
         batch_size=request.batch_size, augment=config.augment, seed=request.seed,
@@ -91,24 +91,32 @@ def run_correction_steps(
 
 
 def replay_subjects(
-    earlier: list[Path], folders: Any, modalities: list[str], spacing: Any = None
+    earlier: list[Path], folders: Any, modalities: list[str], spacing: Any = None, optional: Sequence[str] = ()
 ) -> list[TrainingSubject]:
     """The earlier corrected cases that can be read (saved in model space), then the subjects of `folders`
     resampled to `spacing` (the corrected subject's: the model's space), so that every patch has one scale."""
-    return [*replay.load_cases(earlier), *(folder_subject(folder, modalities, spacing) for folder in _subject_dirs(folders))]
+    return [
+        *replay.load_cases(earlier),
+        *(folder_subject(folder, modalities, spacing, optional) for folder in _subject_dirs(folders)),
+    ]
 
 
-def folder_subject(folder: Path, modalities: list[str], spacing: Any = None) -> TrainingSubject:
+def folder_subject(
+    folder: Path, modalities: Sequence[str], spacing: Any = None, optional: Sequence[str] = ()
+) -> TrainingSubject:
     """A subject folder (with its reference mask) as a normalised training subject at `spacing` mm (None: its own)."""
     from napari_lesionseg.data.subject import load_subject
     from napari_lesionseg.errors import InvalidInputError
-    from napari_lesionseg.training.data import in_model_space, subject_from_arrays
+    from napari_lesionseg.training.data import channels_subject
 
     loaded = load_subject(folder)
     if loaded.mask is None:
         raise InvalidInputError(f"subject folder {folder} has no lesion mask; training needs one per subject")
-    stack, mask, grid = in_model_space(loaded.stack(tuple(modalities)), loaded.mask.data, loaded.geometry.spacing, spacing)
-    return subject_from_arrays(stack, mask, grid, loaded.name)
+    images = {m: volume.data for m, volume in loaded.images.items() if m in modalities}
+    return channels_subject(
+        images, loaded.mask.data, loaded.geometry.spacing, loaded.name,
+        modalities=modalities, optional=optional, model_spacing=spacing,
+    )  # fmt: skip
 
 
 def _subject_dirs(folders: Any) -> list[Path]:
@@ -123,7 +131,8 @@ def training_config(metadata: CheckpointMetadata, request: FineTuneRequest, *, o
     beta = request.beta if request.beta is not None else (metadata.beta if metadata.beta is not None else 1.0)
     return TrainingConfig(
         data=[str(folder) for folder in request.folders], out=str(out), init_checkpoint=str(request.checkpoint),
-        modalities=tuple(metadata.modalities), loss=loss, beta=float(beta), patch_size=tuple(metadata.patch_size),
+        modalities=tuple(metadata.modalities), optional_modalities=tuple(metadata.optional_modalities),
+        loss=loss, beta=float(beta), patch_size=tuple(metadata.patch_size),
         batch_size=int(request.batch_size), epochs=1, max_steps=int(request.steps), lr=float(request.lr),
         seed=int(request.seed), device=None if request.device == "auto" else request.device,
         precision=request.precision,

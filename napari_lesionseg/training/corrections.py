@@ -49,7 +49,7 @@ from napari_lesionseg.training.correction_settings import (
     FineTuneRequest,
     check_fine_tune_settings,
 )
-from napari_lesionseg.training.data import in_model_space, native_geometry
+from napari_lesionseg.training.data import native_geometry
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -150,17 +150,22 @@ def correction_training_subject(
     mask_name: str = "corrected mask",
     name: str = "subject",
     model_spacing: Sequence[float] | None = None,
+    modalities: Sequence[str] | None = None,
+    optional: Sequence[str] = (),
 ) -> TrainingSubject:
-    """A normalised training subject from the viewer's images (channel order) and a corrected mask.
+    """A normalised training subject from the viewer's images and a corrected mask.
 
     With `model_spacing` (the checkpoint's), images (linear) and mask (linear, then >= 0.5) are
     resampled onto the model-space grid first, so the network trains at the spacing it was made for.
+    Channels follow `modalities` (None: the images' order); an absent `optional` one is 0.
     """
-    from napari_lesionseg.training import subject_from_arrays
+    from napari_lesionseg.training.data import channels_subject
 
     check_correction(images, mask, mask_name)
-    stack = np.stack([np.asarray(data, dtype=np.float32) for data in images.values()])
-    return subject_from_arrays(*in_model_space(stack, np.asarray(mask), spacing, model_spacing), name)
+    return channels_subject(
+        images, mask, spacing, name, modalities=list(images) if modalities is None else modalities,
+        optional=optional, model_spacing=model_spacing,
+    )  # fmt: skip
 
 
 def mask_in_model_space(mask: np.ndarray, spacing: Sequence[float], model_spacing: Sequence[float] | None) -> np.ndarray:
@@ -235,15 +240,11 @@ def _fine_tune(
 
     started = time.perf_counter()
     model, metadata = load_checkpoint(request.checkpoint, device="cpu")
-    if len(request.images) != len(metadata.modalities):
-        raise CheckpointError(
-            f"Checkpoint {metadata.name!r} takes {len(metadata.modalities)} images ({', '.join(metadata.modalities)}) "
-            f"but {len(request.images)} were given ({', '.join(request.images)})."
-        )
+    _check_images(request, metadata)
     model_spacing = trained_spacing(metadata)
     subject = correction_training_subject(
         request.images, request.mask, spacing=request.spacing, mask_name=request.mask_name, name=request.subject_name,
-        model_spacing=model_spacing,
+        model_spacing=model_spacing, modalities=metadata.modalities, optional=metadata.optional_modalities,
     )  # fmt: skip
     _check_predicted(request)
     checks = load_check_subjects(request.check_folders, request.folders)
@@ -328,6 +329,19 @@ def _check_settings(request: FineTuneRequest) -> None:
     )  # fmt: skip
     if request.out is not None and Path(request.out).exists():
         raise InvalidInputError(f"{request.out}: a file is already there; a fine-tune never overwrites a checkpoint")
+
+
+def _check_images(request: FineTuneRequest, metadata: Any) -> None:
+    """The images are the checkpoint's inputs: every required one, and optional ones only from its list."""
+    from napari_lesionseg.engine.requirements import required_modalities
+
+    names = set(request.images)
+    if not set(required_modalities(metadata)) <= names <= set(metadata.modalities):
+        raise CheckpointError(
+            f"Checkpoint {metadata.name!r} takes {', '.join(metadata.modalities)}"
+            + (f" (optional: {', '.join(metadata.optional_modalities)})" if metadata.optional_modalities else "")
+            + f" but was given {', '.join(request.images)}."
+        )
 
 
 def _check_predicted(request: FineTuneRequest) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from napari_lesionseg.errors import InvalidInputError
 
 __all__ = [
     "TrainingSubject",
+    "channels_subject",
     "find_subject_dirs",
     "in_model_space",
     "load_training_subjects",
@@ -63,6 +64,39 @@ def subject_from_arrays(
     return TrainingSubject(name, np.ascontiguousarray(image), mask != 0, tuple(float(s) for s in spacing))
 
 
+def channels_subject(
+    images: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    spacing: Sequence[float],
+    name: str,
+    *,
+    modalities: Sequence[str],
+    optional: Sequence[str] = (),
+    model_spacing: Sequence[float] | None = None,
+) -> TrainingSubject:
+    """A training subject in the checkpoint's channel order, fed as inference feeds it.
+
+    The images present are resampled to `model_spacing` (None: kept), then normalised together; an
+    absent `optional` modality is a channel of 0, as `engine.predict` feeds it; an absent required one
+    is an error naming the subject.
+    """
+    absent = [m for m in modalities if m not in images]
+    required_absent = [m for m in absent if m not in set(optional)]
+    if required_absent or len(absent) == len(modalities):
+        raise InvalidInputError(
+            f"subject {name!r} lacks {', '.join(required_absent or absent)}: found {', '.join(images) or 'nothing'}, "
+            f"the network takes {', '.join(modalities)}" + (f" (optional: {', '.join(optional)})" if optional else "")
+        )
+    present = [m for m in modalities if m in images]
+    stack = np.stack([np.asarray(images[m], dtype=np.float32) for m in present])
+    subject = subject_from_arrays(*in_model_space(stack, np.asarray(mask), spacing, model_spacing), name)
+    if not absent:
+        return subject
+    channels = iter(subject.image)
+    zeros = np.zeros(subject.mask.shape, np.float32)
+    return replace(subject, image=np.stack([next(channels) if m in images else zeros for m in modalities]))
+
+
 def find_subject_dirs(path: str | os.PathLike[str]) -> list[Path]:
     """Subject folders under `path`: `path` itself if it holds NIfTI files, else its NIfTI sub-folders."""
     path = Path(path)
@@ -80,9 +114,12 @@ def find_subject_dirs(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_training_subjects(
-    paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str]
+    paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str], optional: Sequence[str] = ()
 ) -> list[TrainingSubject]:
-    """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask."""
+    """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask.
+
+    A subject without one of the `optional` modalities gets a channel of 0 there (`channels_subject`).
+    """
     from napari_lesionseg.data.subject import load_subject
 
     subjects = []
@@ -92,9 +129,12 @@ def load_training_subjects(
             raise InvalidInputError(
                 f"subject folder {folder} has no lesion mask; training needs one per subject"
             )
-        spacing = subject.mask.geometry.spacing
+        images = {m: volume.data for m, volume in subject.images.items() if m in modalities}
         subjects.append(
-            subject_from_arrays(subject.stack(tuple(modalities)), subject.mask.data, spacing, subject.name)
+            channels_subject(
+                images, subject.mask.data, subject.mask.geometry.spacing, subject.name,
+                modalities=modalities, optional=optional,
+            )  # fmt: skip
         )
     return subjects
 

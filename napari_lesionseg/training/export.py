@@ -67,6 +67,7 @@ def write_checkpoint(
         loss=config.loss,
         beta=float(config.beta) if config.loss == "fbeta" else None,
         modalities=list(config.modalities),
+        optional_modalities=list(config.optional_modalities),
         patch_size=list(config.patch_size or ()),
         normalization=dict(NORMALIZATION),
         training=training_record(config, steps=steps, elapsed_s=elapsed_s, world_size=world_size),

@@ -144,14 +144,16 @@ class _Run:
     ) -> tuple[PatchSampler, list[TrainingSubject]]:
         """The patch sampler over the training subjects, and the validation subjects."""
         config = self.config
-        train_set = [*subjects, *load_training_subjects(config.data, config.modalities)]
-        val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities)]
+        optional = config.optional_modalities
+        train_set = [*subjects, *load_training_subjects(config.data, config.modalities, optional)]
+        val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities, optional)]
         if not train_set:
             raise InvalidInputError("no training subjects: pass --data folders or in-memory subjects")
         sampler = PatchSampler(
             [pad_to_patch(s, config.patch_size) for s in train_set], config.patch_size,
             config.patches_per_subject, config.min_lesion_voxels, config.augment, config.seed,
-        )
+            optional_channels=[config.modalities.index(m) for m in optional], channel_dropout=config.modality_dropout,
+        )  # fmt: skip
         return sampler, val_set
 
     # --- the loop ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@
 * Augmentation: a random variant per patch from a `patches.TTA_SETS` set, the same flips
   inference uses: ``"paper"`` is identity and a 180-degree rotation in each of the three planes,
   ``"mirror8"`` adds the four mirror images, ``"none"`` keeps patches as they are.
+* Modality dropout: each optional input channel of a patch is zeroed (as inference feeds an absent
+  one) with probability `channel_dropout`, so one network learns to run with and without it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class PatchSpec:
     subject: int
     start: tuple[int, int, int]
     variant: str
+    #: input channels zeroed in this patch (modality dropout).
+    dropped: tuple[int, ...] = ()
 
 
 def augment(array: np.ndarray, variant: str) -> np.ndarray:
@@ -83,6 +87,8 @@ class PatchSampler:
         min_lesion_voxels: minimum lesion voxels per patch (0 draws uniformly over the volume).
         augment: a `patches.TTA_SETS` name: "paper", "mirror8" or "none".
         seed: with the epoch number, fixes the patches of that epoch.
+        optional_channels: channel indices that modality dropout may zero.
+        channel_dropout: chance that each optional channel is zeroed in a patch.
     """
 
     def __init__(
@@ -93,7 +99,11 @@ class PatchSampler:
         min_lesion_voxels: int = MIN_LESION_VOXELS,
         augment: str = "paper",
         seed: int = 0,
+        optional_channels: Sequence[int] = (),
+        channel_dropout: float = 0.0,
     ) -> None:
+        if not 0.0 <= channel_dropout < 1.0:
+            raise InvalidInputError(f"modality dropout must be in [0, 1), got {channel_dropout}")
         if augment not in TTA_SETS:
             raise InvalidInputError(f"unknown augmentation {augment!r}; expected one of {tuple(TTA_SETS)}")
         if patches_per_subject < 1:
@@ -103,6 +113,8 @@ class PatchSampler:
         self.patches_per_subject = int(patches_per_subject)
         self.variants = TTA_SETS[augment]
         self.seed = int(seed)
+        self.optional_channels = tuple(int(c) for c in optional_channels)
+        self.channel_dropout = float(channel_dropout)
         self._grids = [
             tuple(n - p + 1 for n, p in zip(s.mask.shape, _check_fits(s.mask.shape, self.patch_size)))
             for s in self.subjects
@@ -149,13 +161,27 @@ class PatchSampler:
             for flat, variant in zip(picks, variants):
                 start = tuple(int(v) for v in np.unravel_index(flat, self._grids[index]))
                 specs.append(PatchSpec(index, start, self.variants[variant]))
-        return specs
+        return self._with_dropout(specs, epoch)
+
+    def _with_dropout(self, specs: list[PatchSpec], epoch: int) -> list[PatchSpec]:
+        """`specs` with their dropped channels, from a stream of their own (without dropout, nothing changes)."""
+        if not self.optional_channels or self.channel_dropout == 0.0:
+            return specs
+        rng = np.random.default_rng([self.seed, int(epoch), 1])
+        draws = rng.random((len(specs), len(self.optional_channels))) < self.channel_dropout
+        return [
+            PatchSpec(spec.subject, spec.start, spec.variant, tuple(c for c, d in zip(self.optional_channels, row) if d))
+            for spec, row in zip(specs, draws)
+        ]
 
     def extract(self, spec: PatchSpec) -> tuple[np.ndarray, np.ndarray]:
         """Image (C, z, y, x) float32 and mask (z, y, x) float32 of `spec`, augmented."""
         subject = self.subjects[spec.subject]
         window = tuple(slice(s, s + p) for s, p in zip(spec.start, self.patch_size))
         image = augment(subject.image[(slice(None), *window)], spec.variant)
+        if spec.dropped:
+            image = image.copy()  # a whole-volume patch may be a view of the subject
+            image[list(spec.dropped)] = 0.0
         return image, augment(subject.mask[window], spec.variant).astype(np.float32)
 
 

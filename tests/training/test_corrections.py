@@ -93,7 +93,7 @@ def test_cancelled_before_training_saves_nothing(parent, tmp_path):
 
 def test_wrong_inputs_are_refused(parent, tmp_path):
     request = _request(parent, tmp_path)
-    with pytest.raises(CheckpointError, match="takes 4 images"):
+    with pytest.raises(CheckpointError, match="takes FLAIR, T1w, T2w, PDw but was given FLAIR"):
         fine_tune_on_correction(_request(parent, tmp_path, images={"FLAIR": request.images["FLAIR"]}))
     with pytest.raises(InvalidInputError, match="is empty"):
         fine_tune_on_correction(_request(parent, tmp_path, mask=np.zeros_like(request.mask)))
