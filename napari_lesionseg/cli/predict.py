@@ -129,7 +129,10 @@ def _predict_shard(args: argparse.Namespace, planned: list[_Planned], checkpoint
         if not args.quiet:
             for note in subject.notes:
                 print(note, file=sys.stderr)
-        result = _predict_one(subject, checkpoints.for_subject(subject), settings, quiet=args.quiet)
+        checkpoint = checkpoints.for_subject(subject)
+        if not args.quiet:
+            print(_checkpoint_line(subject, checkpoint[1]), file=sys.stderr)
+        result = _predict_one(subject, checkpoint, settings, quiet=args.quiet)
         result = _without_small_lesions(result, subject, args.min_lesion_mm3)
         written = _write(subject, result, targets[subject_plan.folder, subject_plan.name])
         if not args.quiet:
@@ -248,6 +251,14 @@ def _write(subject: Subject, result: InferenceResult, targets: list[tuple[str, P
             image = volume_image(data, subject.geometry, dtype=dtype, name=str(path))
             nib.save(image, str(stack.enter_context(atomic_path(path))))
     return [path for _, path in targets]
+
+
+def _checkpoint_line(subject: Subject, metadata: Any) -> str:
+    """Which network runs, and which of its optional inputs this subject lacks."""
+    have = {m.casefold() for m in subject.modalities}
+    absent = [m for m in metadata.optional_modalities if m.casefold() not in have]
+    without = f" (without {', '.join(absent)}: optional, fed as background)" if absent else ""
+    return f"{subject.name}: checkpoint {metadata.name}{without}"
 
 
 def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> str:

@@ -81,21 +81,33 @@ def test_volumes_that_do_not_overlap_are_refused_naming_both_files(tmp_path, fla
 
 @pytest.fixture(scope="module")
 def subset_checkpoints(tmp_path_factory) -> Path:
-    """Train two tiny beta-1.5 networks into a user folder: FLAIR alone, and FLAIR + T1w."""
+    """Tiny trained networks: beta 1.5 on FLAIR alone and on FLAIR + T1w (user's), beta 3 on FLAIR + T1w (bundled)."""
     root = tmp_path_factory.mktemp("subsets")
     for seed in (1, 2):
         write_subject(root / "train", name=f"sub-0{seed}", shape=(16, 16, 16), seed=seed)
     home = root / "home"
-    for name, modalities in (("flair_only", "FLAIR"), ("flair_t1w", "FLAIR,T1w")):
-        out = home / "checkpoints" / f"{name}.pt"
-        args = ["train", "--data", str(root / "train"), "--out", str(out), "--modalities", modalities,
-                "--loss", "fbeta", "--beta", "1.5", "--max-steps", "2", "--quiet", "--seed", "1", *TINY_TRAIN]  # fmt: skip
+    trained = (
+        (home / "checkpoints", "flair_only", "FLAIR", "1.5"), (home / "checkpoints", "flair_t1w", "FLAIR,T1w", "1.5"),
+        (root / "bundled", "fbeta_3.0", "FLAIR,T1w", "3"),
+    )  # fmt: skip
+    for folder, name, modalities, beta in trained:
+        args = ["train", "--data", str(root / "train"), "--out", str(folder / f"{name}.pt"), "--modalities", modalities,
+                "--loss", "fbeta", "--beta", beta, "--max-steps", "2", "--quiet", "--seed", "1", *TINY_TRAIN]  # fmt: skip
         assert main(args) == 0
     return home
 
 
-def test_a_flair_only_subject_runs_with_the_flair_only_checkpoint_picked_by_beta(tmp_path, subset_checkpoints, monkeypatch, capsys):
+@pytest.fixture
+def subset_home(subset_checkpoints, monkeypatch) -> Path:
+    """The tiny networks as the user's and the bundled checkpoints (the shipped family stays out of these tests)."""
+    from napari_lesionseg.engine import checkpoints
+
     monkeypatch.setenv("LESIONSEG_HOME", str(subset_checkpoints))
+    monkeypatch.setattr(checkpoints, "BUNDLED_DIR", subset_checkpoints.parent / "bundled")
+    return subset_checkpoints
+
+
+def test_a_flair_only_subject_runs_with_the_flair_only_checkpoint_picked_by_beta(tmp_path, subset_home, capsys):
     assert read_metadata(user_checkpoint_dir() / "flair_only.pt").spacing == [1.0, 1.0, 1.0]  # its training data's
     folder = write_subject(tmp_path, shape=(18, 16, 7), affine=make_affine((1.0, 1.0, 2.5)), modalities=("FLAIR",))
     out = tmp_path / "mask.nii.gz"
@@ -107,8 +119,7 @@ def test_a_flair_only_subject_runs_with_the_flair_only_checkpoint_picked_by_beta
     assert mask.shape == flair.shape and np.array_equal(mask.affine, flair.affine)
 
 
-def test_beta_picks_the_checkpoint_using_the_most_of_the_inputs(tmp_path, subset_checkpoints, monkeypatch):
-    monkeypatch.setenv("LESIONSEG_HOME", str(subset_checkpoints))
+def test_beta_picks_the_checkpoint_using_the_most_of_the_inputs(tmp_path, subset_home):
     from napari_lesionseg.data.subject import load_subject
     from napari_lesionseg.engine.catalog import pick_by_beta, runnable_first
     from napari_lesionseg.engine.checkpoints import list_checkpoints
@@ -119,18 +130,18 @@ def test_beta_picks_the_checkpoint_using_the_most_of_the_inputs(tmp_path, subset
     assert pick_by_beta(infos, 1.5, ("FLAIR",)).name == "flair_only"
     order = runnable_first(infos, ("FLAIR",))
     runnable = [info.name for info, missing in order if not missing]
-    assert runnable[0] == "flair_only" and set(runnable) == {"flair_only", "fbeta_1.5_flair"}  # user's first
+    assert runnable == ["flair_only"]
     needs = {info.name: missing for info, missing in order}
-    assert needs["flair_t1w"] == ["T1w"] and needs["fbeta_1.5"] == ["T1w", "T2w", "PDw"]
+    assert needs["flair_t1w"] == ["T1w"] and needs["fbeta_3.0"] == ["T1w"]
 
 
-def test_beta_picks_a_fine_tuned_checkpoint_only_for_its_own_subject(tmp_path, subset_checkpoints, monkeypatch):
+def test_beta_picks_a_fine_tuned_checkpoint_only_for_its_own_subject(tmp_path, subset_home, monkeypatch):
     """One patient's fine-tune is not every patient's model (as in the Inference dock)."""
     from napari_lesionseg.engine.catalog import pick_by_beta
     from napari_lesionseg.engine.checkpoints import list_checkpoints, load_checkpoint, save_checkpoint
 
     home = tmp_path / "home"
-    shutil.copytree(subset_checkpoints, home)
+    shutil.copytree(subset_home, home)
     monkeypatch.setenv("LESIONSEG_HOME", str(home))
     model, metadata = load_checkpoint(home / "checkpoints" / "flair_only.pt")
     metadata.name, metadata.parent = "flair_only_ft-sub-07", "flair_only"
@@ -143,13 +154,12 @@ def test_beta_picks_a_fine_tuned_checkpoint_only_for_its_own_subject(tmp_path, s
     assert pick_by_beta(infos, 1.5, ("FLAIR",)).name == "flair_only"
 
 
-def test_beta_with_nothing_runnable_lists_what_each_checkpoint_needs(tmp_path, subset_checkpoints, monkeypatch, capsys):
-    monkeypatch.setenv("LESIONSEG_HOME", str(subset_checkpoints))
+def test_beta_with_nothing_runnable_lists_what_each_checkpoint_needs(tmp_path, subset_home, capsys):
     folder = write_subject(tmp_path, shape=(12, 12, 12), modalities=("FLAIR",))
     assert _predict(folder, "--beta", "3", "--mask-out", tmp_path / "m.nii.gz") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "no checkpoint with beta 3 can run on the inputs given (FLAIR)" in err
-    assert "fbeta_3.0 needs FLAIR, T1w, T2w, PDw" in err
+    assert "fbeta_3.0 needs FLAIR, T1w" in err
     assert _predict(folder, "--beta", "2.5", "--mask-out", tmp_path / "m.nii.gz") == 2
     assert "no checkpoint has beta 2.5" in capsys.readouterr().err

@@ -1,0 +1,36 @@
+"""The shipped checkpoints themselves: safe to load, finite, and serving the protocols users have (issue 18)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from napari_lesionseg.engine.catalog import pick_by_beta
+from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, list_checkpoints, load_checkpoint
+from napari_lesionseg.engine.requirements import required_modalities
+
+BUNDLED = sorted(BUNDLED_DIR.glob("*.pt"))
+
+
+def test_the_family_has_the_papers_losses():
+    losses = {(m.loss, m.beta) for m in (load_checkpoint(p)[1] for p in BUNDLED)}
+    assert {("fbeta", 1.0), ("fbeta", 1.5), ("fbeta", 3.0), ("focal", None)} <= losses
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=[p.stem for p in BUNDLED])
+def test_each_checkpoint_is_finite_needs_only_flair_and_was_trained_at_most_1_5_mm(path):
+    model, metadata = load_checkpoint(path)
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+    assert required_modalities(metadata) == ["FLAIR"]
+    assert {"T1w", "T2w", "PDw"} <= set(metadata.optional_modalities)
+    assert metadata.spacing is not None and max(metadata.spacing) <= 1.5
+    assert 0.0 < metadata.validation["mean"]["dsc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "inputs", [("FLAIR",), ("FLAIR", "T1w"), ("FLAIR", "T1w", "T2w"), ("FLAIR", "T1w", "T1c", "T2w"), ("FLAIR", "T1w", "T2w", "PDw")]
+)
+def test_beta_1_5_runs_every_common_protocol(inputs, monkeypatch, tmp_path):
+    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path))  # no user checkpoints
+    picked = pick_by_beta(list_checkpoints(), 1.5, inputs)
+    assert picked.path.parent == BUNDLED_DIR and picked.metadata.beta == 1.5
