@@ -178,10 +178,9 @@ def _check_replaceable(output: Output, overwrite: bool) -> None:
     if not path.is_file():
         raise InvalidInputError(f"{output.label} {path}: exists and is not a regular file")
     if not overwrite and not is_own_output(path, output.kind, output.csv_header):
-        raise InvalidInputError(
-            f"{output.label} {path}: exists and was not written by napari-lesionseg; pass --overwrite to replace "
-            "it, or choose another path"
-        )
+        # Only a command-line option has --overwrite beside it; a dock's "Save as" does not.
+        hint = "pass --overwrite to replace it, or choose another path" if output.label.startswith("--") else "choose another path"
+        raise InvalidInputError(f"{output.label} {path}: exists and was not written by napari-lesionseg; {hint}")
 
 
 def _prepare_folder(folder: Path, output: Output) -> None:

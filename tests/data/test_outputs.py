@@ -65,6 +65,8 @@ def test_existing_files_are_replaced_only_if_ours_or_with_overwrite(subject, tmp
     before = snapshot(subject, foreign)
     with pytest.raises(InvalidInputError, match="not written by napari-lesionseg; pass --overwrite"):
         check_outputs([Output(foreign, "--mask-out")], _inputs(subject))
+    with pytest.raises(InvalidInputError, match=r"Save as .*not written by napari-lesionseg; choose another path$"):
+        check_outputs([Output(foreign, "Save as")], _inputs(subject))  # a dock has no --overwrite to offer
     check_outputs([Output(foreign, "--mask-out")], _inputs(subject), overwrite=True)
     flair = load_volume(subject / "sub-01_FLAIR.nii.gz")
     ours = save_volume(flair.data > 0, flair.geometry, tmp_path / "out" / "ours.nii.gz")
