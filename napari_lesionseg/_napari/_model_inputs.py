@@ -34,7 +34,7 @@ from napari_lesionseg.errors import CheckpointError, InvalidInputError
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ModelInputs", "check_modalities_match", "image_layers", "matching_layer"]
+__all__ = ["ModelInputs", "check_modalities_match", "checkpoint_layers", "image_layers", "matching_layer"]
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
@@ -53,6 +53,24 @@ def matching_layer(viewer: napari.viewer.Viewer, modality: str) -> Image | None:
         if key in (layer.name.casefold(), loaded_as.casefold()):
             return layer
     return None
+
+
+def checkpoint_layers(viewer: napari.viewer.Viewer, metadata: CheckpointMetadata) -> dict[str, Image]:
+    """The image layer of each input the checkpoint takes and the viewer has, in channel order.
+
+    Raises:
+        CheckpointError: a required input has no layer (an optional one may lack).
+    """
+    found = {modality: matching_layer(viewer, modality) for modality in metadata.modalities}
+    missing = [m for m in required_modalities(metadata) if found[m] is None]
+    if missing:
+        shown = ", ".join(layer.name for layer in image_layers(viewer)) or "none"
+        raise CheckpointError(
+            f"The checkpoint takes {', '.join(metadata.modalities)}, but there is no image layer for "
+            f"{', '.join(missing)} (image layers: {shown}). Open the subject's modalities, or start from a "
+            "checkpoint trained on the ones you have."
+        )
+    return {modality: layer for modality, layer in found.items() if layer is not None}
 
 
 class ModelInputs(Container):

@@ -39,7 +39,7 @@ def fast_path_accuracy(
     reference_settings = dataclasses.replace(fast_settings, precision="float32", skip_background=False)
     fast_s, fast = timed(lambda: predict(subject, (model, metadata), fast_settings))
     reference_s, reference = timed(lambda: predict(subject, (model, metadata), reference_settings))
-    _, head = normalize_stack_with_foreground(subject.stack(tuple(metadata.modalities)))
+    _, head = normalize_stack_with_foreground(subject.stack(tuple(m for m in metadata.modalities if m in subject.images)))
     difference = np.abs(fast.probability - reference.probability)
     return {
         "checkpoint": metadata.name,

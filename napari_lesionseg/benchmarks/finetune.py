@@ -63,7 +63,7 @@ def run_finetune_benchmark(
 
     with tempfile.TemporaryDirectory(prefix="lesionseg-bench-") as out_dir:
         request = FineTuneRequest(
-            checkpoint=checkpoint, images={m: subject.images[m].data for m in metadata.modalities},
+            checkpoint=checkpoint, images={m: subject.images[m].data for m in metadata.modalities if m in subject.images},
             mask=subject.mask.data, spacing=tuple(subject.geometry.spacing), subject_name=subject.name,
             steps=int(iterations), device=device, precision=precision, out_dir=Path(out_dir),
         )  # fmt: skip

@@ -11,7 +11,12 @@ from typing import Any
 
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.choice import tuned_on
-from napari_lesionseg.engine.requirements import missing_modalities, required_modalities, trained_spacing
+from napari_lesionseg.engine.requirements import (
+    missing_modalities,
+    required_modalities,
+    trained_spacing,
+    used_modalities,
+)
 from napari_lesionseg.errors import CheckpointError
 
 __all__ = [
@@ -113,14 +118,9 @@ def pick_by_beta(
         )
     def preference(info: CheckpointInfo) -> tuple[int, bool, str]:
         mine = subject is not None and tuned_on(info) == subject
-        return len(_used(info.metadata, available)), mine, info.metadata.created if mine else ""
+        return len(used_modalities(info.metadata, available)), mine, info.metadata.created if mine else ""
 
     return max(runnable, key=preference)  # max keeps the first of equals (the user's own before the bundled)
-
-
-def _used(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:
-    have = {name.casefold() for name in available}
-    return [name for name in metadata.modalities if name.casefold() in have]
 
 
 def validation_dsc(validation: dict[str, Any]) -> float | None:

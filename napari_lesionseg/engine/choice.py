@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from napari_lesionseg.constants import BEST_BETA
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
-from napari_lesionseg.engine.requirements import missing_modalities
+from napari_lesionseg.engine.requirements import missing_modalities, used_modalities
 
 __all__ = ["can_run", "default_checkpoint", "grouped", "tuned_on"]
 
@@ -58,7 +58,7 @@ def default_checkpoint(
         mine = [info for info in runnable if tuned_on(info) == subject]
         if mine:
             return max(mine, key=lambda i: i.metadata.created)
-    by_inputs = sorted(runnable, key=lambda i: -len(i.metadata.modalities))
+    by_inputs = sorted(runnable, key=lambda i: -len(used_modalities(i.metadata, modalities or i.metadata.modalities)))
     for candidates in (
         [i for i in by_inputs if i.source == "bundled" and i.metadata.beta == BEST_BETA],
         [i for i in by_inputs if i.source == "bundled"],

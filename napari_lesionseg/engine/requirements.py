@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
 from napari_lesionseg.errors import CheckpointError
 
-__all__ = ["check_modalities", "missing_modalities", "required_modalities", "trained_spacing"]
+__all__ = ["check_modalities", "missing_modalities", "required_modalities", "trained_spacing", "used_modalities"]
 
 
 def check_modalities(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str | None]:
@@ -56,3 +56,9 @@ def trained_spacing(metadata: CheckpointMetadata) -> tuple[float, float, float] 
         if isinstance(spacing, (list, tuple)) and len(spacing) == 3:
             return tuple(float(s) for s in spacing)  # type: ignore[return-value]
     return None
+
+
+def used_modalities(metadata: CheckpointMetadata, available: Sequence[str]) -> list[str]:
+    """The checkpoint's inputs that are among `available` (case-insensitive): what it would run on."""
+    have = {name.casefold() for name in available}
+    return [name for name in metadata.modalities if name.casefold() in have]

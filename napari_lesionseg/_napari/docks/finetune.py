@@ -24,7 +24,7 @@ from napari_lesionseg._napari._finetune_report import finished_text, layer_spaci
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._folder_list import FolderList
 from napari_lesionseg._napari._layers import is_result
-from napari_lesionseg._napari._model_inputs import matching_layer
+from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
@@ -34,8 +34,9 @@ from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.engine.catalog import short_label
-from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata, list_checkpoints
 from napari_lesionseg.engine.choice import grouped
+from napari_lesionseg.engine.requirements import required_modalities
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.evaluation.tables import comparison_rows
 from napari_lesionseg.training.correction_checks import CHECK_COLUMNS, checked_rows
@@ -308,12 +309,12 @@ class FineTuneWidget(Container):
             self._images_label.value = "Images: choose a checkpoint"
             return
         try:
-            images = self._images(info.metadata.modalities)
+            images = self._images(info.metadata)
         except LesionSegError:
-            missing = [m for m in info.metadata.modalities if self._image_layer(m) is None]
+            missing = [m for m in required_modalities(info.metadata) if self._image_layer(m) is None]
             self._images_label.value = f"Images: missing {', '.join(missing)} (open the subject's modalities)"
             return
-        self._images_label.value = "Images: " + ", ".join(layer.name for layer in images)
+        self._images_label.value = "Images: " + ", ".join(layer.name for layer in images.values())
 
     def _on_progress(self, step: TrainingProgress) -> None:
         if self._closed.is_set():  # the worker outlived the dock
@@ -370,16 +371,17 @@ class FineTuneWidget(Container):
                 "No corrected mask: create one in the Lesion review dock ('New from prediction'), correct it, "
                 "then choose it here."
             )
-        images = self._images(info.metadata.modalities)
+        images = self._images(info.metadata)
+        first = next(iter(images.values()))
         mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
-        check_correction({m: layer.data for m, layer in zip(info.metadata.modalities, images)}, mask, mask_layer.name)
+        check_correction({m: layer.data for m, layer in images.items()}, mask, mask_layer.name)
         return FineTuneRequest(
             checkpoint=info.path,
-            images={m: np.asarray(layer.data) for m, layer in zip(info.metadata.modalities, images)},
+            images={m: np.asarray(layer.data) for m, layer in images.items()},
             mask=mask,
-            spacing=layer_spacing(mask_layer, images[0]),
+            spacing=layer_spacing(mask_layer, first),
             predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
-            subject_name=subject_name(images[0]),
+            subject_name=subject_name(first),
             mask_name=mask_layer.name,
             folders=tuple(self._folders.folders),
             check_folders=tuple(self._checks.folders),
@@ -389,18 +391,8 @@ class FineTuneWidget(Container):
     def _selected_info(self) -> CheckpointInfo | None:
         return next((info for info in self._infos if str(info.path) == self._checkpoint.value), None)
 
-    def _images(self, modalities: list[str]) -> list[Image]:
-        """The image layer of each modality the checkpoint takes, in its channel order."""
-        found = {modality: self._image_layer(modality) for modality in modalities}
-        missing = [modality for modality, layer in found.items() if layer is None]
-        if missing:
-            shown = ", ".join(layer.name for layer in self._viewer.layers if isinstance(layer, Image)) or "none"
-            raise CheckpointError(
-                f"The checkpoint takes {', '.join(modalities)}, but there is no image layer for {', '.join(missing)} "
-                f"(image layers: {shown}). Open the subject's modalities, or start from a checkpoint trained on "
-                "the ones you have."
-            )
-        return [found[modality] for modality in modalities]
+    def _images(self, metadata: CheckpointMetadata) -> dict[str, Image]:
+        return checkpoint_layers(self._viewer, metadata)
 
     def _image_layer(self, modality: str) -> Image | None:
         return matching_layer(self._viewer, modality)

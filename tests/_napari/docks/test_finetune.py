@@ -120,6 +120,22 @@ def test_dock_preselects_the_corrected_mask_and_lists_the_checkpoint(dock):
     assert widget._settings.loss.value == "dice" and not widget._settings.beta.enabled  # settings start from the checkpoint's
 
 
+def test_an_optional_input_may_lack_but_a_required_one_may_not(dock):
+    """A checkpoint whose PDw is optional trains on the three layers the viewer has; without T2w it says so."""
+    viewer, widget, _ = dock
+    model, metadata = _parent_checkpoint()
+    metadata.name, metadata.optional_modalities = "tiny-optional", ["PDw"]
+    save_checkpoint(user_checkpoint_dir() / "tiny-optional.pt", model, metadata)
+    viewer.layers.remove("PDw")
+    widget.set_checkpoint("tiny-optional")
+    assert widget._images_label.value == "Images: FLAIR, T1w, T2w"
+    assert list(widget._request().images) == ["FLAIR", "T1w", "T2w"]
+    viewer.layers.remove("T2w")
+    widget.set_checkpoint(PARENT)
+    widget.set_checkpoint("tiny-optional")
+    assert widget._images_label.value == "Images: missing T2w (open the subject's modalities)"
+
+
 def test_the_request_carries_the_prediction_the_corrected_mask_started_from(dock):
     """What the user changed is the run's mask against the corrected one: the dock hands over the run's mask."""
     from napari_lesionseg._napari._corrected_masks import CorrectedMasks
