@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     by_beta = (["--beta", "1.5"], "beta-1.5")
     runs = [
-        (name, subject, *(by_beta if args.by_beta else (["--checkpoint", c], c)))
+        (name, subject, *(by_beta if args.by_beta else (["--checkpoint", c], Path(c).stem)))
         for name, subjects in held_out_sets(args.out, args.generator).items()
         for c in (checkpoints if PHANTOM_SETS.get(name, (0, 0, False))[2] and not args.by_beta else checkpoints[:1])
         for subject in subjects
