@@ -85,8 +85,9 @@ def test_off_a_terminal_progress_comes_as_lines_and_a_large_run_gets_an_estimate
     folder = write_subject(tmp_path / "data", shape=SHAPE)
     assert _predict(folder, checkpoint, tmp_path / "m.nii.gz", "--overlap", "0.5") == 0
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0].startswith("lesionseg predict: warning: overlap 0.5 with 8x8x8 patches gives 12 patches")
-    assert lines[1].startswith("sub-01: warning: 12 patches;") and "patches/s, about" in lines[1]
+    assert lines[0] == "sub-01: checkpoint tiny"  # which network runs, before its warnings
+    assert lines[1].startswith("lesionseg predict: warning: overlap 0.5 with 8x8x8 patches gives 12 patches")
+    assert lines[2].startswith("sub-01: warning: 12 patches;") and "patches/s, about" in lines[2]
     progress = [line for line in lines if "/12 patches;" in line]
     assert len(progress) == 6 and progress[-1].startswith("sub-01: 12/12 patches;")  # batches of 2
 
