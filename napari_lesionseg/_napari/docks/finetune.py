@@ -30,6 +30,7 @@ from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
+from napari_lesionseg._napari._status_box import status_box
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg._progress import CancelToken
@@ -240,12 +241,10 @@ class FineTuneWidget(Container):
         self._start = PushButton(text="Start fine-tuning")
         self._stop = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1, value=0)
-        self._status = Label(value="")
+        self._status = status_box()
         self._table = make_table(_TABLE_COLUMNS, visible_rows=len(_COMPARED))
         self._checked = make_table(CHECK_COLUMNS, visible_rows=3)
         self._rerun = PushButton(text="Run inference with the fine-tuned model", enabled=False)
-        self._status.native.setWordWrap(True)
-        self._status.native.setMinimumWidth(300)  # a wrapped label otherwise shrinks to a narrow column
         self.extend(
             [
                 Label(value="<b>Fine-tune</b>"),

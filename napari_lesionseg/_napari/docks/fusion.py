@@ -30,6 +30,7 @@ from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
+from napari_lesionseg._napari._status_box import status_box
 from napari_lesionseg._napari.metadata import METADATA_KEY
 from napari_lesionseg.engine.fusion import weight_kernel
 from napari_lesionseg.evaluation.compare import (
@@ -87,9 +88,7 @@ class FusionExplorerWidget(Container):
         # magicgui's own delegate shows 0.05 as 5.000e-02
         self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
         self._table.native.setMinimumHeight(_TABLE_HEIGHT)
-        self._status = Label(value="")
-        self._status.native.setWordWrap(True)
-        self._status.native.setMinimumWidth(_TEXT_WIDTH)
+        self._status = status_box(min_width=_TEXT_WIDTH)
 
         self.extend(
             [

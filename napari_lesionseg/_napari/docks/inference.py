@@ -25,7 +25,7 @@ from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._inference_job import InferenceFailed, box_slices, inference_job, pause_worker_after
 from napari_lesionseg._napari._mask_controls import MaskControls
-from napari_lesionseg._napari._model_inputs import TEXT_WIDTH, ModelInputs
+from napari_lesionseg._napari._model_inputs import ModelInputs
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._run_layers import (
@@ -40,6 +40,7 @@ from napari_lesionseg._napari._run_layers import (
 from napari_lesionseg._napari._run_options import RunOptions
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
+from napari_lesionseg._napari._status_box import status_box
 from napari_lesionseg._napari.metadata import acquired_from_layer_metadata, geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
 from napari_lesionseg.engine.catalog import auto_run_name
@@ -91,13 +92,11 @@ class InferenceWidget(Container):
         self._run_button = PushButton(text="Run")
         self._cancel_button = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(min=0, max=1, value=0, label="Progress")
-        self._status = Label(value="")
+        self._status = status_box()
         self._mask_controls = MaskControls(on_change=self._apply_threshold)
         self._threshold = self._mask_controls.threshold
         self._outline = CheckBox(text="Mask as outlines (see the lesions under it)", value=False)
 
-        self._status.native.setWordWrap(True)
-        self._status.native.setMinimumWidth(TEXT_WIDTH)
         self._build_layout()
         self._connect_events()
         self.refresh_checkpoints()
