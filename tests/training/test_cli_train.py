@@ -49,6 +49,17 @@ def test_precision_reaches_the_training_run(data, tmp_path, precision):
     assert load_checkpoint(out)[1].training["precision"] == precision
 
 
+def test_optional_inputs_and_their_dropout_reach_the_checkpoint(data, tmp_path):
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", str(data / "train"), "--out", str(out), "--max-steps", "1", "--quiet", *TINY_ARGS]
+    assert main([*args, "--optional", "T2w, PDw", "--modality-dropout", "0.5"]) == 0
+    metadata = load_checkpoint(out)[1]
+    assert metadata.optional_modalities == ["T2w", "PDw"] and metadata.training["modality_dropout"] == 0.5
+    plain = tmp_path / "plain.pt"
+    assert main(["train", "--data", str(data / "train"), "--out", str(plain), "--max-steps", "1", "--quiet", *TINY_ARGS]) == 0
+    assert load_checkpoint(plain)[1].optional_modalities == [] and load_checkpoint(plain)[1].training["modality_dropout"] == 0.0
+
+
 def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
     args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet"]
     args += TINY_ARGS
@@ -65,6 +76,8 @@ def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys)
         (["--loss-param", "gamma"], "--loss-param expects KEY=VALUE"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--init", "no-such-checkpoint"], "no checkpoint named 'no-such-checkpoint'"),
+        (["--optional", "FLAIR,T1w,T2w,PDw"], "must be some, not all, of the modalities"),
+        (["--optional", "T2w", "--modality-dropout", "1"], "modality dropout must be in [0, 1)"),
     ],
 )
 def test_bad_options_exit_with_one_clear_line(data, tmp_path, capsys, extra, message):
