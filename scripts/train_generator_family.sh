@@ -69,20 +69,4 @@ for name in "${names[@]}"; do
 done
 
 # The validation table (mean over the held-out subjects), from the checkpoints' own metadata.
-"$PYTHON" - "$WEIGHTS" <<'PY' | tee "$WORK/validation_table.md"
-import sys
-from pathlib import Path
-
-from napari_lesionseg.engine.checkpoints import read_metadata
-
-keys = ("dsc", "sensitivity", "ppv", "specificity", "f2", "apr", "ltpr", "lfpr")
-print("| checkpoint | loss | " + " | ".join(k.upper() if len(k) < 5 else k for k in keys) + " | steps | time |")
-print("|---" * (len(keys) + 4) + "|")
-for path in sorted(Path(sys.argv[1]).glob("*.pt")):
-    meta = read_metadata(path)
-    mean = meta.validation.get("mean", {})
-    cells = [f"{mean[k]:.{4 if k == 'specificity' else 3}f}" if mean.get(k) is not None else "n/a" for k in keys]
-    loss = f"F-beta, beta={meta.beta:g}" if meta.beta is not None else meta.loss
-    minutes = meta.training.get("elapsed_s", 0) / 60
-    print(f"| {meta.name} | {loss} | " + " | ".join(cells) + f" | {meta.training.get('steps')} | {minutes:.0f} min |")
-PY
+"$PYTHON" scripts/validation_table.py "$WEIGHTS" | tee "$WORK/validation_table.md"

@@ -22,7 +22,6 @@ def status_box(lines: int = STATUS_LINES, min_width: int = 300) -> TextEdit:
     native = box.native
     native.setReadOnly(True)
     native.setFrameShape(QFrame.Shape.NoFrame)
-    native.viewport().setAutoFillBackground(False)  # reads as the dock's text, not as an input field
     native.setMinimumWidth(min_width)
     margins = native.contentsMargins()
     document_margin = 2 * native.document().documentMargin()

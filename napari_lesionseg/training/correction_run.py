@@ -30,7 +30,7 @@ from napari_lesionseg.training.correction_sampling import (
     correction_regions,
     held_out_slab,
 )
-from napari_lesionseg.training.data import TrainingSubject, pad_to_patch
+from napari_lesionseg.training.data import TrainingSubject, load_training_subject, pad_to_patch
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -97,26 +97,8 @@ def replay_subjects(
     resampled to `spacing` (the corrected subject's: the model's space), so that every patch has one scale."""
     return [
         *replay.load_cases(earlier),
-        *(folder_subject(folder, modalities, spacing, optional) for folder in _subject_dirs(folders)),
+        *(load_training_subject(folder, modalities, optional, spacing) for folder in _subject_dirs(folders)),
     ]
-
-
-def folder_subject(
-    folder: Path, modalities: Sequence[str], spacing: Any = None, optional: Sequence[str] = ()
-) -> TrainingSubject:
-    """A subject folder (with its reference mask) as a normalised training subject at `spacing` mm (None: its own)."""
-    from napari_lesionseg.data.subject import load_subject
-    from napari_lesionseg.errors import InvalidInputError
-    from napari_lesionseg.training.data import channels_subject
-
-    loaded = load_subject(folder)
-    if loaded.mask is None:
-        raise InvalidInputError(f"subject folder {folder} has no lesion mask; training needs one per subject")
-    images = {m: volume.data for m, volume in loaded.images.items() if m in modalities}
-    return channels_subject(
-        images, loaded.mask.data, loaded.geometry.spacing, loaded.name,
-        modalities=modalities, optional=optional, model_spacing=spacing,
-    )  # fmt: skip
 
 
 def _subject_dirs(folders: Any) -> list[Path]:

@@ -17,6 +17,7 @@ __all__ = [
     "channels_subject",
     "find_subject_dirs",
     "in_model_space",
+    "load_training_subject",
     "load_training_subjects",
     "native_geometry",
     "pad_to_patch",
@@ -120,23 +121,27 @@ def load_training_subjects(
 
     A subject without one of the `optional` modalities gets a channel of 0 there (`channels_subject`).
     """
+    return [load_training_subject(folder, modalities, optional) for p in paths for folder in find_subject_dirs(p)]
+
+
+def load_training_subject(
+    folder: str | os.PathLike[str],
+    modalities: Sequence[str],
+    optional: Sequence[str] = (),
+    model_spacing: Sequence[float] | None = None,
+) -> TrainingSubject:
+    """One subject folder (with its reference mask) as a normalised training subject, at `model_spacing` mm
+    (None: its own)."""
     from napari_lesionseg.data.subject import load_subject
 
-    subjects = []
-    for folder in (d for p in paths for d in find_subject_dirs(p)):
-        subject = load_subject(folder)
-        if subject.mask is None:
-            raise InvalidInputError(
-                f"subject folder {folder} has no lesion mask; training needs one per subject"
-            )
-        images = {m: volume.data for m, volume in subject.images.items() if m in modalities}
-        subjects.append(
-            channels_subject(
-                images, subject.mask.data, subject.mask.geometry.spacing, subject.name,
-                modalities=modalities, optional=optional,
-            )  # fmt: skip
-        )
-    return subjects
+    subject = load_subject(folder)
+    if subject.mask is None:
+        raise InvalidInputError(f"subject folder {folder} has no lesion mask; training needs one per subject")
+    images = {m: volume.data for m, volume in subject.images.items() if m in modalities}
+    return channels_subject(
+        images, subject.mask.data, subject.mask.geometry.spacing, subject.name,
+        modalities=modalities, optional=optional, model_spacing=model_spacing,
+    )  # fmt: skip
 
 
 def pad_to_patch(subject: TrainingSubject, patch_size: Sequence[int]) -> TrainingSubject:
