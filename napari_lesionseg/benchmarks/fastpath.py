@@ -1,7 +1,8 @@
 """What the fast path costs in accuracy, and how soon the displayed slice is fully fused.
 
 * Accuracy: a trained network on the sample subject, the engine's former path (float32, every
-  patch) against the fast path (the resolved precision, channels-last, background skipped): the
+  patch, the network as trained) against the fast path (the resolved precision, channels-last,
+  the network's inference form of `models.fused`, background skipped): the
   largest probability difference (everywhere and inside the head) and the mask voxels that change.
 * First view: the Inference dock predicts the patches covering the displayed slice first
   (`PatchGrid.order`); the seconds from the call, normalisation included, until all of them are
@@ -36,7 +37,7 @@ def fast_path_accuracy(
     model, metadata = loaded_checkpoint(checkpoint)
     subject = load_subject(folder)
     fast_settings = InferenceSettings(device=device, batch_size=batch_size, uncertainty=False, stream_partial=False)
-    reference_settings = dataclasses.replace(fast_settings, precision="float32", skip_background=False)
+    reference_settings = dataclasses.replace(fast_settings, precision="float32", skip_background=False, fused_network=False)
     fast_s, fast = timed(lambda: predict(subject, (model, metadata), fast_settings))
     reference_s, reference = timed(lambda: predict(subject, (model, metadata), reference_settings))
     _, head = normalize_stack_with_foreground(subject.stack(tuple(m for m in metadata.modalities if m in subject.images)))

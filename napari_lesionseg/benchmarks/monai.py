@@ -1,13 +1,16 @@
 """Our engine against MONAI's ``sliding_window_inference``, side by side in one run.
 
-Three ways to run the same work (network, patches, overlap, batch, device and flips; uniform
-fusion, no uncertainty, so that both sides fuse alike):
+Ways to run the same work (network, patches, overlap, batch, device and flips; uniform fusion,
+no uncertainty, so that both sides fuse alike):
 
 * ``ours``: the fast path as the product runs it (`engine.predict`: the resolved precision,
-  channels-last on the CPU, background patches skipped), and the same without skipping
-  (``ours_all_patches``: every patch predicted, the strictly equal work);
+  channels-last on the CPU, the network's inference form of `models.fused`, background patches
+  skipped), and the same without skipping (``ours_all_patches``);
 * ``monai``: MONAI as its users run it: float32, contiguous tensors (``mode="constant"``);
-* ``monai_tuned``: MONAI tuned like ours: the same autocast dtype and memory format.
+* ``monai_tuned``: MONAI tuned like ours: the same autocast dtype and memory format, on the
+  network as it is given;
+* ``monai_fused``: as ``monai_tuned`` on our inference form of the network, so that it and
+  ``ours_all_patches`` do strictly equal work and differ only in patching and fusion.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from napari_lesionseg.engine.precision import (
 )
 from napari_lesionseg.engine.predict import Checkpoint, predict
 from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.models.fused import fused_for_inference
 
 __all__ = ["compare_with_monai", "monai_sliding_window", "timed"]
 
@@ -52,25 +56,30 @@ def compare_with_monai(
     dtype = resolve_precision(settings.precision, device)
     tuned = {"dtype": dtype, "fmt": memory_format(device)}
     users = {"dtype": torch.float32, "fmt": torch.contiguous_format}
+    network = fused_for_inference(model)
     if device.type == "cuda":  # MONAI's batches may differ in layout: let cuDNN tune them untimed too
         monai_sliding_window(model, stack, settings, device, **tuned)
         monai_sliding_window(model, stack, settings, device, **users)
+        monai_sliding_window(network, stack, settings, device, **tuned)
     ours_s, ours = timed(lambda: predict(images, checkpoint, uniform))
     all_s, all_patches = timed(lambda: predict(images, checkpoint, dataclasses.replace(uniform, skip_background=False)))
     monai_s, _ = timed(lambda: monai_sliding_window(model, stack, settings, device, **users))
-    tuned_s, monai_tuned = timed(lambda: monai_sliding_window(model, stack, settings, device, **tuned))
+    tuned_s, _ = timed(lambda: monai_sliding_window(model, stack, settings, device, **tuned))
+    fused_s, monai_fused = timed(lambda: monai_sliding_window(network, stack, settings, device, **tuned))
     return {
         "precision": precision_name(dtype),
         "ours_s": ours_s * scale,
         "ours_all_patches_s": all_s * scale,
         "monai_s": monai_s * scale,
         "monai_tuned_s": tuned_s * scale,
+        "monai_fused_s": fused_s * scale,
         "patches_skipped": ours.skipped,
         "ours_over_monai": ours_s / monai_s,
         "ours_over_monai_tuned": ours_s / tuned_s,
         "ours_all_patches_over_monai_tuned": all_s / tuned_s,
-        # every patch, the same precision and layout on both sides: what differs is the fusion and the grid
-        "max_abs_difference": float(np.abs(all_patches.probability - monai_tuned).max()),
+        "ours_all_patches_over_monai_fused": all_s / fused_s,
+        # every patch, the same network, precision and layout on both sides: what differs is the fusion and the grid
+        "max_abs_difference": float(np.abs(all_patches.probability - monai_fused).max()),
     }
 
 

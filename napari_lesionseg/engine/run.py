@@ -6,7 +6,8 @@ maps the predictions back, and adds them to a :class:`FusionAccumulator` at once
 O(volume), not O(patches). Several fusion modes are fused from the same predictions; the first is
 the primary one (mask, uncertainty, streamed partial result).
 
-* Devices (`engine.devices`): ``"auto"`` is CUDA, then MPS, then CPU. The network runs under ``torch.inference_mode``
+* Devices (`engine.devices`): ``"auto"`` is CUDA, then MPS, then CPU. The network runs in its
+  inference form (`models.fused`: batch norm folded, ReLU fused) under ``torch.inference_mode``
   in the settings' precision (`engine.precision`: bfloat16 autocast and channels-last-3d on a CPU
   with native bfloat16, float16 autocast on CUDA); the sigmoid and the fusion are float32. The sums
   live on the network's device when they fit in half its free memory, else on the CPU.
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -48,14 +50,15 @@ from napari_lesionseg.engine.patches import PatchGrid, augment, invert, make_gri
 from napari_lesionseg.engine.precision import (
     as_memory_format,
     autocast,
+    convert_model,
     memory_format,
-    model_memory_format,
     precision_name,
     resolve_precision,
 )
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
+from napari_lesionseg.models.fused import fused_for_inference
 
 __all__ = ["iter_inference", "run_inference"]
 
@@ -95,10 +98,11 @@ def iter_inference(
     patch = _checked_patch_size(settings.patch_size or PATCH_SIZE, size_divisor)
     grid = make_grid(tuple(volume.shape[1:]), patch, settings.overlap, settings.border)
     active = np.ones(len(grid), dtype=bool) if foreground is None else grid.touching(foreground)
-    run = _Run(model, volume, grid, settings, resolve_device(settings.device), active)
+    device = resolve_device(settings.device)
     order = grid.order(settings.priority_slice, settings.priority_axis)
     position = 0
-    with _evaluation(model, run.device):
+    with _inference_network(model, device, settings.fused_network) as network:
+        run = _Run(network, volume, grid, settings, device, active)
         while position < len(order):
             if cancel is not None and cancel.is_set():
                 break
@@ -130,14 +134,14 @@ class _Run:
 
     def __init__(
         self,
-        model: nn.Module,
+        network: nn.Module,
         volume: torch.Tensor,
         grid: PatchGrid,
         settings: InferenceSettings,
         device: torch.device,
         active: np.ndarray,
     ) -> None:
-        self.model, self.grid, self.settings, self.device, self.active = model, grid, settings, device, active
+        self.network, self.grid, self.settings, self.device, self.active = network, grid, settings, device, active
         self.dtype = resolve_precision(settings.precision, device)
         self.memory_format = memory_format(device)
         self.skipped = 0
@@ -240,7 +244,7 @@ class _Run:
         """``(B, V, pz, py, px)`` float32 probabilities, one per augmentation, mapped back."""
         inputs = torch.cat([augment(batch, v) for v in self.variants]) if len(self.variants) > 1 else batch
         with autocast(self.device, self.dtype):
-            logits = self.model(as_memory_format(inputs, self.memory_format))
+            logits = self.network(as_memory_format(inputs, self.memory_format))
         expected = (inputs.shape[0], 1, *self.grid.patch_size)
         if tuple(logits.shape) != expected:
             raise InvalidInputError(
@@ -313,21 +317,28 @@ class _StageTimer:
 
 
 @contextlib.contextmanager
-def _evaluation(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode on `device` in its memory format for the run (cuDNN autotuning for the fixed patch shape).
+def _inference_network(model: nn.Module, device: torch.device, fused: bool) -> Iterator[nn.Module]:
+    """The run's network: an eval copy of `model` on `device` (its inference form if `fused`), in the device's memory format.
 
-    The mode, the weights' memory format and the cuDNN setting are restored after; the device is not.
+    The copy is made from the current weights, so `model` keeps its mode and layout (it is moved to
+    `device`); cuDNN autotunes the fixed patch shape for the run and is reset after.
     """
-    was_training = model.training
     cudnn_benchmark = torch.backends.cudnn.benchmark
-    model.to(device).eval()
+    model.to(device)
+    network = fused_for_inference(model) if fused else _eval_copy(model)
+    convert_model(network, memory_format(device))
     torch.backends.cudnn.benchmark = device.type == "cuda" or cudnn_benchmark
     try:
-        with model_memory_format(model, memory_format(device)):
-            yield
+        yield network
     finally:
-        model.train(was_training)
         torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _eval_copy(model: nn.Module) -> nn.Module:
+    network = copy.deepcopy(model).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
 
 
 def _checked_image(image: np.ndarray | torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -97,7 +97,7 @@ def test_monai_runs_the_same_work(report, extrapolated):
         monai = entry["monai"]
         assert monai["precision"] == entry["precision"]
         assert monai["max_abs_difference"] < (1e-5 if monai["precision"] == "float32" else 0.02)
-        for key in ("ours_s", "ours_all_patches_s", "monai_s", "monai_tuned_s"):
+        for key in ("ours_s", "ours_all_patches_s", "monai_s", "monai_tuned_s", "monai_fused_s"):
             assert monai[key] > 0, key
         assert monai["ours_over_monai"] == pytest.approx(monai["ours_s"] / monai["monai_s"])
 
