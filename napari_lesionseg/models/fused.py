@@ -32,6 +32,8 @@ from napari_lesionseg.models.fcdensenet import FCDenseNet3D
 __all__ = ["fused_for_inference"]
 
 _CONVOLUTIONS = (nn.Conv3d, nn.ConvTranspose3d)
+#: Voxels per block of the output head on the CPU: the compact network's 8,192 x 624 bfloat16 maps (10 MB) stay in cache.
+_CPU_VOXEL_BLOCK = 8192
 
 
 def fused_for_inference(model: nn.Module) -> nn.Module:
@@ -80,31 +82,46 @@ class FusedConv(nn.Module):
 class SubvoxelHead(nn.Module):
     """A 2x2x2 stride-2 transposed convolution (+ folded batch norm, ReLU) and a 1x1x1 classifier, at input resolution.
 
-    The transposed convolution's eight kernel taps become eight groups of output maps of one 1x1x1
-    convolution; the classifier maps each group to one logit; a depth-to-space puts the eight
-    logits of every voxel at its eight sub-voxels.
+    The transposed convolution's eight kernel taps become eight groups of output maps of one
+    matrix product per voxel; the classifier maps each group to one logit; a depth-to-space puts
+    the eight logits of every voxel at its eight sub-voxels. On the CPU the voxels go through in
+    blocks whose maps stay in cache, so the eight-fold maps are never written out whole.
     """
 
     def __init__(self, up: nn.ConvTranspose3d, norm: nn.BatchNorm3d, classifier: nn.Conv3d) -> None:
         super().__init__()
         weight, bias = _folded(up, norm)  # (in, out, 2, 2, 2), (out,)
         in_ch, out_ch = weight.shape[:2]
-        expand = nn.Conv3d(in_ch, 8 * out_ch, 1)
-        expand.weight = nn.Parameter(weight.permute(2, 3, 4, 1, 0).reshape(8 * out_ch, in_ch, 1, 1, 1).clone())
-        expand.bias = nn.Parameter(bias.repeat(8))
-        self.expand = FusedConv(expand, None, relu=True)
-        self.register_buffer("classifier_weight", classifier.weight.detach().reshape(out_ch, 1).clone())
+        # row ((kd * 2 + kh) * 2 + kw) * out + o holds tap (kd, kh, kw) of output map o
+        self.register_buffer("expand_weight", weight.permute(2, 3, 4, 1, 0).reshape(8 * out_ch, in_ch).contiguous())
+        self.register_buffer("expand_bias", bias.repeat(8).contiguous())
+        # one row per sub-voxel, the classifier's weights in that sub-voxel's columns: a small matrix product, not 8 dot products
+        per_subvoxel = classifier.weight.detach().reshape(1, out_ch)
+        self.register_buffer("classifier_weight", torch.block_diag(*[per_subvoxel] * 8).contiguous())
         self.register_buffer("classifier_bias", classifier.bias.detach().clone())
-        self.out_channels = out_ch
+        self.in_channels, self.out_channels = in_ch, out_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self.expand(x)  # (B, 8 * out, D, H, W), channel = ((kd * 2 + kh) * 2 + kw) * out + o
-        b, _, d, h, w = maps.shape
-        per_voxel = maps.permute(0, 2, 3, 4, 1).reshape(b, d, h, w, 8, self.out_channels)
-        weight = self.classifier_weight.to(per_voxel.dtype)
-        logits = (per_voxel @ weight).squeeze(-1) + self.classifier_bias.to(per_voxel.dtype)
+        b, _, d, h, w = x.shape
+        voxels = x.permute(0, 2, 3, 4, 1).reshape(-1, self.in_channels)  # a view when x is channels-last
+        dtype = _compute_dtype(x)
+        weight, bias = self.expand_weight.to(dtype), self.expand_bias.to(dtype)
+        classifier = self.classifier_weight.to(dtype)
+        block = _CPU_VOXEL_BLOCK if x.device.type == "cpu" else len(voxels)
+        logits = torch.empty((len(voxels), 8), dtype=dtype, device=x.device)
+        for start in range(0, len(voxels), block):
+            maps = _linear_relu(voxels[start : start + block].to(dtype), weight, bias)
+            logits[start : start + block] = F.linear(maps, classifier)
+        logits += self.classifier_bias.to(dtype)
         logits = logits.view(b, d, h, w, 2, 2, 2).permute(0, 1, 4, 2, 5, 3, 6)
         return logits.reshape(b, 1, 2 * d, 2 * h, 2 * w)
+
+
+def _linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``relu(x @ weight.T + bias)``, in one oneDNN call on the CPU where it works."""
+    if x.device.type == "cpu" and _pointwise_works():
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu", [], "")
+    return F.linear(x, weight, bias).relu_()
 
 
 def _fuse_sequential(sequence: nn.Sequential) -> None:
@@ -190,23 +207,29 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _pointwise_ready(x: torch.Tensor) -> bool:
+    """Whether the fused convolution + ReLU can run on `x`."""
     return x.device.type == "cpu" and x.ndim == 5 and _pointwise_works()
 
 
 @functools.lru_cache(maxsize=1)
 def _pointwise_works() -> bool:
-    """Whether oneDNN's fused convolution + ReLU exists in this torch and matches convolution then ReLU."""
-    op = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
-    if op is None or not torch.backends.mkldnn.is_available():
+    """Whether oneDNN's fused convolution + ReLU and linear + ReLU exist in this torch and match the plain ops."""
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    conv, linear = (getattr(mkldnn, name, None) for name in ("_convolution_pointwise", "_linear_pointwise"))
+    if conv is None or linear is None or not torch.backends.mkldnn.is_available():
         return False
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 4, 4, 4, generator=generator)
     weight = torch.randn(5, 3, 3, 3, 3, generator=generator)
     bias = torch.randn(5, generator=generator)
+    rows, matrix = torch.randn(7, 3, generator=generator), torch.randn(5, 3, generator=generator)
     try:
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            fused = op(x, weight, bias, [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "relu", [], "")
-            reference = F.relu(F.conv3d(x, weight, bias, padding=1))
+            pairs = [
+                (conv(x, weight, bias, [1, 1, 1], [1, 1, 1], [1, 1, 1], 1, "relu", [], ""),
+                 F.relu(F.conv3d(x, weight, bias, padding=1))),
+                (linear(rows, matrix, bias, "relu", [], ""), F.relu(F.linear(rows, matrix, bias))),
+            ]  # fmt: skip
     except (RuntimeError, TypeError):
         return False
-    return fused.shape == reference.shape and bool(torch.allclose(fused, reference, atol=1e-4, rtol=1e-4))
+    return all(a.shape == b.shape and bool(torch.allclose(a, b, atol=1e-4, rtol=1e-4)) for a, b in pairs)
