@@ -69,8 +69,8 @@ class FusedConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        if self.pointwise and _pointwise_ready(x):
-            dtype = _compute_dtype(x)
+        dtype = _compute_dtype(x)
+        if self.pointwise and _pointwise_ready(x, dtype):
             return torch.ops.mkldnn._convolution_pointwise(
                 x.to(dtype), conv.weight.to(dtype), conv.bias.to(dtype), list(conv.padding), list(conv.stride),
                 list(conv.dilation), conv.groups, "relu", [], "",
@@ -119,7 +119,7 @@ class SubvoxelHead(nn.Module):
 
 def _linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``relu(x @ weight.T + bias)``, in one oneDNN call on the CPU where it works."""
-    if x.device.type == "cpu" and _pointwise_works():
+    if _pointwise_ready(x, x.dtype):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu", [], "")
     return F.linear(x, weight, bias).relu_()
 
@@ -198,17 +198,19 @@ def _folded(conv: nn.Conv3d | nn.ConvTranspose3d, norm: nn.BatchNorm3d | None) -
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a convolution would run in here: autocast's on the CPU when it is on, else the input's."""
+    """The dtype a convolution would run in here: autocast's on `x`'s device when it is on, else `x`'s."""
+    device = x.device.type
     try:
-        enabled, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
-    except TypeError:  # torch before 2.4
-        enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        enabled, dtype = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+    except (TypeError, RuntimeError):  # torch before 2.4, or a device autocast does not know
+        enabled = torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled()
+        dtype = torch.get_autocast_cpu_dtype() if device == "cpu" else torch.get_autocast_gpu_dtype()
     return dtype if enabled else x.dtype
 
 
-def _pointwise_ready(x: torch.Tensor) -> bool:
-    """Whether the fused convolution + ReLU can run on `x`."""
-    return x.device.type == "cpu" and x.ndim == 5 and _pointwise_works()
+def _pointwise_ready(x: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether oneDNN's fused ops can run on `x` in `dtype` (the CPU, float32 or bfloat16)."""
+    return x.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16) and _pointwise_works()
 
 
 @functools.lru_cache(maxsize=1)

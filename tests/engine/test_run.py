@@ -268,3 +268,39 @@ class TestOnCuda:
         reference = run_inference(net, image, dataclasses.replace(settings, batch_size=4))
         assert not reference.messages
         np.testing.assert_allclose(result.probability, reference.probability, atol=5e-3)  # float16 kernels differ with the batch size
+
+
+class TestInferenceForm:
+    """The engine predicts with the network's inference form (`models.fused`): the same result, the model left alone."""
+
+    @staticmethod
+    def _trained_like(seed: int = 3) -> nn.Module:
+        torch.manual_seed(seed)
+        model = build_model(model_config("compact", in_channels=2))
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.BatchNorm3d):
+                    module.running_mean.uniform_(-1, 1)
+                    module.running_var.uniform_(0.2, 2)
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.uniform_(-0.5, 0.5)
+            model.classifier.weight.mul_(20)  # logits spread over the sigmoid's slope, not near one value
+        return model
+
+    def test_fused_and_as_trained_give_the_same_probabilities_in_float32(self):
+        model = self._trained_like()
+        stack = np.random.default_rng(4).normal(size=(2, 40, 36, 33)).astype(np.float32)
+        settings = InferenceSettings(patch_size=(32, 32, 32), tta="paper", device="cpu", precision="float32")
+        fused = run_inference(model, stack, settings)
+        plain = run_inference(model, stack, dataclasses.replace(settings, fused_network=False))
+        assert float(fused.probability.std()) > 0.01  # a non-trivial output
+        np.testing.assert_allclose(fused.probability, plain.probability, atol=2e-5)
+
+    def test_the_model_keeps_its_mode_layout_and_weights(self):
+        model = self._trained_like().train()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        stack = np.random.default_rng(5).normal(size=(2, 32, 32, 32)).astype(np.float32)
+        run_inference(model, stack, InferenceSettings(patch_size=(32, 32, 32), tta="none", device="cpu"))
+        assert model.training
+        assert all(p.is_contiguous() for p in model.parameters())
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
