@@ -121,6 +121,11 @@ def real_runs(real: Path, out: Path) -> list[tuple[str, Path]]:
     return runs
 
 
+def _label(checkpoint: str) -> str:
+    """A checkpoint's name for the table and its prediction folder: a file's stem, a name as given (fbeta_1.5, not fbeta_1)."""
+    return Path(checkpoint).stem if checkpoint.endswith(".pt") else checkpoint
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| set | checkpoint | n | " + " | ".join(k.upper() if len(k) < 5 else k for k in KEYS) + " | lesions ref/pred (false) | mL ref/pred | wall per subject |"]
     lines.append("|---" * (len(KEYS) + 6) + "|")
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     by_beta = (["--beta", "1.5"], "beta-1.5")
     runs = [
-        (name, subject, *(by_beta if args.by_beta else (["--checkpoint", c], Path(c).stem)))
+        (name, subject, *(by_beta if args.by_beta else (["--checkpoint", c], _label(c))))
         for name, subjects in held_out_sets(args.out, args.generator).items()
         for c in (checkpoints if PHANTOM_SETS.get(name, (0, 0, False))[2] and not args.by_beta else checkpoints[:1])
         for subject in subjects
