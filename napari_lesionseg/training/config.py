@@ -28,7 +28,7 @@ __all__ = ["LOSSES", "TrainingConfig", "TrainingProgress", "TrainingResult"]
 #: Fields that must match for `resume` to continue a run (epochs and max_steps may grow).
 _RUN_IDENTITY = (
     "modalities", "optional_modalities", "modality_dropout", "preset", "model", "loss", "beta", "loss_params", "patch_size",
-    "patches_per_subject", "min_lesion_voxels", "augment", "batch_size", "seed",
+    "patches_per_subject", "min_lesion_voxels", "brain_patch_fraction", "augment", "batch_size", "seed",
     "lr", "lr_decay", "lr_decay_every", "lr_growth", "lr_growth_every",
 )
 
@@ -54,6 +54,8 @@ class TrainingConfig:
         patch_size: (z, y, x) voxels (default: `models.default_patch_size`).
         patches_per_subject: patches drawn from every subject per epoch.
         min_lesion_voxels: lesion voxels a patch needs to be drawn (the paper's 10).
+        brain_patch_fraction: share of each subject's patches centred anywhere in the head/brain,
+            lesions or not (`training.sampling`; 0, the paper's selection only, by default).
         augment: "paper" (identity + three 180-degree rotations), "mirror8" (all 8 flips) or "none".
         batch_size: patches per step and per process.
         epochs: passes over the sampled patches; max_steps stops earlier.
@@ -86,6 +88,7 @@ class TrainingConfig:
     patch_size: tuple[int, int, int] | None = None
     patches_per_subject: int = 8
     min_lesion_voxels: int = MIN_LESION_VOXELS
+    brain_patch_fraction: float = 0.0
     augment: str = "paper"
     batch_size: int = 2
     epochs: int = 100
@@ -136,6 +139,8 @@ class TrainingConfig:
             )
         if not 0.0 <= self.modality_dropout < 1.0:
             raise InvalidInputError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")
+        if not 0.0 <= self.brain_patch_fraction < 1.0:
+            raise InvalidInputError(f"the share of brain patches must be in [0, 1), got {self.brain_patch_fraction}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise InvalidInputError(f"need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
 

@@ -153,6 +153,7 @@ class _Run:
             [pad_to_patch(s, config.patch_size) for s in train_set], config.patch_size,
             config.patches_per_subject, config.min_lesion_voxels, config.augment, config.seed,
             optional_channels=[config.modalities.index(m) for m in optional], channel_dropout=config.modality_dropout,
+            brain_fraction=config.brain_patch_fraction,
         )  # fmt: skip
         return sampler, val_set
 
@@ -353,8 +354,13 @@ class _Run:
             self.batch_in_epoch, self.loss_sum, self.loss_count, self.epoch_skipped = 0, 0.0, 0, 0
 
 
+#: Run-identity fields added after states were first written, with the value those runs used.
+_IDENTITY_DEFAULTS: dict[str, Any] = {"brain_patch_fraction": 0.0}
+
+
 def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -> None:
-    changed = {k: (v, state["identity"].get(k)) for k, v in config.identity().items() if state["identity"].get(k) != v}
+    saved = {**_IDENTITY_DEFAULTS, **state["identity"]}  # a field newer than the state: it ran with the default
+    changed = {k: (v, saved.get(k)) for k, v in config.identity().items() if saved.get(k) != v}
     if changed:
         details = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (new, old) in changed.items())
         raise CheckpointError(

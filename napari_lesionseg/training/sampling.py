@@ -11,6 +11,9 @@
   ``"mirror8"`` adds the four mirror images, ``"none"`` keeps patches as they are.
 * Modality dropout: each optional input channel of a patch is zeroed (as inference feeds an absent
   one) with probability `channel_dropout`, so one network learns to run with and without it.
+* Brain patches (not in the paper): a share `brain_fraction` of each subject's patches is centred
+  on a head/brain voxel (any input channel non-zero after the normalisation) whatever it holds, so
+  the network also sees lesion-free tissue, as the fine-tune's brain patches do. Off by default.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from napari_lesionseg.errors import InvalidInputError
 if TYPE_CHECKING:
     from napari_lesionseg.training.data import TrainingSubject
 
-__all__ = ["PatchSampler", "PatchSpec", "augment", "lesion_counts", "valid_patch_starts"]
+__all__ = ["PatchSampler", "PatchSpec", "augment", "brain_patch_starts", "lesion_counts", "valid_patch_starts"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class PatchSampler:
         seed: with the epoch number, fixes the patches of that epoch.
         optional_channels: channel indices that modality dropout may zero.
         channel_dropout: chance that each optional channel is zeroed in a patch.
+        brain_fraction: share of each subject's patches centred anywhere in its head/brain, lesions
+            or not (rounded to whole patches; 0: the paper's selection only).
     """
 
     def __init__(
@@ -101,9 +106,12 @@ class PatchSampler:
         seed: int = 0,
         optional_channels: Sequence[int] = (),
         channel_dropout: float = 0.0,
+        brain_fraction: float = 0.0,
     ) -> None:
         if not 0.0 <= channel_dropout < 1.0:
             raise InvalidInputError(f"modality dropout must be in [0, 1), got {channel_dropout}")
+        if not 0.0 <= brain_fraction < 1.0:
+            raise InvalidInputError(f"the share of brain patches must be in [0, 1), got {brain_fraction}")
         if augment not in TTA_SETS:
             raise InvalidInputError(f"unknown augmentation {augment!r}; expected one of {tuple(TTA_SETS)}")
         if patches_per_subject < 1:
@@ -126,6 +134,11 @@ class PatchSampler:
         ]
         self.eligible = [i for i, starts in enumerate(self._starts) if starts is None or starts.size]
         self._warn_skipped(min_lesion_voxels)
+        self.brain_patches = int(round(brain_fraction * self.patches_per_subject))
+        self._brain_starts = [
+            brain_patch_starts(self.subjects[i].image, self.patch_size) if self.brain_patches else None
+            for i in range(len(self.subjects))
+        ]
 
     def _warn_skipped(self, min_lesion_voxels: int) -> None:
         skipped = [self.subjects[i].name for i in range(len(self.subjects)) if i not in self.eligible]
@@ -149,14 +162,18 @@ class PatchSampler:
     def epoch(self, epoch: int) -> list[PatchSpec]:
         """The patches of `epoch`, subject by subject (a distributed sampler shuffles them)."""
         rng = np.random.default_rng([self.seed, int(epoch)])
+        brain_rng = np.random.default_rng([self.seed, int(epoch), 2])  # its own stream: without brain patches nothing changes
         specs = []
         for index in self.eligible:
             starts = self._starts[index]
+            lesion_patches = self.patches_per_subject - self.brain_patches
             picks = (
-                rng.integers(int(np.prod(self._grids[index])), size=self.patches_per_subject)
+                rng.integers(int(np.prod(self._grids[index])), size=lesion_patches)
                 if starts is None
-                else rng.choice(starts, size=self.patches_per_subject)
+                else rng.choice(starts, size=lesion_patches)
             )
+            if self.brain_patches:
+                picks = np.concatenate([picks, brain_rng.choice(self._brain_starts[index], size=self.brain_patches)])
             variants = rng.integers(len(self.variants), size=self.patches_per_subject)
             for flat, variant in zip(picks, variants):
                 start = tuple(int(v) for v in np.unravel_index(flat, self._grids[index]))
@@ -183,6 +200,23 @@ class PatchSampler:
             image = image.copy()  # a whole-volume patch may be a view of the subject
             image[list(spec.dropped)] = 0.0
         return image, augment(subject.mask[window], spec.variant).astype(np.float32)
+
+
+def brain_patch_starts(image: np.ndarray, patch_size: Sequence[int], step: int = 2) -> np.ndarray:
+    """Flat start indices (as `valid_patch_starts`) of patches centred on head/brain voxels of a normalised ``(C, Z, Y, X)`` image.
+
+    The normalisation sets every channel to 0 outside the head; centres are taken every `step`
+    voxels along each axis (enough for random draws, an eighth of the memory).
+    """
+    shape = image.shape[1:]
+    size = _check_fits(shape, patch_size)
+    grid = tuple(n - p + 1 for n, p in zip(shape, size))
+    head = np.any(image[(slice(None), *(slice(None, None, step),) * 3)] != 0, axis=0)
+    centres = np.argwhere(head) * step
+    if not len(centres):  # no head found: anywhere in the volume
+        return np.arange(int(np.prod(grid)))
+    starts = np.clip(centres - np.array(size) // 2, 0, np.array(grid) - 1)
+    return np.unique(np.ravel_multi_index(tuple(starts.T), grid))
 
 
 def _check_fits(shape: Sequence[int], patch_size: Sequence[int]) -> tuple[int, int, int]:

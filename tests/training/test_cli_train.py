@@ -60,6 +60,25 @@ def test_optional_inputs_and_their_dropout_reach_the_checkpoint(data, tmp_path):
     assert load_checkpoint(plain)[1].optional_modalities == [] and load_checkpoint(plain)[1].training["modality_dropout"] == 0.0
 
 
+def test_brain_patches_reach_the_checkpoint_and_a_state_from_before_them_resumes(data, tmp_path, capsys):
+    from napari_lesionseg.training.state import STATE_FILE, load_state, save_state
+
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", str(data / "train"), "--out", str(out), "--max-steps", "1", "--quiet", *TINY_ARGS]
+    assert main([*args, "--brain-patches", "0.5", "--patches-per-subject", "2"]) == 0
+    assert load_checkpoint(out)[1].training["brain_patch_fraction"] == 0.5
+    plain = tmp_path / "plain.pt"
+    plain_args = ["train", "--data", str(data / "train"), "--out", str(plain), "--max-steps", "1", "--quiet", *TINY_ARGS]
+    assert main(plain_args) == 0
+    state_path = tmp_path / "plain_training" / STATE_FILE
+    state = load_state(state_path)
+    del state["identity"]["brain_patch_fraction"]  # as a state written before the option existed
+    save_state(state_path, state)
+    capsys.readouterr()
+    assert main([*plain_args, "--max-steps", "2", "--resume"]) == 0
+    assert "after 2 steps" in capsys.readouterr().out
+
+
 def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
     args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet"]
     args += TINY_ARGS
@@ -78,6 +97,7 @@ def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys)
         (["--init", "no-such-checkpoint"], "no checkpoint named 'no-such-checkpoint'"),
         (["--optional", "FLAIR,T1w,T2w,PDw"], "must be some, not all, of the modalities"),
         (["--optional", "T2w", "--modality-dropout", "1"], "modality dropout must be in [0, 1)"),
+        (["--brain-patches", "1"], "share of brain patches must be in [0, 1)"),
     ],
 )
 def test_bad_options_exit_with_one_clear_line(data, tmp_path, capsys, extra, message):
