@@ -143,14 +143,24 @@ class FusionAccumulator:
                 f"predictions of shape {tuple(preds.shape)} do not match "
                 f"{len(indices)} patches of {self.grid.patch_size}"
             )
-        # every temporary first, so that running out of memory leaves the sums untouched
+        # every temporary first, so that running out of memory leaves the sums untouched (the adds below
+        # allocate nothing: weights multiply in place)
         mean = preds.mean(dim=1)
-        weighted = {mode: self._weighted(mode, mean) for mode in self.modes}
-        squares = self._weighted(self.uncertainty_mode, (preds * preds).mean(dim=1)) if self.uncertainty_mode else None
+        squares = (preds * preds).mean(dim=1) if self.uncertainty_mode else None
         for mode in self.modes:
             with_squares = squares if mode == self.uncertainty_mode else None
             for b, index in enumerate(indices):
-                self._add_patch(mode, int(index), weighted[mode][b], None if with_squares is None else with_squares[b])
+                self._add_patch(mode, int(index), mean[b], None if with_squares is None else with_squares[b])
+
+    def add_background(self, indices: Sequence[int]) -> None:
+        """Add probability 0 for the patches `indices` (skipped background): only their weights count."""
+        for mode in self.modes:
+            for index in indices:
+                box = self._box(mode, int(index))
+                if box is None:
+                    continue
+                dst, src = box
+                self._den[mode][dst] += 1.0 if mode in ("tiling", "uniform") else self._kernels[mode][src]
 
     def result(self, mode: str) -> np.ndarray:
         """The fused ``(Z, Y, X)`` float32 probability of `mode`; voxels no patch has reached yet are 0."""
@@ -173,24 +183,33 @@ class FusionAccumulator:
         variance = _safe_divide(self._sq, den) - mean * mean
         return torch.sqrt(torch.clamp(variance, min=0.0)).cpu().numpy()
 
-    def _weighted(self, mode: str, values: torch.Tensor) -> torch.Tensor:
-        return values if mode in ("tiling", "uniform") else values * self._kernels[mode]
-
-    def _add_patch(self, mode: str, index: int, weighted: torch.Tensor, squares: torch.Tensor | None) -> None:
+    def _box(self, mode: str, index: int) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+        """Where patch `index` adds in the volume and which part of the patch that is (None: nowhere)."""
         origin = self._origins[index]
         start = self._cells[index, 0] if mode == "tiling" else np.maximum(origin, 0)
         stop = self._cells[index, 1] if mode == "tiling" else np.minimum(origin + self.grid.patch_size, self.grid.shape)
         if np.any(stop <= start):
-            return
+            return None
         dst = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
         src = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(start, stop, origin))
-        self._num[mode][dst] += weighted[src]
+        return dst, src
+
+    def _add_patch(self, mode: str, index: int, values: torch.Tensor, squares: torch.Tensor | None) -> None:
+        box = self._box(mode, index)
+        if box is None:
+            return
+        dst, src = box
         if mode in ("tiling", "uniform"):
+            self._num[mode][dst] += values[src]
             self._den[mode][dst] += 1.0
-        else:
-            self._den[mode][dst] += self._kernels[mode][src]
+            if squares is not None:
+                self._sq[dst] += squares[src]
+            return
+        kernel = self._kernels[mode][src]
+        self._num[mode][dst].addcmul_(kernel, values[src])
+        self._den[mode][dst] += kernel
         if squares is not None:
-            self._sq[dst] += squares[src]
+            self._sq[dst].addcmul_(kernel, squares[src])
 
     def _fused(self, mode: str, where: tuple[slice, ...]) -> torch.Tensor:
         mode = self._checked(mode)

@@ -195,8 +195,7 @@ class _Run:
         pending = skipped[~self.background_fused[skipped]]
         if len(pending):
             with self.timer("fusion"):
-                zeros = torch.zeros((len(pending), 1, *self.grid.patch_size), device=self.accumulator.device)
-                self.accumulator.add(zeros, pending)  # all or nothing: an out-of-memory error leaves the sums as they were
+                self.accumulator.add_background(pending)  # in place, allocating nothing: no out-of-memory error halfway
             self.background_fused[pending] = True
             self.skipped += len(pending)
 

@@ -154,3 +154,23 @@ class TestAccumulator:
             acc.uncertainty()
         with pytest.raises(InvalidInputError, match="uncertainty mode"):
             FusionAccumulator(grid, ("uniform",), uncertainty_mode="spline")
+
+
+def test_background_patches_add_their_weights_as_zeros_do():
+    grid = make_grid((20, 18, 22), 8, overlap=0.5)
+    modes = ("spline", "uniform", "tiling", "gaussian")
+    rng = np.random.default_rng(0)
+    predictions = torch.from_numpy(rng.random((len(grid), 2, 8, 8, 8)).astype(np.float32))
+    background = list(range(0, len(grid), 3))
+    predicted = [i for i in range(len(grid)) if i not in background]
+    with_zeros = FusionAccumulator(grid, modes, uncertainty_mode="spline")
+    with_zeros.add(torch.zeros((len(background), 2, 8, 8, 8)), background)
+    with_zeros.add(predictions[predicted], predicted)
+    weights_only = FusionAccumulator(grid, modes, uncertainty_mode="spline")
+    weights_only.add_background(background)
+    weights_only.add(predictions[predicted], predicted)
+    for mode in modes:
+        np.testing.assert_allclose(weights_only.result(mode), with_zeros.result(mode), atol=1e-6)
+        np.testing.assert_allclose(weights_only.weight_sum(mode), with_zeros.weight_sum(mode), atol=1e-6)
+    np.testing.assert_allclose(weights_only.uncertainty(), with_zeros.uncertainty(), atol=1e-5)
+    assert with_zeros.result("spline").max() > 0.1
