@@ -137,3 +137,23 @@ def test_hole_filling_matches_scipy(fraction):
 
     mask = np.random.default_rng(4).random((9, 10, 11)) < fraction
     np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+
+
+def test_channels_normalised_on_several_threads_equal_one_after_the_other():
+    import torch
+
+    from napari_lesionseg.data.intensity import normalize_stack_with_foreground
+
+    images, _ = synthetic_anatomy((24, 26, 22), seed=7)
+    stack = np.stack([images[name] for name in ("FLAIR", "T1w", "T2w")])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, one_foreground = normalize_stack_with_foreground(stack)
+        torch.set_num_threads(3)
+        several, several_foreground = normalize_stack_with_foreground(stack)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(several, one)
+    np.testing.assert_array_equal(several_foreground, one_foreground)
+    assert one_foreground.any() and one.std() > 0.1
