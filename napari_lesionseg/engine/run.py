@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import threading
 import time
@@ -58,7 +57,7 @@ from napari_lesionseg.engine.precision import (
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import InvalidInputError, LesionSegError
-from napari_lesionseg.models.fused import fused_for_inference
+from napari_lesionseg.models.fused import fused_for_inference, inference_copy
 
 __all__ = ["iter_inference", "run_inference"]
 
@@ -330,7 +329,7 @@ def _inference_network(model: nn.Module, device: torch.device, fused: bool, dtyp
     """
     cudnn_benchmark = torch.backends.cudnn.benchmark
     model.to(device)
-    network = fused_for_inference(model) if fused else _eval_copy(model)
+    network = fused_for_inference(model) if fused else inference_copy(model)
     if fused and device.type == "cpu" and dtype == torch.bfloat16:
         network.to(dtype)
     convert_model(network, memory_format(device))
@@ -339,13 +338,6 @@ def _inference_network(model: nn.Module, device: torch.device, fused: bool, dtyp
         yield network
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
-
-
-def _eval_copy(model: nn.Module) -> nn.Module:
-    network = copy.deepcopy(model).eval()
-    for parameter in network.parameters():
-        parameter.requires_grad_(False)
-    return network
 
 
 def _checked_image(image: np.ndarray | torch.Tensor, model: nn.Module) -> torch.Tensor:

@@ -29,19 +29,25 @@ from torch import nn
 
 from napari_lesionseg.models.fcdensenet import FCDenseNet3D
 
-__all__ = ["fused_for_inference"]
+__all__ = ["fused_for_inference", "inference_copy"]
 
 _CONVOLUTIONS = (nn.Conv3d, nn.ConvTranspose3d)
 #: Voxels per block of the output head on the CPU: the compact network's 8,192 x 624 bfloat16 maps (10 MB) stay in cache.
 _CPU_VOXEL_BLOCK = 8192
 
 
-def fused_for_inference(model: nn.Module) -> nn.Module:
-    """A copy of `model` for inference only (eval mode, no gradients), equal to `model` in eval mode."""
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` in eval mode without gradients, as trained (`model` itself is left alone)."""
     network = copy.deepcopy(model).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
         parameter.grad = None
+    return network
+
+
+def fused_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of `model` for inference only (eval mode, no gradients), equal to `model` in eval mode."""
+    network = inference_copy(model)
     if not _finite(network):  # a fused ReLU maps NaN to 0: leave the network as it is, so its output shows it
         return network
     if isinstance(network, FCDenseNet3D):

@@ -135,9 +135,9 @@ class PatchSampler:
         self.eligible = [i for i, starts in enumerate(self._starts) if starts is None or starts.size]
         self._warn_skipped(min_lesion_voxels)
         self.brain_patches = int(round(brain_fraction * self.patches_per_subject))
+        wanted = set(self.eligible) if self.brain_patches else set()
         self._brain_starts = [
-            brain_patch_starts(self.subjects[i].image, self.patch_size) if self.brain_patches else None
-            for i in range(len(self.subjects))
+            brain_patch_starts(s.image, self.patch_size) if i in wanted else None for i, s in enumerate(self.subjects)
         ]
 
     def _warn_skipped(self, min_lesion_voxels: int) -> None:
