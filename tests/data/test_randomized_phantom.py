@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import MODALITIES
 from napari_lesionseg.data.phantom import make_phantom, write_phantom
-from napari_lesionseg.data.phantom.acquisition import brain_mask
+from napari_lesionseg.data.phantom.acquisition import brain_mask, pial_mask
 from napari_lesionseg.data.phantom.lesions import LesionStyle, place_lesions
 from napari_lesionseg.data.phantom.random_contrast import RANDOM_CONTRAST_SHARE
 from napari_lesionseg.data.phantom.randomized import (
@@ -113,18 +113,46 @@ class TestAcquisition:
         for seed in range(40):
             draw = draw_training_subject(seed, SPACING)
             by_skull.setdefault(draw.skull, seed)
-        margins = [draw_training_subject(s, SPACING).strip_margin_mm for s in range(40)]
-        assert min(margins) == 0.0 and 0.0 < max(margins) <= 3.0
-        stripped = make_training_subject(by_skull["stripped"], SPACING, modalities=("FLAIR",))
-        margin = draw_training_subject(by_skull["stripped"], SPACING).strip_margin_mm
-        beyond = ndi.distance_transform_edt(~brain_mask(stripped), sampling=SPACING)
-        assert np.all(stripped.images["FLAIR"][beyond > margin] == 0)
-        assert np.mean(stripped.images["FLAIR"][brain_mask(stripped)] > 0) > 0.99
         defaced = make_training_subject(by_skull["defaced"], SPACING, modalities=("FLAIR",))
         head = make_training_subject(by_skull["skull"], SPACING, modalities=("FLAIR",))
         outside = ~brain_mask(defaced)
         assert np.mean(defaced.images["FLAIR"][outside] == 0) > np.mean(head.images["FLAIR"][~brain_mask(head)] == 0)
         assert np.any(defaced.images["FLAIR"][outside] > 0)  # the back of the head keeps its scalp
+
+    def test_strippers_cut_at_the_cortex_or_around_the_csf(self):
+        draws = {s: draw_training_subject(s, SPACING) for s in range(200)}
+        stripped = {s: d for s, d in draws.items() if d.skull == "stripped"}
+        hull = [d.strip_margin_mm for d in stripped.values() if d.stripper == "hull"]
+        pial = [d.strip_margin_mm for d in stripped.values() if d.stripper == "pial"]
+        assert 0.45 < len(pial) / len(stripped) < 0.75
+        assert min(hull) == 0.0 and 0.0 < max(hull) <= 3.0
+        assert -1.0 <= min(pial) < -0.5 and 0.5 < max(pial) <= 1.0
+        assert any(d.strip_edge_sigma == 0.0 or d.strip_edge_sigma < 0.1 for d in stripped.values())
+        assert max(d.strip_edge_sigma for d in stripped.values()) > 0.5
+
+    @pytest.mark.parametrize("stripper", ["hull", "pial"])
+    def test_a_stripped_subject_is_zero_beyond_its_strippers_margin(self, stripper):
+        seed = next(
+            s for s in range(200) if _is_stripped(s, stripper) and draw_training_subject(s, SPACING).strip_margin_mm > 0
+        )
+        subject = make_training_subject(seed, SPACING, modalities=("FLAIR",))
+        draw = draw_training_subject(seed, SPACING)
+        boundary = pial_mask(subject) if stripper == "pial" else brain_mask(subject)
+        beyond = ndi.distance_transform_edt(~boundary, sampling=SPACING)
+        edge = draw.strip_margin_mm + 3 * draw.strip_edge_sigma * SPACING + SPACING
+        assert np.all(subject.images["FLAIR"][beyond > edge] == 0)
+        assert np.mean(subject.images["FLAIR"][boundary] > 0) > 0.99
+
+    def test_a_pial_stripper_leaves_the_cortex_touching_the_background(self):
+        seed = next(s for s in range(200) if _is_stripped(s, "pial"))
+        subject = make_training_subject(seed, SPACING, modalities=("FLAIR",))
+        kept = subject.images["FLAIR"] > 0
+        rim = kept & ~ndi.binary_erosion(kept)
+        hull_rim = brain_mask(subject) & ~ndi.binary_erosion(brain_mask(subject))
+        grey = subject.tissues["gm"]
+        assert grey[rim].mean() > 0.3
+        assert grey[rim].mean() > 2 * grey[hull_rim].mean()
+        assert pial_mask(subject).sum() < brain_mask(subject).sum()
 
     def test_integer_subjects_hold_whole_numbers(self):
         seed = next(s for s in range(40) if draw_training_subject(s, SPACING).scanner.integer)
@@ -253,3 +281,8 @@ class TestTissueRatios:
         images, labels, _ = self._volume()
         tissues = estimate_tissues(images["T1w"], np.ones(labels.shape, dtype=bool), None)
         assert np.isnan(tissue_ratios(images, tissues)["FLAIR"]["lesion"])
+
+
+def _is_stripped(seed: int, stripper: str) -> bool:
+    draw = draw_training_subject(seed, SPACING)
+    return draw.skull == "stripped" and draw.stripper == stripper

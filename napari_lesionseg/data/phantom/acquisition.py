@@ -20,8 +20,10 @@ from scipy import ndimage as ndi
 from napari_lesionseg.data.phantom.subject import LesionLoad, Phantom
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["SLICE_AXES", "acquire", "brain_mask", "skull_strip", "thick_slices"]
+__all__ = ["SLICE_AXES", "acquire", "brain_mask", "pial_mask", "skull_strip", "thick_slices"]
 
+#: Sulci narrower than this (mm) are closed over by a tight (pial) skull stripper's mask.
+PIAL_CLOSING_MM = 3.0
 #: Slice orientations and the canonical (S, P, L) axis each one cuts across.
 SLICE_AXES: dict[str, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
 
@@ -53,6 +55,20 @@ def brain_mask(phantom: Phantom) -> np.ndarray:
     """The brain as a skull stripper would keep it: grey and white matter and CSF inside the hull, holes filled."""
     brain = phantom.tissues["gm"] + phantom.tissues["wm"] + phantom.tissues["csf"] >= 0.5
     return ndi.binary_fill_holes(brain)
+
+
+def pial_mask(phantom: Phantom) -> np.ndarray:
+    """The brain as a tight stripper keeps it: grey and white matter, narrow sulci and the ventricles, no outer CSF.
+
+    Many pipelines (e.g. those that register to MNI and strip with a template) cut at the cortex, so
+    the bright grey-matter ribbon touches the zero background; `brain_mask` keeps the CSF around it.
+    """
+    tissue = phantom.tissues["gm"] + phantom.tissues["wm"] >= 0.5
+    radius = max(1, round(PIAL_CLOSING_MM / phantom.spacing))
+    ball = np.linalg.norm(np.indices((2 * radius + 1,) * 3) - radius, axis=0) <= radius
+    inner = (slice(radius, -radius),) * 3
+    closed = ndi.binary_closing(np.pad(tissue, radius), structure=ball)[inner]
+    return ndi.binary_fill_holes(closed)
 
 
 def thick_slices(

@@ -13,8 +13,10 @@ Per subject it draws, each from its own random stream:
 * modalities: FLAIR always, T1w in 90 %, T2w in 70 %, T1c in 35 %, PDw in 30 %;
 * acquisition: half the subjects have a 2-D protocol, whose FLAIR / T2w / PDw (and sometimes T1w)
   are 3-5 mm slices along one axis (a Gaussian slice profile, sampled and interpolated back onto the
-  grid, as model space sees them); with skull, defaced or skull-stripped (half of the strippers leave
-  0-3 mm of CSF and dura); integer or float storage.
+  grid, as model space sees them); with skull, defaced or skull-stripped; integer or float storage.
+  A stripper either cuts at the cortex (`pial_mask`, 60 %: the grey-matter ribbon touches the zero
+  background, from 1 mm inside to 1 mm outside it) or keeps the CSF around the brain (`brain_mask`, half
+  of these leaving 0-3 mm of CSF and dura).
 
 Every image, the mask and the tissue maps share one grid (the subject's, in canonical S, P, L
 order): the training code reads them as it reads resampled model-space inputs.
@@ -35,7 +37,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import MODALITIES
-from napari_lesionseg.data.phantom.acquisition import SLICE_AXES, brain_mask, skull_strip
+from napari_lesionseg.data.phantom.acquisition import SLICE_AXES, brain_mask, pial_mask
 from napari_lesionseg.data.phantom.anatomy import canonical_grid, load_template
 from napari_lesionseg.data.phantom.contrast import render_modality
 from napari_lesionseg.data.phantom.folded import make_folded_anatomy
@@ -62,6 +64,11 @@ _THICK_CHANCE = {"FLAIR": 0.8, "T1w": 0.2, "T2w": 0.9, "PDw": 0.9, "T1c": 0.3}
 _SLICE_MM = (3.0, 5.0)
 _SLICE_AXIS_CHANCE = {"axial": 0.6, "coronal": 0.2, "sagittal": 0.2}
 _SKULL_CHANCE = {"skull": 0.4, "defaced": 0.2, "stripped": 0.4}
+#: How a skull stripper draws its boundary: at the cortex, or around the CSF that surrounds the brain.
+_STRIPPER_CHANCE = {"pial": 0.6, "hull": 0.4}
+_PIAL_OFFSET_MM = (-1.0, 1.0)
+#: Blur (voxels, Gaussian sigma) of the stripped edge: a mask applied on a finer grid and resampled is soft.
+_STRIP_EDGE_SIGMA = (0.0, 0.8)
 #: Independent random streams, so forcing one draw (modalities, contrast) changes nothing else.
 _STREAMS = ("subject", "anatomy", "lesions", "scanner", *MODALITIES, *(f"{m}-finish" for m in MODALITIES))
 #: Mixed into the seed so a training subject never repeats the phantom of the same seed.
@@ -83,8 +90,12 @@ class TrainingDraw:
     slice_axis: str
     skull: str
     scanner: ScannerDraw
-    #: how far (mm) a skull stripper's mask reaches beyond the brain (residual CSF and dura), 0 for a clean one.
+    #: how far (mm) a skull stripper's mask reaches beyond its boundary (negative: inside it), 0 for a clean one.
     strip_margin_mm: float = 0.0
+    #: the stripper's boundary: "pial" (`pial_mask`, at the cortex) or "hull" (`brain_mask`, CSF kept).
+    stripper: str = "hull"
+    #: Gaussian sigma (voxels) of the stripped edge's partial volume, 0 for a hard edge.
+    strip_edge_sigma: float = 0.0
 
 
 def draw_training_subject(
@@ -109,6 +120,9 @@ def draw_training_subject(
     slice_axis = _pick(rng, _SLICE_AXIS_CHANCE)
     skull = _pick(rng, _SKULL_CHANCE)
     strip_margin_mm = float(rng.uniform(0.0, 3.0)) if rng.random() < 0.5 else 0.0
+    stripper = _pick(rng, _STRIPPER_CHANCE)
+    pial_offset_mm = float(rng.uniform(*_PIAL_OFFSET_MM))
+    strip_edge_sigma = float(rng.uniform(*_STRIP_EDGE_SIGMA))
     scanner = draw_scanner(_streams(seed)["scanner"])
     if random_contrast is not None:
         scanner = dataclasses.replace(scanner, random_contrast=bool(random_contrast))
@@ -126,7 +140,9 @@ def draw_training_subject(
         slice_axis=slice_axis,
         skull=skull,
         scanner=scanner,
-        strip_margin_mm=round(strip_margin_mm, 2),
+        strip_margin_mm=round(pial_offset_mm if stripper == "pial" else strip_margin_mm, 2),
+        stripper=stripper,
+        strip_edge_sigma=round(strip_edge_sigma, 2),
     )
 
 
@@ -234,15 +250,32 @@ def _distance_from_brain_centre(fractions: dict[str, np.ndarray], spacing: float
 
 
 def _strip(subject: Phantom, draw: TrainingDraw, face: np.ndarray) -> Phantom:
-    """Skull-strip (with the stripper's margin) or deface the images as the subject's preprocessing did."""
-    if draw.skull == "stripped" and draw.strip_margin_mm > 0:
-        beyond = ndi.distance_transform_edt(~brain_mask(subject), sampling=subject.spacing)
-        kept = beyond <= draw.strip_margin_mm
-        images = {m: np.where(kept, image, 0.0).astype(np.float32) for m, image in subject.images.items()}
-        return dataclasses.replace(subject, images=images)
+    """Skull-strip (the stripper's boundary and margin) or deface the images as the subject's preprocessing did."""
     if draw.skull == "stripped":
-        return skull_strip(subject)
+        kept = _stripper_kept(subject, draw)
+        weight = _soft_edge(kept, draw.strip_edge_sigma)
+        images = {m: (image * weight).astype(np.float32) for m, image in subject.images.items()}
+        return dataclasses.replace(subject, images=images)
     if draw.skull == "defaced":
         images = {m: np.where(face, 0.0, image).astype(np.float32) for m, image in subject.images.items()}
         return dataclasses.replace(subject, images=images)
     return subject
+
+
+def _stripper_kept(subject: Phantom, draw: TrainingDraw) -> np.ndarray:
+    """The voxels a skull stripper keeps: its boundary moved out (margin > 0) or in (margin < 0) by the margin."""
+    boundary = pial_mask(subject) if draw.stripper == "pial" else brain_mask(subject)
+    if draw.strip_margin_mm > 0:
+        return ndi.distance_transform_edt(~boundary, sampling=subject.spacing) <= draw.strip_margin_mm
+    if draw.strip_margin_mm < 0:
+        return ndi.distance_transform_edt(boundary, sampling=subject.spacing) > -draw.strip_margin_mm
+    return boundary
+
+
+def _soft_edge(kept: np.ndarray, sigma: float) -> np.ndarray:
+    """The stripper's mask as a weight, blurred by `sigma` voxels (partial volume at the edge), 0 far outside."""
+    if sigma <= 0:
+        return kept.astype(np.float32)
+    weight = ndi.gaussian_filter(kept.astype(np.float32), sigma)
+    weight[weight < 0.02] = 0.0
+    return weight
