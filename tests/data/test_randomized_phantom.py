@@ -154,8 +154,12 @@ class TestAcquisition:
         assert grey[rim].mean() > 2 * grey[hull_rim].mean()
         assert pial_mask(subject).sum() < brain_mask(subject).sum()
 
-    def test_integer_subjects_hold_whole_numbers(self):
-        seed = next(s for s in range(40) if draw_training_subject(s, SPACING).scanner.integer)
+    @pytest.mark.parametrize("skull", ["skull", "stripped"])
+    def test_integer_subjects_hold_whole_numbers(self, skull):
+        seed = next(
+            s for s in range(200)
+            if (d := draw_training_subject(s, SPACING)).scanner.integer and d.skull == skull and d.strip_edge_sigma > 0.3
+        )  # fmt: skip
         subject = make_training_subject(seed, SPACING, modalities=("FLAIR",))
         assert subject.file_dtype == "int16"
         assert np.array_equal(subject.images["FLAIR"], np.round(subject.images["FLAIR"]))

@@ -254,7 +254,7 @@ def _strip(subject: Phantom, draw: TrainingDraw, face: np.ndarray) -> Phantom:
     if draw.skull == "stripped":
         kept = _stripper_kept(subject, draw)
         weight = _soft_edge(kept, draw.strip_edge_sigma)
-        images = {m: (image * weight).astype(np.float32) for m, image in subject.images.items()}
+        images = {m: _stored(image * weight, draw.scanner.integer) for m, image in subject.images.items()}
         return dataclasses.replace(subject, images=images)
     if draw.skull == "defaced":
         images = {m: np.where(face, 0.0, image).astype(np.float32) for m, image in subject.images.items()}
@@ -279,3 +279,8 @@ def _soft_edge(kept: np.ndarray, sigma: float) -> np.ndarray:
     weight = ndi.gaussian_filter(kept.astype(np.float32), sigma)
     weight[weight < 0.02] = 0.0
     return weight
+
+
+def _stored(image: np.ndarray, integer: bool) -> np.ndarray:
+    """`image` as the scanner stores it: whole numbers for an integer scanner."""
+    return (np.round(image) if integer else image).astype(np.float32)
