@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from napari_lesionseg.data.phantom.randomized import draw_training_subject, make_training_subject
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.model_space import model_space, to_model
+from napari_lesionseg.errors import LesionSegError
 
 DEPTH_BINS_MM = (0.0, 1.5, 3.0, 4.5, 6.0, 9.0, 15.0, np.inf)
 SPACING = 1.5
@@ -45,9 +46,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs=2, default=(32000, 32040), help="generator seeds [first, last)")
     args = parser.parse_args()
     bins = [f"{low:g}-{high:g} mm" for low, high in zip(DEPTH_BINS_MM[:-1], DEPTH_BINS_MM[1:])]
-    print("| subject | " + " | ".join(bins) + " |\n|---" * 1 + "|---" * len(bins) + "|")
-    subject = load_subject(args.real)
+    try:
+        subject = load_subject(args.real)
+    except LesionSegError as err:
+        raise SystemExit(f"strip_edge_profile: {err}") from None
+    if "FLAIR" not in subject.images or subject.mask is None:
+        raise SystemExit(f"strip_edge_profile: {args.real}: needs a FLAIR and a lesion mask")
     flair, mask = subject.images["FLAIR"], subject.mask
+    print("| subject | " + " | ".join(bins) + " |")
+    print("|---" * (len(bins) + 1) + "|")
     space = model_space(flair.geometry, (SPACING,) * 3)
     lesions = to_model(mask.data.astype(np.float32), mask.geometry, space) >= 0.5
     print(_line(f"{subject.name} (real)", depth_profile(to_model(flair.data, flair.geometry, space), lesions)))

@@ -127,7 +127,7 @@ class TestAcquisition:
         assert 0.45 < len(pial) / len(stripped) < 0.75
         assert min(hull) == 0.0 and 0.0 < max(hull) <= 3.0
         assert -1.0 <= min(pial) < -0.5 and 0.5 < max(pial) <= 1.0
-        assert any(d.strip_edge_sigma == 0.0 or d.strip_edge_sigma < 0.1 for d in stripped.values())
+        assert any(d.strip_edge_sigma < 0.1 for d in stripped.values())
         assert max(d.strip_edge_sigma for d in stripped.values()) > 0.5
 
     @pytest.mark.parametrize("stripper", ["hull", "pial"])
@@ -158,7 +158,8 @@ class TestAcquisition:
     def test_integer_subjects_hold_whole_numbers(self, skull):
         seed = next(
             s for s in range(200)
-            if (d := draw_training_subject(s, SPACING)).scanner.integer and d.skull == skull and d.strip_edge_sigma > 0.3
+            if (d := draw_training_subject(s, SPACING)).scanner.integer and d.skull == skull
+            and (skull != "stripped" or d.strip_edge_sigma > 0.3)
         )  # fmt: skip
         subject = make_training_subject(seed, SPACING, modalities=("FLAIR",))
         assert subject.file_dtype == "int16"
