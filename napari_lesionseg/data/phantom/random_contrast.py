@@ -9,7 +9,10 @@ than the cortex. `RANDOM_CONTRAST_SHARE` of subjects instead get fully random co
 channel, as SynthSeg trains, so the network cannot rely on one recipe.
 
 After rendering (`contrast.render_modality`: partial volume, a smooth bias field, Rician noise) a
-subject may get a receive-coil bias (bright periphery), a gamma and winsorising.
+subject may get a receive-coil bias (bright periphery), a gamma and winsorising. Every channel then gets
+a fine tissue texture and the smoothing of interpolation (`texture_and_resampling`): the generator renders
+on the model's grid, while a real scan is reconstructed, registered and resampled onto it, so its white
+matter varies by a few per cent over a few mm and its noise is correlated between neighbouring voxels.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 
+from napari_lesionseg.data.phantom._fields import Grid, smooth_field
 from napari_lesionseg.data.phantom.contrast import TISSUE_INTENSITY, ContrastProfile
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "draw_profile",
     "draw_scanner",
     "finish_image",
+    "texture_and_resampling",
 ]
 
 #: Share of subjects whose every channel gets a fully random contrast (SynthSeg-style).
@@ -44,6 +50,11 @@ REALISTIC_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 #: Noise standard deviation relative to white matter, realistic and random subjects.
 _NOISE = {"realistic": (0.01, 0.06), "random": (0.005, 0.1)}
+#: Fine tissue texture: relative standard deviation and correlation length (mm) of a multiplicative field.
+TEXTURE_STD = (0.01, 0.1)
+TEXTURE_KNOT_MM = (3.0, 6.0)
+#: Gaussian sigma (voxels) of the interpolation that brought the channel onto the model's grid.
+RESAMPLING_SIGMA = (0.0, 1.0)
 #: Smallest lesion-to-white-matter difference on a random FLAIR, so a lesion is never invisible on every channel.
 _RANDOM_FLAIR_LESION_MIN = 0.2
 
@@ -110,6 +121,23 @@ def finish_image(
     if scanner.integer:
         image = np.minimum(np.round(image), np.iinfo(np.int16).max)
     return image.astype(np.float32)
+
+
+def texture_and_resampling(
+    image: np.ndarray, grid: Grid, scanner: ScannerDraw, rng: np.random.Generator
+) -> np.ndarray:
+    """A fine multiplicative tissue texture, then a Gaussian blur as interpolation onto the grid leaves.
+
+    Draws from `rng` after `finish_image`, so every earlier draw of a seed stays as it was.
+    """
+    std = float(rng.uniform(*TEXTURE_STD))
+    knot_mm = float(rng.uniform(*TEXTURE_KNOT_MM))
+    sigma = float(rng.uniform(*RESAMPLING_SIGMA))
+    textured = image * (1.0 + smooth_field(grid, rng, knot_spacing_mm=knot_mm, std=std))
+    smoothed = ndi.gaussian_filter(np.maximum(textured, 0.0), sigma) if sigma > 0.05 else textured
+    if scanner.integer:
+        smoothed = np.minimum(np.round(smoothed), np.iinfo(np.int16).max)
+    return smoothed.astype(np.float32)
 
 
 def _realistic_table(modality: str, rng: np.random.Generator) -> dict[str, float]:

@@ -9,7 +9,8 @@ Per subject it draws, each from its own random stream:
   ventricles, juxtacortical, deep white-matter and infratentorial ones, confluent at high load;
   3 mm^3 lesions to 50 mL loads, the very-low load (a few small lesions) in 30 % of subjects;
 * contrast (`random_contrast`): per channel tissue means from realistic ranges, or fully random in a
-  quarter of the subjects; bias fields (or none: bias-corrected), coil bias, noise, gamma;
+  quarter of the subjects; bias fields (or none: bias-corrected), coil bias, noise, gamma, a fine
+  tissue texture and the smoothing of interpolation onto the model's grid;
 * modalities: FLAIR always, T1w in 90 %, T2w in 70 %, T1c in 35 %, PDw in 30 %;
 * acquisition: half the subjects have a 2-D protocol, whose FLAIR / T2w / PDw (and sometimes T1w)
   are 3-5 mm slices along one axis (a Gaussian slice profile, sampled and interpolated back onto the
@@ -42,7 +43,13 @@ from napari_lesionseg.data.phantom.anatomy import canonical_grid, load_template
 from napari_lesionseg.data.phantom.contrast import render_modality
 from napari_lesionseg.data.phantom.folded import make_folded_anatomy
 from napari_lesionseg.data.phantom.lesions import LesionStyle, place_lesions
-from napari_lesionseg.data.phantom.random_contrast import ScannerDraw, draw_profile, draw_scanner, finish_image
+from napari_lesionseg.data.phantom.random_contrast import (
+    ScannerDraw,
+    draw_profile,
+    draw_scanner,
+    finish_image,
+    texture_and_resampling,
+)
 from napari_lesionseg.data.phantom.subject import Phantom, _check_seed, _summarise, check_spacing
 from napari_lesionseg.errors import InvalidInputError
 
@@ -185,7 +192,9 @@ def make_training_subject(
         image = render_modality(modality, anatomy.fractions, lesions, grid, rngs[modality], False, profile)
         if modality in draw.thick:
             image = _thick_slices(image, SLICE_AXES[draw.slice_axis], round(draw.slice_mm / spacing))
-        images[modality] = finish_image(image, centre_distance, draw.scanner, rngs[f"{modality}-finish"])
+        finish = rngs[f"{modality}-finish"]
+        image = finish_image(image, centre_distance, draw.scanner, finish)
+        images[modality] = texture_and_resampling(image, grid, draw.scanner, finish)
     mask = (lesions.fraction >= 0.5).astype(np.uint8)
     tissues = {name: anatomy.fractions[name] for name in ("wm", "gm", "csf")}
     tissues["lesion"] = lesions.fraction
