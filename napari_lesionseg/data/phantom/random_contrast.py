@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_lesionseg.data.phantom._fields import Grid, smooth_field
 from napari_lesionseg.data.phantom.contrast import TISSUE_INTENSITY, ContrastProfile
 
 __all__ = [
@@ -50,11 +49,12 @@ REALISTIC_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 #: Noise standard deviation relative to white matter, realistic and random subjects.
 _NOISE = {"realistic": (0.01, 0.06), "random": (0.005, 0.1)}
-#: Fine tissue texture: relative standard deviation and correlation length (mm) of a multiplicative field.
+#: Fine tissue texture: relative standard deviation and correlation length (mm, a Gaussian's sigma) of a
+#: multiplicative field.
 TEXTURE_STD = (0.01, 0.1)
-TEXTURE_KNOT_MM = (3.0, 6.0)
+TEXTURE_SCALE_MM = (0.75, 4.0)
 #: Gaussian sigma (voxels) of the interpolation that brought the channel onto the model's grid.
-RESAMPLING_SIGMA = (0.0, 1.0)
+RESAMPLING_SIGMA = (0.0, 0.8)
 #: Smallest lesion-to-white-matter difference on a random FLAIR, so a lesion is never invisible on every channel.
 _RANDOM_FLAIR_LESION_MIN = 0.2
 
@@ -124,20 +124,27 @@ def finish_image(
 
 
 def texture_and_resampling(
-    image: np.ndarray, grid: Grid, scanner: ScannerDraw, rng: np.random.Generator
+    image: np.ndarray, spacing: float, scanner: ScannerDraw, rng: np.random.Generator
 ) -> np.ndarray:
     """A fine multiplicative tissue texture, then a Gaussian blur as interpolation onto the grid leaves.
 
-    Draws from `rng` after `finish_image`, so every earlier draw of a seed stays as it was.
+    Draws from `rng` after `finish_image` (and the texture's count depends on the grid), so every
+    earlier draw of a seed stays as it was.
     """
     std = float(rng.uniform(*TEXTURE_STD))
-    knot_mm = float(rng.uniform(*TEXTURE_KNOT_MM))
+    scale_mm = float(rng.uniform(*TEXTURE_SCALE_MM))
     sigma = float(rng.uniform(*RESAMPLING_SIGMA))
-    textured = image * (1.0 + smooth_field(grid, rng, knot_spacing_mm=knot_mm, std=std))
+    textured = image * (1.0 + std * _unit_field(image.shape, scale_mm / spacing, rng))
     smoothed = ndi.gaussian_filter(np.maximum(textured, 0.0), sigma) if sigma > 0.05 else textured
     if scanner.integer:
         smoothed = np.minimum(np.round(smoothed), np.iinfo(np.int16).max)
     return smoothed.astype(np.float32)
+
+
+def _unit_field(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """White noise blurred by `sigma` voxels, rescaled to unit standard deviation."""
+    field = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
+    return field / max(float(field.std()), 1e-6)
 
 
 def _realistic_table(modality: str, rng: np.random.Generator) -> dict[str, float]:

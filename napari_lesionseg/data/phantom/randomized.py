@@ -194,7 +194,7 @@ def make_training_subject(
             image = _thick_slices(image, SLICE_AXES[draw.slice_axis], round(draw.slice_mm / spacing))
         finish = rngs[f"{modality}-finish"]
         image = finish_image(image, centre_distance, draw.scanner, finish)
-        images[modality] = texture_and_resampling(image, grid, draw.scanner, finish)
+        images[modality] = texture_and_resampling(image, spacing, draw.scanner, finish)
     mask = (lesions.fraction >= 0.5).astype(np.uint8)
     tissues = {name: anatomy.fractions[name] for name in ("wm", "gm", "csf")}
     tissues["lesion"] = lesions.fraction
