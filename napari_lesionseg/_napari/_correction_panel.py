@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
@@ -18,6 +19,8 @@ from napari_lesionseg._napari._layers import is_result
 
 if TYPE_CHECKING:
     import napari
+
+    from napari_lesionseg.evaluation.review import Review
 
 __all__ = ["CorrectionPanel"]
 
@@ -35,7 +38,9 @@ class CorrectionPanel(Container):
         self._painted: Labels | None = None
         self._offered: set[Path] = set()
         self.masks = CorrectedMasks(viewer)
-        self.autosaver = MaskAutosaver(on_saved=self._on_autosaved, on_error=self._on_autosave_error, parent=self.native)
+        self.autosaver = MaskAutosaver(
+            on_saved=self._on_autosaved, on_error=self._on_autosave_error, parent=self.native
+        )
         self.layer_choice = ComboBox(choices=self._correctable_layers, nullable=True)
         self._new = PushButton(text="New from prediction")
         self.restore_button = PushButton(text="Restore autosave")
@@ -97,6 +102,23 @@ class CorrectionPanel(Container):
                 f"Found autosaved corrections for this subject ({found[0]}): click 'Restore autosave' in the "
                 "Lesion review dock to continue from them."
             )
+
+    def editable_on(self, review: Review | None) -> Labels | None:
+        """The corrected mask, if there is one on `review`'s grid (else a notification says what to do)."""
+        layer = self.layer
+        if layer is None:
+            show_error("No corrected mask: click 'New from prediction' (or restore an autosave) first.")
+            return None
+        if review is None:
+            show_error("Update the review first.")
+            return None
+        if np.shape(layer.data) != review.voxel_map.shape:
+            show_error(
+                f"The corrected mask {layer.name!r} has shape {np.shape(layer.data)} but the reviewed masks have "
+                f"{review.voxel_map.shape}: choose a corrected mask on the same grid."
+            )
+            return None
+        return layer
 
     def forget(self, layer: Labels) -> None:
         """`layer` left the viewer: stop autosaving it."""

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
-from napari.layers import Image, Labels
+from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_lesionseg._napari._finetune_report import finished_text, layer_spacing, progress_text, subject_name
+from napari_lesionseg._napari._finetune_inputs import fine_tune_request, images_text
+from napari_lesionseg._napari._finetune_report import finished_text, progress_text
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._folder_list import FolderList
 from napari_lesionseg._napari._layers import is_result
-from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
@@ -32,19 +32,16 @@ from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._status_box import status_box
 from napari_lesionseg._napari._table import make_table, split
-from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.engine.catalog import short_label
-from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata, list_checkpoints
+from napari_lesionseg.engine.checkpoints import CheckpointInfo, list_checkpoints
 from napari_lesionseg.engine.choice import grouped
-from napari_lesionseg.engine.requirements import required_modalities
-from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.errors import CheckpointError, LesionSegError
 from napari_lesionseg.evaluation.tables import comparison_rows
 from napari_lesionseg.training.correction_checks import CHECK_COLUMNS, checked_rows
 from napari_lesionseg.training.corrections import (
     FineTuneOutcome,
     FineTuneRequest,
-    check_correction,
     iter_fine_tune_on_correction,
 )
 from napari_lesionseg.vocabulary import LOSS_LABELS
@@ -303,17 +300,7 @@ class FineTuneWidget(Container):
 
     def _show_images(self, value: Any = None) -> None:
         """Say which image layers the selected checkpoint would train on (or which modality is missing)."""
-        info = self._selected_info()
-        if info is None:
-            self._images_label.value = "Images: choose a checkpoint"
-            return
-        try:
-            images = self._images(info.metadata)
-        except LesionSegError:
-            missing = [m for m in required_modalities(info.metadata) if self._image_layer(m) is None]
-            self._images_label.value = f"Images: missing {', '.join(missing)} (open the subject's modalities)"
-            return
-        self._images_label.value = "Images: " + ", ".join(layer.name for layer in images.values())
+        self._images_label.value = images_text(self._viewer, self._selected_info())
 
     def _on_progress(self, step: TrainingProgress) -> None:
         if self._closed.is_set():  # the worker outlived the dock
@@ -361,46 +348,25 @@ class FineTuneWidget(Container):
 
     def _request(self) -> FineTuneRequest:
         """The fine-tune the dock describes, checked (raises a `LesionSegError` naming the problem)."""
-        info = self._selected_info()
-        if info is None:
-            raise CheckpointError("No checkpoint to start from: train one (`lesionseg train`) or install the bundled ones.")
-        mask_layer = self._mask.value
-        if mask_layer is None:
-            raise InvalidInputError(
-                "No corrected mask: create one in the Lesion review dock ('New from prediction'), correct it, "
-                "then choose it here."
-            )
-        images = self._images(info.metadata)
-        first = next(iter(images.values()))
-        mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
-        check_correction({m: layer.data for m, layer in images.items()}, mask, mask_layer.name)
-        return FineTuneRequest(
-            checkpoint=info.path,
-            images={m: np.asarray(layer.data) for m, layer in images.items()},
-            mask=mask,
-            spacing=layer_spacing(mask_layer, first),
-            predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
-            subject_name=subject_name(first),
-            mask_name=mask_layer.name,
-            folders=tuple(self._folders.folders),
-            check_folders=tuple(self._checks.folders),
-            **self._settings.values(),
+        return fine_tune_request(
+            self._viewer,
+            self._selected_info(),
+            self._mask.value,
+            self._settings,
+            folders=self._folders.folders,
+            check_folders=self._checks.folders,
         )
 
     def _selected_info(self) -> CheckpointInfo | None:
         return next((info for info in self._infos if str(info.path) == self._checkpoint.value), None)
 
-    def _images(self, metadata: CheckpointMetadata) -> dict[str, Image]:
-        return checkpoint_layers(self._viewer, metadata)
-
-    def _image_layer(self, modality: str) -> Image | None:
-        return matching_layer(self._viewer, modality)
-
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
         return [(short_label(info), str(info.path)) for info in self._infos]
 
     def _mask_choices(self, widget: Any = None) -> list[tuple[str, Labels]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)]
+        return [
+            (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)
+        ]
 
 
 def _row(*widgets: Any) -> Container:

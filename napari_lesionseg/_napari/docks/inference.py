@@ -40,6 +40,7 @@ from napari_lesionseg._napari._run_layers import (
 from napari_lesionseg._napari._run_options import RunOptions
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import RunRecord, session_for
+from napari_lesionseg._napari._shown_runs import ShownRuns, grid_spacing
 from napari_lesionseg._napari._status_box import status_box
 from napari_lesionseg._napari.metadata import acquired_from_layer_metadata, geometry_from_layer_metadata
 from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThrottle
@@ -52,7 +53,6 @@ from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
 
 if TYPE_CHECKING:
-
     import napari
 
 __all__ = ["MASK_COLOR", "PROBABILITY_COLORMAP", "UNCERTAINTY_COLORMAP", "InferenceWidget"]
@@ -83,8 +83,7 @@ class InferenceWidget(Container):
         self._session = session_for(viewer)
         self._worker: Any = None
         self._active: _ActiveRun | None = None
-        self._runs: dict[str, RunRecord] = {}  # finished runs
-        self._shown_runs: set[str] = set()  # runs whose layers this dock added, finished or not
+        self._shown = ShownRuns(viewer, self._session)
 
         self._model = ModelInputs(viewer, status=self._set_status)
         self._steps = LayerSteps(self.native)
@@ -184,7 +183,12 @@ class InferenceWidget(Container):
         """Set the run options as a user would (None leaves one as it is): fusion mode, overlap, the paper's
         test-time flips, device, patches per call, run name ("" for "beta 1.5"), keep earlier runs."""
         self._options.configure(
-            fusion=fusion, overlap=overlap, tta=tta, device=device, batch_size=batch_size, run_name=run_name,
+            fusion=fusion,
+            overlap=overlap,
+            tta=tta,
+            device=device,
+            batch_size=batch_size,
+            run_name=run_name,
             keep_runs=keep_runs,
         )
 
@@ -222,13 +226,13 @@ class InferenceWidget(Container):
     @property
     def runs(self) -> dict[str, RunRecord]:
         """The finished runs whose layers this dock shows, by run name."""
-        return dict(self._runs)
+        return dict(self._shown.records)
 
     # --- layout and events --------------------------------------------------------------------
 
     def _build_layout(self) -> None:
         buttons = Container(layout="horizontal", labels=False, widgets=[self._run_button, self._cancel_button])
-        self._outline.changed.connect(self._apply_outline)
+        self._outline.changed.connect(lambda: self._shown.outline(self._outline.value))
         self.extend(
             [
                 self._model,
@@ -247,7 +251,7 @@ class InferenceWidget(Container):
         self._run_button.changed.connect(lambda: self.run())
         self._cancel_button.changed.connect(self.cancel)
         self._session.checkpoints_changed.connect(self.refresh_checkpoints)
-        self._viewer.layers.events.removed.connect(self._forget_removed_runs)
+        self._viewer.layers.events.removed.connect(self._shown.forget_removed)
 
     def _settings(self, metadata: CheckpointMetadata, reference: Layer) -> InferenceSettings:
         threshold, displayed = float(self._threshold.value), self._displayed_slice(reference)
@@ -263,14 +267,8 @@ class InferenceWidget(Container):
     def _start_run(self, checkpoint: CheckpointInfo, settings: InferenceSettings, reference: Layer) -> _ActiveRun:
         """The run's result arrays; its layers (and the removal of stale ones) follow a step per pass."""
         name = self._options.run_name.value.strip() or auto_run_name(checkpoint, self._model.checkpoints)
-        stale = [] if self._options.keep.value else [run for run in self._shown_runs if run != name]
-        for old in stale:
-            self._runs.pop(old, None)
-            self._shown_runs.discard(old)
-        self._runs.pop(name, None)
-        self._shown_runs.add(name)
-        stale_layers = [layer for old in stale for layer in result_layer_names(old).values()]
-        style = len(self._shown_runs) - 1  # each kept run in its own colours
+        stale_layers = self._shown.start(name, keep=self._options.keep.value)
+        style = len(self._shown.names) - 1  # each kept run in its own colours
         layers = RunLayers(self._viewer, result_layer_names(name), reference, stale=stale_layers, style=style)
         self._status.value = f"{name}: loading the checkpoint and normalising the images..."
         self._set_progress(0, 1)
@@ -328,7 +326,7 @@ class InferenceWidget(Container):
         layers.finish()
         self._steps.start(run.layers, run.layers_ready.set)
         layers.probability_data[...] = result.probability
-        layers.mask_data[...] = self._mask_controls.mask(result.probability, _spacing(run.reference))
+        layers.mask_data[...] = self._mask_controls.mask(result.probability, grid_spacing(run.reference))
         if result.uncertainty is not None:
             layers.uncertainty_data[...] = result.uncertainty
         else:
@@ -347,9 +345,7 @@ class InferenceWidget(Container):
         layers["backdrop"] = run.reference.name
         settings = dataclasses.replace(run.settings, threshold=float(self._threshold.value))
         geometry = geometry_from_layer_metadata(run.reference.metadata)
-        record = RunRecord(run.name, run.checkpoint.metadata, settings, result, geometry, layers)
-        self._runs[run.name] = record
-        self._session.record(record)
+        self._shown.record(RunRecord(run.name, run.checkpoint.metadata, settings, result, geometry, layers))
 
     def _on_aborted(self) -> None:
         run = self._active
@@ -381,40 +377,10 @@ class InferenceWidget(Container):
         self._run_button.enabled = not running
         self._cancel_button.enabled = running
 
-    def _apply_outline(self, outlined: bool | None = None) -> None:
-        """Draw every shown run's mask as outlines (or filled again)."""
-        for record in self._runs.values():
-            name = record.layers.get("mask")
-            if name in self._viewer.layers:
-                self._viewer.layers[name].contour = 1 if self._outline.value else 0
-
     def _apply_threshold(self) -> None:
         """Re-threshold the current run's mask (the latest finished one; kept runs keep their threshold)."""
-        value = float(self._threshold.value)
-        record = next(reversed(self._runs.values()), None)
-        if record is None:
-            return
-        mask_name = record.layers.get("mask")
-        if mask_name in self._viewer.layers:
-            mask = self._viewer.layers[mask_name]
-            mask.data[...] = self._mask_controls.mask(record.result.probability, _spacing(mask))
-            mask.refresh()
-        record.settings = dataclasses.replace(record.settings, threshold=value)
-        self._session.threshold_changed.emit(record)
-
-    def _forget_removed_runs(self, event: Any = None) -> None:
-        """Drop the records of runs whose probability layer the user removed (their volumes go with them)."""
-        present = {layer.name for layer in self._viewer.layers}
-        for name in [n for n, r in self._runs.items() if r.layers.get("probability") not in present]:
-            del self._runs[name]
-        self._session.forget_missing(present)
+        self._shown.rethreshold(float(self._threshold.value), self._mask_controls.mask)
 
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
-
-
-def _spacing(layer: Layer) -> tuple[float, ...]:
-    """The voxel size (mm) of a layer's grid: its recorded geometry's, else its scale."""
-    geometry = geometry_from_layer_metadata(layer.metadata)
-    return tuple(float(v) for v in (geometry.spacing if geometry is not None else layer.scale[-3:]))

@@ -19,25 +19,22 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, RadioButtons
 from napari.layers import Labels
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from napari_lesionseg._napari._autosave import MaskAutosaver
 from napari_lesionseg._napari._corrected_masks import source_path
 from napari_lesionseg._napari._correction_panel import CorrectionPanel
-from napari_lesionseg._napari._layers import confusion_overlay
 from napari_lesionseg._napari._lesion_focus import focus_on
 from napari_lesionseg._napari._lesion_table import LesionTable
-from napari_lesionseg._napari._model_inputs import image_layers, matching_layer
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
-from napari_lesionseg._napari._ortho_views import OrthoViews
 from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._review_inputs import review_arguments
+from napari_lesionseg._napari._review_overlay import ReviewOverlay, backdrop
+from napari_lesionseg._napari._review_schedule import ReviewSchedule
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LesionReviewWidget"]
 
-OVERLAY_NAME = "lesion review (TP/FN/FP)"
 _METRIC_COLUMNS = ("metric", "value", "metric", "value")
 _METRIC_ROWS = (len(REVIEW_METRICS) + 1) // 2
 _AUTO_UPDATE_MS = 400
@@ -71,19 +67,14 @@ class LesionReviewWidget(Container):
         self._session = session_for(viewer)
         self._review: Review | None = None
         self._reviewed: tuple[Labels, Labels] | None = None
-        self._overlay: Labels | None = None
-        self._overlay_mode: str | None = None
-        self._worker: Any = None
-        self._rerun = False
-        self._watched: list[Labels] = []
+        self._overlay = ReviewOverlay(viewer)
         self._rows: list[ReviewRow] = []
         self._coverage_timer = QTimer(self.native, singleShot=True, interval=_AUTO_UPDATE_MS)
         self._coverage_timer.timeout.connect(self._show_coverage)
-        self._auto_update = QTimer(self.native)
-        self._auto_update.setSingleShot(True)
-        self._auto_update.setInterval(_AUTO_UPDATE_MS)
-        self._auto_update.timeout.connect(lambda: self.update(quiet=True))
         self._closed = threading.Event()
+        self._schedule = ReviewSchedule(
+            self.native, self._pair, lambda: self.update(quiet=True), rest_ms=_AUTO_UPDATE_MS, closed=self._closed
+        )
         self._build()
         self._connect()
         self._refresh_choices()
@@ -100,12 +91,12 @@ class LesionReviewWidget(Container):
     @property
     def overlay(self) -> Labels | None:
         """The TP/FN/FP labels layer, once a review was shown."""
-        return self._overlay
+        return self._overlay.layer
 
     @property
     def busy(self) -> bool:
         """Whether a review is being computed."""
-        return self._worker is not None
+        return self._schedule.busy
 
     @property
     def autosaver(self) -> MaskAutosaver:
@@ -131,7 +122,7 @@ class LesionReviewWidget(Container):
             blocking: compute on this thread and show the result before returning (scripts, demo).
             quiet: put problems in the status line only, without a notification (automatic updates).
         """
-        self._auto_update.stop()
+        self._schedule.stop()
         try:
             inputs = self._review_inputs()
         except LesionSegError as err:
@@ -145,18 +136,12 @@ class LesionReviewWidget(Container):
             except LesionSegError as err:
                 self._report_error(err)
             return None
-        if self._worker is not None:
-            self._rerun = True
-            return self._worker
-        self._status.value = "Reviewing..."
+        if not self._schedule.busy:
+            self._status.value = "Reviewing..."
         layers = inputs["layers"]
-        connections = {
-            "returned": lambda review: self._show(review, layers, add_overlay=not quiet),
-            "errored": self._report_error,
-            "finished": self._worker_finished,
-        }
-        self._worker = create_worker(review_masks, **inputs["arguments"], _connect=connections)
-        return self._worker
+        return self._schedule.start(
+            inputs["arguments"], lambda review: self._show(review, layers, add_overlay=not quiet), self._report_error
+        )
 
     def select_lesion(self, index: int) -> None:
         """Select lesion row `index`: the slider at its centre, the view centred and zoomed on it, a ring around it."""
@@ -173,7 +158,7 @@ class LesionReviewWidget(Container):
     def reject_small_false_positives(self, max_mm3: float | None = None) -> int:
         """Remove every false positive under `max_mm3` (default: the dock's field) from the corrected mask."""
         max_mm3 = float(self._speck_mm3.value if max_mm3 is None else max_mm3)
-        layer = self._editable_corrected()
+        layer = self._correction.editable_on(self._review)
         if layer is None:
             return 0
         indices = false_positives_under(self._rows, max_mm3 / 1000.0)
@@ -238,7 +223,9 @@ class LesionReviewWidget(Container):
         self._accept, self._reject = PushButton(text="Accept (keep)"), PushButton(text="Reject (remove)")
         self._speck_mm3 = FloatSpinBox(value=_SPECK_MM3, min=0.0, max=10_000.0, step=1.0)
         self._reject_specks = PushButton(text="Reject false positives under (mm³)")
-        self._correction = CorrectionPanel(self._viewer, excluded=lambda: self._overlay, on_edit=self._schedule_coverage)
+        self._correction = CorrectionPanel(
+            self._viewer, excluded=lambda: self._overlay.layer, on_edit=self._coverage_timer.start
+        )
         self._correction.connect_new(lambda: self._prediction.value)
         for label in (self._status, self._correction.status):
             label.native.setWordWrap(True)
@@ -257,15 +244,14 @@ class LesionReviewWidget(Container):
                 self._correction,
             ]
         )
-        self._ortho = OrthoViews(self._viewer)
-        self.insert(self.index(self._lesions), self._ortho)
+        self.insert(self.index(self._lesions), self._overlay.ortho)
         self._plot = CurvePlot("Precision-recall", "recall", "precision", x_range=(0.0, 1.0), y_range=(0.0, 1.0))
         self._plot.clear("choose a run's mask as prediction for the curve")
         self.native.layout().insertWidget(self.index(self._metrics) + 1, self._plot)
 
     def _connect(self) -> None:
-        self._prediction.changed.connect(self._on_pair_changed)
-        self._reference.changed.connect(self._on_pair_changed)
+        self._prediction.changed.connect(self._schedule.follow)
+        self._reference.changed.connect(self._schedule.follow)
         self._mode.changed.connect(self._on_mode_changed)
         self._update_button.changed.connect(lambda: self.update())
         self._lesions.native.itemSelectionChanged.connect(self._on_row_clicked)
@@ -274,7 +260,7 @@ class LesionReviewWidget(Container):
         self._accept.changed.connect(lambda: self.accept())
         self._reject.changed.connect(lambda: self.reject())
         self._reject_specks.changed.connect(lambda: self.reject_small_false_positives())
-        self._session.threshold_changed.connect(self._schedule_update)  # the run's mask was re-thresholded
+        self._session.threshold_changed.connect(self._schedule.schedule)  # the run's mask was re-thresholded
         self._viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
         self._session.run_finished.connect(self._on_run_finished)
@@ -283,25 +269,10 @@ class LesionReviewWidget(Container):
 
     # --- slots -----------------------------------------------------------------------------------
 
-    def _on_pair_changed(self, value: Any = None) -> None:
-        """Follow the edits of the chosen pair (only theirs) and review it."""
-        for layer in self._watched:
-            layer.events.paint.disconnect(self._schedule_update)
-            layer.events.data.disconnect(self._schedule_update)
-        self._watched = [layer for layer in (self._prediction.value, self._reference.value) if layer is not None]
-        for layer in self._watched:
-            layer.events.paint.connect(self._schedule_update)
-            layer.events.data.connect(self._schedule_update)
-        self._schedule_update()
-
     def _on_mode_changed(self, mode: str) -> None:
-        if mode != self._overlay_mode:  # napari resets the dock's choices (re-emitting this) on layer changes
+        if mode != self._overlay.mode:  # napari resets the dock's choices (re-emitting this) on layer changes
             self._show_overlay()
-            self._ortho.show(self._ortho.image, self._overlay)
-
-    def _schedule_update(self, event: Any = None) -> None:
-        if self._prediction.value is not None and self._reference.value is not None:
-            self._auto_update.start()
+            self._overlay.draw_planes(self._overlay.ortho.image)
 
     def _on_row_clicked(self) -> None:
         index = self.selected_lesion
@@ -316,8 +287,7 @@ class LesionReviewWidget(Container):
         self._correction.offer_autosave()
 
     def _on_layer_removed(self, event: Any) -> None:
-        if event.value is self._overlay:
-            self._overlay = None
+        self._overlay.forget(event.value)
         self._correction.forget(event.value)
         self._refresh_choices()
 
@@ -325,19 +295,16 @@ class LesionReviewWidget(Container):
         name = run.layers.get("mask")
         if name in self._viewer.layers and isinstance(self._viewer.layers[name], Labels):
             self._prediction.value = self._viewer.layers[name]
-        self._schedule_update()
+        self._schedule.schedule()
 
     def _report_error(self, err: Exception) -> None:
         self._status.value = "Could not review (see the notification)."
         notify_or_raise(err)
 
-    def _worker_finished(self) -> None:
-        self._worker = None
-        if self._rerun and not self._closed.is_set():
-            self._rerun = False
-            self.update(quiet=True)
-
     # --- review ----------------------------------------------------------------------------------
+
+    def _pair(self) -> tuple[Labels | None, Labels | None]:
+        return self._prediction.value, self._reference.value
 
     def _review_inputs(self) -> dict[str, Any]:
         prediction, reference = self._prediction.value, self._reference.value
@@ -357,30 +324,17 @@ class LesionReviewWidget(Container):
         self._rows = review_rows(review)
         self._table_of_lesions.show(self._rows)
         self._show_coverage()
-        if add_overlay or self._overlay in self._viewer.layers:  # automatic updates never add it unasked
+        if add_overlay or self._overlay.shown:  # automatic updates never add it unasked
             self._show_overlay()
-        self._ortho.show(matching_layer(self._viewer, "FLAIR") or next(iter(image_layers(self._viewer)), None), self._overlay)
+        self._overlay.draw_planes(backdrop(self._viewer))
         self._status.value = (
             f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
             f"{metrics['n_lesions_pred']} predicted lesions, DSC {format_metric('dsc', metrics['dsc'])}"
         )
 
     def _show_overlay(self) -> None:
-        if self._review is None or self._reviewed is None:
-            return
-        self._overlay_mode = self._mode.value
-        data = self._review.confusion(self._overlay_mode)
-        source = self._reviewed[0]
-        if self._overlay is not None and self._overlay in self._viewer.layers:
-            self._overlay.data = data
-            self._overlay.scale, self._overlay.translate = source.scale, source.translate
-            return
-        # Assigned before it is added: adding makes napari reset the dock's choices, which re-enters here.
-        self._overlay = confusion_overlay(data, source, OVERLAY_NAME)
-        self._viewer.add_layer(self._overlay)
-
-    def _schedule_coverage(self, event: Any = None) -> None:
-        self._coverage_timer.start()
+        if self._review is not None and self._reviewed is not None:
+            self._overlay.paint(self._review, self._reviewed[0], self._mode.value)
 
     def _show_coverage(self) -> None:
         corrected = self._correction.layer
@@ -398,7 +352,7 @@ class LesionReviewWidget(Container):
 
     def _decide(self, index: int | None, *, keep: bool) -> None:
         index = self.selected_lesion if index is None else index
-        layer = self._editable_corrected()
+        layer = self._correction.editable_on(self._review)
         if layer is None:
             return
         if index is None or not 0 <= index < len(self._rows):
@@ -407,27 +361,14 @@ class LesionReviewWidget(Container):
         layer.data_setitem(row_voxels(self._review, self._rows[index]), 1 if keep else 0)
         self._show_coverage()
 
-    def _editable_corrected(self) -> Labels | None:
-        """The corrected mask, if there is one on the reviewed grid (else a notification says what to do)."""
-        layer, review = self._correction.layer, self._review
-        if layer is None:
-            show_error("No corrected mask: click 'New from prediction' (or restore an autosave) first.")
-            return None
-        if review is None:
-            show_error("Update the review first.")
-            return None
-        if np.shape(layer.data) != review.voxel_map.shape:
-            show_error(
-                f"The corrected mask {layer.name!r} has shape {np.shape(layer.data)} but the reviewed masks have "
-                f"{review.voxel_map.shape}: choose a corrected mask on the same grid."
-            )
-            return None
-        return layer
-
     # --- choices ---------------------------------------------------------------------------------
 
     def _mask_layers(self, widget: Any = None) -> list[tuple[str, Labels]]:
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and layer is not self._overlay]
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Labels) and layer is not self._overlay.layer
+        ]
 
     def _refresh_choices(self) -> None:
         for combo in (self._prediction, self._reference, self._correction.layer_choice):
@@ -435,7 +376,9 @@ class LesionReviewWidget(Container):
 
     def _pick_defaults(self) -> None:
         layers = dict(self._mask_layers())
-        references = [layer for layer in layers.values() if source_path(layer) in self._correction.masks.reference_files()]
+        references = [
+            layer for layer in layers.values() if source_path(layer) in self._correction.masks.reference_files()
+        ]
         if self._reference.value is None and references:
             self._reference.value = references[0]
         run = self._session.latest

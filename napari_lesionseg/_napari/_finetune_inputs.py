@@ -1,0 +1,73 @@
+"""What the Fine-tune dock trains on: the image layers the checkpoint takes, a copy of the corrected mask (checked
+against them), the mask grid's spacing, the subject, and the run mask the user started correcting from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from napari.layers import Labels
+
+from napari_lesionseg._napari._finetune_report import layer_spacing, subject_name
+from napari_lesionseg._napari._finetune_settings import FineTuneSettings
+from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
+from napari_lesionseg._napari.metadata import started_from_layer_metadata
+from napari_lesionseg.engine.checkpoints import CheckpointInfo
+from napari_lesionseg.engine.requirements import required_modalities
+from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
+from napari_lesionseg.training.corrections import FineTuneRequest, check_correction
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["fine_tune_request", "images_text"]
+
+
+def fine_tune_request(
+    viewer: napari.viewer.Viewer,
+    info: CheckpointInfo | None,
+    mask_layer: Labels | None,
+    settings: FineTuneSettings,
+    *,
+    folders: Sequence[Path],
+    check_folders: Sequence[Path],
+) -> FineTuneRequest:
+    """Fine-tuning `info` on `mask_layer` and the viewer's images, checked (raises a `LesionSegError` naming the
+    problem)."""
+    if info is None:
+        raise CheckpointError("No checkpoint to start from: train one (`lesionseg train`) or install the bundled ones.")
+    if mask_layer is None:
+        raise InvalidInputError(
+            "No corrected mask: create one in the Lesion review dock ('New from prediction'), correct it, "
+            "then choose it here."
+        )
+    images = checkpoint_layers(viewer, info.metadata)
+    first = next(iter(images.values()))
+    mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
+    check_correction({m: layer.data for m, layer in images.items()}, mask, mask_layer.name)
+    return FineTuneRequest(
+        checkpoint=info.path,
+        images={m: np.asarray(layer.data) for m, layer in images.items()},
+        mask=mask,
+        spacing=layer_spacing(mask_layer, first),
+        predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
+        subject_name=subject_name(first),
+        mask_name=mask_layer.name,
+        folders=tuple(folders),
+        check_folders=tuple(check_folders),
+        **settings.values(),
+    )
+
+
+def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None) -> str:
+    """Which image layers `info` would train on (or which modality is missing), for the dock's 'Images' line."""
+    if info is None:
+        return "Images: choose a checkpoint"
+    try:
+        images = checkpoint_layers(viewer, info.metadata)
+    except LesionSegError:
+        missing = [m for m in required_modalities(info.metadata) if matching_layer(viewer, m) is None]
+        return f"Images: missing {', '.join(missing)} (open the subject's modalities)"
+    return "Images: " + ", ".join(layer.name for layer in images.values())
