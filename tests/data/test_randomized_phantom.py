@@ -17,7 +17,11 @@ from napari_lesionseg.constants import MODALITIES
 from napari_lesionseg.data.phantom import make_phantom, write_phantom
 from napari_lesionseg.data.phantom.acquisition import brain_mask, pial_mask
 from napari_lesionseg.data.phantom.lesions import LesionStyle, place_lesions
-from napari_lesionseg.data.phantom.random_contrast import RANDOM_CONTRAST_SHARE
+from napari_lesionseg.data.phantom.random_contrast import (
+    RANDOM_CONTRAST_SHARE,
+    ScannerDraw,
+    texture_and_resampling,
+)
 from napari_lesionseg.data.phantom.randomized import (
     MODALITY_CHANCE,
     _thick_slices,
@@ -26,9 +30,11 @@ from napari_lesionseg.data.phantom.randomized import (
 )
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.errors import InvalidInputError
+from napari_lesionseg.evaluation.texture import white_matter_texture
 from napari_lesionseg.evaluation.tissue_ratios import estimate_tissues, tissue_ratios
 
 REAL_RATIOS = Path(__file__).resolve().parents[2] / "docs" / "tissue_ratios_sub-p26.json"
+REAL_TEXTURE = Path(__file__).resolve().parents[2] / "docs" / "texture_sub-p26.json"
 SPACING = 3.0
 #: Subjects whose FLAIR / T1w ratios must span the real subject's, and their grid.
 RATIO_SEEDS = range(20)
@@ -252,6 +258,54 @@ class TestContrast:
 
     def test_committed_measurement_names_no_path(self):
         text = REAL_RATIOS.read_text(encoding="utf-8")
+        assert "/shared" not in text and "/work" not in text
+        assert json.loads(text)["real"]["subject"] == "sub-p26"
+
+
+class TestTexture:
+    @staticmethod
+    def _scanner(integer: bool = False) -> ScannerDraw:
+        return ScannerDraw(random_contrast=False, bias_corrected=True, coil=0.0, winsorise=False, integer=integer)
+
+    def test_textures_and_interpolation_vary_between_channels(self):
+        flat = np.full((40, 40, 40), 500.0, np.float32)
+        noisy = flat + np.random.default_rng(0).normal(0.0, 10.0, flat.shape).astype(np.float32)
+        inside = np.ones(flat.shape, bool)
+        textures = [
+            white_matter_texture(texture_and_resampling(noisy, 1.5, self._scanner(), np.random.default_rng(s)), inside)
+            for s in range(12)
+        ]
+        sds = [t.relative_sd for t in textures]
+        correlations = [np.mean(t.neighbour_correlation) for t in textures]
+        assert min(sds) < 0.03 and max(sds) > 0.05
+        assert min(correlations) < 0.5 and max(correlations) > 0.8
+
+    def test_integer_scanners_keep_whole_numbers(self):
+        image = np.full((20, 20, 20), 300.0, np.float32)
+        textured = texture_and_resampling(image, 1.5, self._scanner(integer=True), np.random.default_rng(3))
+        assert np.array_equal(textured, np.round(textured)) and textured.std() > 0
+
+    @pytest.mark.slow
+    def test_realistic_white_matter_texture_spans_the_real_subject(self):
+        """Measured as scripts/wm_texture.py does, on the model's 1.5 mm grid, against its committed real values."""
+        real = json.loads(REAL_TEXTURE.read_text(encoding="utf-8"))["real"]["textures"]
+        measured: dict[str, list] = {"FLAIR": [], "T1w": []}
+        for seed in range(8):
+            subject = make_training_subject(seed, 1.5, modalities=("FLAIR", "T1w"), random_contrast=False)
+            lesion = subject.mask > 0
+            wm = estimate_tissues(subject.images["T1w"], brain_mask(subject), lesion)["wm"]
+            wm &= ~ndi.binary_dilation(lesion, iterations=2)
+            for modality in measured:
+                measured[modality].append(white_matter_texture(subject.images[modality], wm))
+        for modality, textures in measured.items():
+            sds = [t.relative_sd for t in textures]
+            correlations = [np.mean(t.neighbour_correlation) for t in textures]
+            assert min(sds) <= real[modality]["relative_sd"] <= max(sds), (modality, sds)
+            real_correlation = np.mean(real[modality]["neighbour_correlation"])
+            assert min(correlations) <= real_correlation <= max(correlations), (modality, correlations)
+
+    def test_committed_texture_names_no_path(self):
+        text = REAL_TEXTURE.read_text(encoding="utf-8")
         assert "/shared" not in text and "/work" not in text
         assert json.loads(text)["real"]["subject"] == "sub-p26"
 
