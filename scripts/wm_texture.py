@@ -61,7 +61,11 @@ def measure_real(folder: Path) -> dict[str, Any]:
     lesion = to_model(subject.mask.data.astype(np.float32), subject.mask.geometry, space) >= 0.5
     t1w = images["T1w"]
     brain = ndi.binary_fill_holes(t1w > REAL_BRAIN_SHARE * np.percentile(t1w[t1w > 0], 99))
-    return {"subject": subject.name, "spacing_mm": SPACING, "textures": measure(images, white_matter(t1w, brain, lesion))}
+    return {
+        "subject": subject.name,
+        "spacing_mm": SPACING,
+        "textures": measure(images, white_matter(t1w, brain, lesion)),
+    }
 
 
 def spread(measured: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -71,7 +75,11 @@ def spread(measured: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dic
         sds = np.array([m[modality]["relative_sd"] for m in measured])
         correlations = np.array([np.mean(m[modality]["neighbour_correlation"]) for m in measured])
         out[modality] = {
-            name: {"min": round(float(v.min()), 4), "median": round(float(np.median(v)), 4), "max": round(float(v.max()), 4)}
+            name: {
+                "min": round(float(v.min()), 4),
+                "median": round(float(np.median(v)), 4),
+                "max": round(float(v.max()), 4),
+            }
             for name, v in (("relative_sd", sds), ("mean_neighbour_correlation", correlations))
         }
     return out

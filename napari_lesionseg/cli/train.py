@@ -101,6 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="lesion voxels a patch needs (default: %(default)s, the paper's)",
     )
     sampling.add_argument(
+        "--spacing", type=float, metavar="MM", default=None,
+        help="resample every subject to MM isotropic voxels first, as inference resamples into the model's space "
+        "(default: each subject's own grid; the checkpoint then records their median)",
+    )
+    sampling.add_argument(
         "--brain-patches", type=float, metavar="F", default=0.0,
         help="share of patches centred anywhere in the head/brain, lesions or not (default: 0, the paper's selection only)",
     )
@@ -176,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = TrainingConfig(
         data=args.data, val=args.val, out=args.out, work_dir=args.work_dir, name=args.name,
-        modalities=_names(args.modalities), optional_modalities=_names(args.optional),
+        modalities=_names(args.modalities), spacing=args.spacing, optional_modalities=_names(args.optional),
         modality_dropout=args.modality_dropout if args.optional else 0.0,
         preset=args.preset, model=_key_values(args.model_param, "--model-param"), init_checkpoint=args.init,
         loss=args.loss, beta=args.beta, loss_params=_key_values(args.loss_param, "--loss-param"),

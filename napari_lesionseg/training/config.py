@@ -28,7 +28,7 @@ __all__ = ["LOSSES", "TrainingConfig", "TrainingProgress", "TrainingResult"]
 #: Fields that must match for `resume` to continue a run (epochs and max_steps may grow).
 _RUN_IDENTITY = (
     "modalities", "optional_modalities", "modality_dropout", "preset", "model", "loss", "beta", "loss_params", "patch_size",
-    "patches_per_subject", "min_lesion_voxels", "brain_patch_fraction", "augment", "batch_size", "seed",
+    "patches_per_subject", "min_lesion_voxels", "brain_patch_fraction", "augment", "batch_size", "seed", "spacing",
     "lr", "lr_decay", "lr_decay_every", "lr_growth", "lr_growth_every",
 )
 
@@ -44,6 +44,8 @@ class TrainingConfig:
         work_dir: folder for the resumable state and the history logs (default: beside `out`).
         name: checkpoint name (default: the stem of `out`).
         modalities: input channels, in order.
+        spacing: isotropic voxel size (mm) the folders' subjects are resampled to before training, as
+            inference resamples into the checkpoint's model space (None: each subject's own grid).
         optional_modalities: those the network learns to run without: a subject lacking one gets 0
             there (as inference feeds it), and modality dropout zeroes each in a patch with
             probability `modality_dropout`.
@@ -77,6 +79,7 @@ class TrainingConfig:
     work_dir: str | None = None
     name: str | None = None
     modalities: tuple[str, ...] = CORE_MODALITIES
+    spacing: float | None = None
     optional_modalities: tuple[str, ...] = ()
     modality_dropout: float = 0.0
     preset: str = "compact"
@@ -141,6 +144,8 @@ class TrainingConfig:
             raise InvalidInputError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")
         if not 0.0 <= self.brain_patch_fraction < 1.0:
             raise InvalidInputError(f"the share of brain patches must be in [0, 1), got {self.brain_patch_fraction}")
+        if self.spacing is not None and not self.spacing > 0:
+            raise InvalidInputError(f"the training spacing must be > 0 mm, got {self.spacing}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise InvalidInputError(f"need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
 

@@ -115,13 +115,21 @@ def find_subject_dirs(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_training_subjects(
-    paths: Sequence[str | os.PathLike[str]], modalities: Sequence[str], optional: Sequence[str] = ()
+    paths: Sequence[str | os.PathLike[str]],
+    modalities: Sequence[str],
+    optional: Sequence[str] = (),
+    model_spacing: Sequence[float] | None = None,
 ) -> list[TrainingSubject]:
-    """Load and normalise every subject under `paths` (see `find_subject_dirs`); each needs a mask.
+    """Load and normalise every subject under `paths` (see `find_subject_dirs`) at `model_spacing` mm (None: its
+    own); each needs a mask.
 
     A subject without one of the `optional` modalities gets a channel of 0 there (`channels_subject`).
     """
-    return [load_training_subject(folder, modalities, optional) for p in paths for folder in find_subject_dirs(p)]
+    return [
+        load_training_subject(folder, modalities, optional, model_spacing)
+        for p in paths
+        for folder in find_subject_dirs(p)
+    ]
 
 
 def load_training_subject(

@@ -18,7 +18,10 @@ __all__ = ["model_spacing", "training_record", "write_checkpoint"]
 
 
 def model_spacing(config: TrainingConfig, subjects: Sequence[TrainingSubject]) -> list[float] | None:
-    """The voxel size the network learns at: its parent's (a fine-tune), else the training subjects' median."""
+    """The voxel size the network learns at: the run's `spacing`, else its parent's (a fine-tune), else the
+    training subjects' median."""
+    if config.spacing is not None:
+        return [float(config.spacing)] * 3
     if config.init_checkpoint:
         from napari_lesionseg.engine.checkpoints import read_metadata
         from napari_lesionseg.engine.requirements import trained_spacing

@@ -145,8 +145,9 @@ class _Run:
         """The patch sampler over the training subjects, and the validation subjects."""
         config = self.config
         optional = config.optional_modalities
-        train_set = [*subjects, *load_training_subjects(config.data, config.modalities, optional)]
-        val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities, optional)]
+        space = None if config.spacing is None else (config.spacing,) * 3
+        train_set = [*subjects, *load_training_subjects(config.data, config.modalities, optional, space)]
+        val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities, optional, space)]
         if not train_set:
             raise InvalidInputError("no training subjects: pass --data folders or in-memory subjects")
         sampler = PatchSampler(
@@ -355,7 +356,7 @@ class _Run:
 
 
 #: Run-identity fields added after states were first written, with the value those runs used.
-_IDENTITY_DEFAULTS: dict[str, Any] = {"brain_patch_fraction": 0.0}
+_IDENTITY_DEFAULTS: dict[str, Any] = {"brain_patch_fraction": 0.0, "spacing": None}
 
 
 def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -> None:

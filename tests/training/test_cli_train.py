@@ -4,7 +4,10 @@ import pytest
 from conftest import write_subject
 
 from napari_lesionseg.cli import main
+from napari_lesionseg.constants import CORE_MODALITIES
 from napari_lesionseg.engine.checkpoints import load_checkpoint
+from napari_lesionseg.engine.requirements import trained_spacing
+from napari_lesionseg.training.data import load_training_subjects
 from napari_lesionseg.vocabulary import LOSSES
 
 TINY_ARGS = [
@@ -79,6 +82,24 @@ def test_brain_patches_reach_the_checkpoint_and_a_state_from_before_them_resumes
     assert "after 2 steps" in capsys.readouterr().out
 
 
+def test_spacing_resamples_the_subjects_and_is_the_checkpoints_model_space(data, tmp_path, capsys):
+    """1 mm folders trained at 2 mm: the loader resamples them as inference does, the checkpoint says 2 mm, and a
+    resume at another spacing is refused."""
+    subjects = load_training_subjects([data / "train"], CORE_MODALITIES, model_spacing=(2.0, 2.0, 2.0))
+    assert [s.mask.shape for s in subjects] == [(8, 8, 8)] * 2 and {s.spacing for s in subjects} == {(2.0, 2.0, 2.0)}
+    out = tmp_path / "m.pt"
+    args = ["train", "--data", str(data / "train"), "--out", str(out), "--max-steps", "1", "--quiet", *TINY_ARGS]
+    args += ["--min-lesion-voxels", "1"]  # 2 mm voxels: the small synthetic lesions keep few of them
+    assert main([*args, "--spacing", "2"]) == 0
+    metadata = load_checkpoint(out)[1]
+    assert trained_spacing(metadata) == (2.0, 2.0, 2.0) and metadata.training["spacing"] == 2.0
+    assert main([*args, "--spacing", "1.5", "--max-steps", "2", "--resume"]) == 2
+    assert "spacing: 2.0 -> 1.5" in capsys.readouterr().err
+    assert main(["train", "--data", str(data / "train"), "--out", str(tmp_path / "own.pt"), "--max-steps", "1",
+                 "--quiet", *TINY_ARGS]) == 0  # fmt: skip
+    assert trained_spacing(load_checkpoint(tmp_path / "own.pt")[1]) == (1.0, 1.0, 1.0)
+
+
 def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
     args = ["train", "--data", str(data / "train"), "--out", str(tmp_path / "m.pt"), "--max-steps", "1", "--quiet"]
     args += TINY_ARGS
@@ -98,6 +119,7 @@ def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys)
         (["--optional", "FLAIR,T1w,T2w,PDw"], "must be some, not all, of the modalities"),
         (["--optional", "T2w", "--modality-dropout", "1"], "modality dropout must be in [0, 1)"),
         (["--brain-patches", "1"], "share of brain patches must be in [0, 1)"),
+        (["--spacing", "0"], "the training spacing must be > 0 mm"),
     ],
 )
 def test_bad_options_exit_with_one_clear_line(data, tmp_path, capsys, extra, message):
