@@ -3,7 +3,8 @@
 `load_subject` puts modalities on other grids onto the FLAIR's (with a note saying so), and the
 prediction entry point puts the inputs into the model's space and the probability back
 (`engine.model_space`). Images are interpolated linearly, masks by nearest neighbour; voxels
-outside the moving volume's field of view get the image's minimum (background) or 0 for masks.
+outside the moving volume's field of view get the image's background level (`background_level`) or 0 for
+masks.
 
 Example:
     >>> t1_on_flair = resample_volume(t1, flair.geometry, kind="image")  # doctest: +SKIP
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from napari_lesionseg.data.geometry import Geometry
     from napari_lesionseg.data.volumes import Volume
 
-__all__ = ["resample_to_grid", "resample_volume"]
+__all__ = ["BACKGROUND_PERCENTILE", "background_level", "resample_to_grid", "resample_volume"]
+
+#: Percentile of an image taken as its background, the value outside its field of view.
+BACKGROUND_PERCENTILE = 1.0
 
 
 def resample_to_grid(
@@ -34,7 +38,8 @@ def resample_to_grid(
         source: the geometry `data` lives on.
         target: the geometry to resample onto.
         order: 1 for linear interpolation (images), 0 for nearest neighbour (masks, labels).
-        cval: value outside the source field of view; the minimum of `data` when None.
+        cval: value outside the source field of view; when None, the background level of `data` (its 1st
+            percentile, `background_level`).
 
     Returns:
         Array of shape ``target.shape``: float32 for ``order=1``, `data`'s dtype for ``order=0``.
@@ -47,7 +52,7 @@ def resample_to_grid(
     target_to_source = np.linalg.inv(source.canonical_affine) @ target.canonical_affine
     if order == 1:
         data = data.astype(np.float32, copy=False)
-    fill = float(data.min()) if cval is None else float(cval)
+    fill = background_level(data) if cval is None else float(cval)
     return ndimage.affine_transform(
         data,
         target_to_source[:3, :3],
@@ -59,6 +64,17 @@ def resample_to_grid(
         cval=fill,
         prefilter=False,
     )
+
+
+def background_level(data: np.ndarray) -> float:
+    """The value a scan's background has: its 1st percentile.
+
+    Not the minimum: a registered or spline-resampled skull-stripped scan rings a little below its zero
+    background at the brain's edge (under 0.1 % of the voxels of a real one), and a fill at that minimum
+    would push the normalisation's foreground threshold below the background, making the whole grid
+    foreground.
+    """
+    return float(np.percentile(data, BACKGROUND_PERCENTILE))
 
 
 def resample_volume(volume: Volume, target: Geometry, *, kind: Literal["image", "mask"] = "image") -> Volume:

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_affine, reorient
 
 from napari_lesionseg.data.geometry import Geometry
-from napari_lesionseg.data.resample import resample_to_grid, resample_volume
+from napari_lesionseg.data.resample import background_level, resample_to_grid, resample_volume
 from napari_lesionseg.data.volumes import Volume
 
 
@@ -35,7 +35,18 @@ def test_whole_voxel_shift_moves_values():
     data = np.random.default_rng(2).random(source.shape).astype(np.float32)
     out = resample_to_grid(data, source, target)
     np.testing.assert_allclose(out[:-1], data[1:], atol=1e-6)  # canonical axis 0 is S
-    assert np.all(out[-1] == data.min())  # outside the source field of view
+    assert np.all(out[-1] == np.float32(background_level(data)))  # outside the source field of view
+
+
+def test_outside_the_field_of_view_is_background_not_the_ringing_below_it():
+    """A skull-stripped scan, 0 outside the brain, rings slightly below 0 at its edge: the fill is 0, not that."""
+    source = _geometry(shape=(20, 20, 20))
+    data = np.zeros(source.shape, np.float32)
+    data[5:15, 5:15, 5:15] = 100.0
+    data[4, 5:10, 5:15] = -12.0  # part of the edge rings below 0: 0.6 % of the voxels
+    target = _geometry(origin=(-2.0, -2.0, -2.0), shape=(24, 24, 24))  # 2 voxels beyond the source on every side
+    out = resample_to_grid(data, source, target)
+    assert background_level(data) == 0.0 and out[0, 0, 0] == 0.0 and out.min() == -12.0
 
 
 def test_linear_interpolation_halfway():

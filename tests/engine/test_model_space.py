@@ -62,6 +62,22 @@ class TestModelSpaceGrid:
         np.testing.assert_allclose(centre(space.geometry), centre(native), atol=1e-9)
         np.testing.assert_allclose(space.scale, (2.0 / 3.0, 2.0, 2.0))
 
+    def test_a_stripped_scan_ringing_below_zero_keeps_its_brain_as_the_foreground(self):
+        """The model grid reaches past the native field of view; that margin is background (0), not the ringing
+        minimum, so the normalisation still finds the brain (a fill at -12 made the whole grid foreground)."""
+        native = Geometry.from_affine(make_affine((1.0, 1.0, 1.0)), (62, 62, 62))
+        image = np.zeros(native.shape, np.float32)
+        brain = np.zeros(native.shape, bool)
+        brain[10:51, 10:51, 10:51] = True
+        image[brain] = 80.0 + np.random.default_rng(0).normal(0, 5, brain.sum()).astype(np.float32)
+        edge = ndimage.binary_dilation(brain) & ~brain
+        image[edge & (np.indices(native.shape)[0] % 4 == 0)] = -12.7  # spline ringing on part of the edge
+        space = model_space(native, (1.5, 1.5, 1.5))
+        assert space.geometry.shape == (42, 42, 42)  # 63 mm: its outer voxels lie beyond the native ones
+        stack = to_model(image, native, space)[None]
+        foreground = normalize_stack(stack)[0] != 0
+        assert 0.2 < foreground.mean() < 0.35  # the 41 mm cube of brain in a 63 mm grid, not everything
+
     def test_a_smooth_probability_survives_the_round_trip(self):
         native = _native()
         space = model_space(native, (2.0, 2.0, 2.0))
