@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the bundled checkpoints napari_lesionseg/engine/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
-# and the modality-subset ones {fbeta_1.5_flair-t1w,fbeta_1.5_flair}.pt
+# and the modality-subset ones {fbeta_1.5_flair-t1w,fbeta_1.5_flair}.pt, the generator-trained
+# fbeta_1.5_generator.pt (FLAIR required; T1w, T2w, PDw, T1c optional; 1.5 mm)
 # and their validation table (docs/TRAINING.md explains every choice).
 #
 # Resumable: every step is skipped when its result exists, and an interrupted training run
@@ -34,6 +35,28 @@ make_subjects() {  # folder, count, first seed
   fi
 }
 
+# Training-generator subjects at 1.5 mm (data/phantom/randomized.py), for fbeta_1.5_generator. Seeds used nowhere
+# else: training 30000-30047 (48 subjects), validation 31000-31003 (4).
+make_generator_subjects() {  # folder, count, first seed
+  if [ ! -f "$1/.complete" ]; then
+    rm -rf "$1"
+    "$LESIONSEG" sample "$1" --generator training --n "$2" --seed "$3" --spacing 1.5
+    touch "$1/.complete"
+  fi
+}
+
+# The run of 2026-12-02 (session 8): 9,000 steps, 25 min on the 2-core VM with 2 threads.
+train_generator() {
+  make_generator_subjects "$WORK/generator/train" 48 30000
+  make_generator_subjects "$WORK/generator/val" 4 31000
+  "$LESIONSEG" train --data "$WORK/generator/train" --val "$WORK/generator/val" \
+    --out "$WEIGHTS/fbeta_1.5_generator.pt" --work-dir "$WORK/fbeta_1.5_generator" \
+    --modalities FLAIR,T1w,T2w,PDw,T1c --optional T1w,T2w,PDw,T1c --modality-dropout 0.3 --brain-patches 0.25 \
+    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs 100 --max-steps 9000 \
+    --val-every 40 --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
+    --resume 2>&1 | tee -a "$WORK/fbeta_1.5_generator.log"
+}
+
 train_one() {  # name, epochs, loss options...
   local name=$1 epochs=$2
   shift 2
@@ -49,11 +72,12 @@ make_subjects "$WORK/data/train" 16 100
 make_subjects "$WORK/data/val" 4 500
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair)
+[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair fbeta_1.5_generator)
 for name in "${names[@]}"; do
   case $name in
     fbeta_1.5_flair-t1w) train_one "$name" "$SUBSET_EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR,T1w ;;
     fbeta_1.5_flair) train_one "$name" "$SUBSET_EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR ;;
+    fbeta_1.5_generator) train_generator ;;
     fbeta_*) train_one "$name" "$EPOCHS" --loss fbeta --beta "${name#fbeta_}" ;;
     focal) train_one focal "$FOCAL_EPOCHS" --loss focal ;;
     *) echo "unknown checkpoint $name (expected fbeta_<beta> or focal)" >&2; exit 2 ;;

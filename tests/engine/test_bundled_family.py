@@ -7,7 +7,7 @@ import torch
 
 from napari_lesionseg.engine.catalog import pick_by_beta
 from napari_lesionseg.engine.checkpoints import BUNDLED_DIR, list_checkpoints, load_checkpoint
-from napari_lesionseg.engine.requirements import required_modalities
+from napari_lesionseg.engine.requirements import required_modalities, used_modalities
 
 BUNDLED = sorted(BUNDLED_DIR.glob("*.pt"))
 
@@ -27,17 +27,19 @@ def test_each_checkpoint_is_finite_needs_the_flair_and_records_its_spacing(path)
 
 
 @pytest.mark.parametrize(
-    "inputs, uses",
+    "inputs, name, uses",
     [
-        (("FLAIR",), ["FLAIR"]),
-        (("FLAIR", "T1w"), ["FLAIR", "T1w"]),
-        (("FLAIR", "T1w", "T2w"), ["FLAIR", "T1w"]),  # no PDw: the FLAIR + T1w network
-        (("FLAIR", "T1w", "T1c", "T2w"), ["FLAIR", "T1w"]),
-        (("FLAIR", "T1w", "T2w", "PDw"), ["FLAIR", "T1w", "T2w", "PDw"]),
+        (("FLAIR",), "fbeta_1.5_flair", ["FLAIR"]),
+        (("FLAIR", "T1w"), "fbeta_1.5_flair-t1w", ["FLAIR", "T1w"]),
+        # no PDw: the generator-trained network, whose T1w, T2w, PDw and T1c are optional
+        (("FLAIR", "T1w", "T2w"), "fbeta_1.5_generator", ["FLAIR", "T1w", "T2w"]),
+        (("FLAIR", "T1w", "T1c", "T2w"), "fbeta_1.5_generator", ["FLAIR", "T1w", "T2w", "T1c"]),
+        # as many inputs used by both: the one listed first, the phantom-trained four-input network
+        (("FLAIR", "T1w", "T2w", "PDw"), "fbeta_1.5", ["FLAIR", "T1w", "T2w", "PDw"]),
     ],
 )
-def test_beta_1_5_runs_every_common_protocol_with_the_most_of_its_inputs(inputs, uses, monkeypatch, tmp_path):
+def test_beta_1_5_runs_every_common_protocol_with_the_most_of_its_inputs(inputs, name, uses, monkeypatch, tmp_path):
     monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path))  # no user checkpoints
     picked = pick_by_beta(list_checkpoints(), 1.5, inputs)
     assert picked.path.parent == BUNDLED_DIR and picked.metadata.beta == 1.5
-    assert picked.metadata.modalities == uses
+    assert picked.name == name and used_modalities(picked.metadata, inputs) == uses
