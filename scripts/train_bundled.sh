@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the bundled checkpoints napari_lesionseg/engine/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
 # and the modality-subset ones {fbeta_1.5_flair-t1w,fbeta_1.5_flair}.pt, the generator-trained
-# fbeta_1.5_generator.pt (FLAIR required; T1w, T2w, PDw, T1c optional; 1.5 mm)
+# fbeta_1.5_generator.pt (FLAIR required; T1w, T2w, PDw, T1c optional; 1.5 mm), the generator-trained
+# fbeta_1.5_generator-flair.pt and fbeta_1.5_generator-flair-t1w.pt (one input set each; 1.5 mm)
 # and their validation table (docs/TRAINING.md explains every choice).
 #
 # Resumable: every step is skipped when its result exists, and an interrupted training run
@@ -57,6 +58,38 @@ train_generator() {
     --resume 2>&1 | tee -a "$WORK/fbeta_1.5_generator.log"
 }
 
+# One network per input set on the same generator subjects (session 9): the FLAIR alone (all 48), and
+# FLAIR + T1w (the 39 of them with a T1w, linked into their own folder: the T1w is required).
+link_subjects_with() {  # source folder, modality, target folder
+  mkdir -p "$3"
+  for subject in "$1"/sub-*/; do
+    name=$(basename "$subject")
+    if compgen -G "$subject${name}_$2.nii*" > /dev/null; then ln -sfn "$(cd "$subject" && pwd)" "$3/$name"; fi
+  done
+}
+
+train_generator_set() {  # name, modalities, training folder, validation folder, epochs, validation every N epochs
+  "$LESIONSEG" train --data "$3" --val "$4" \
+    --out "$WEIGHTS/$1.pt" --work-dir "$WORK/$1" --modalities "$2" --brain-patches 0.25 \
+    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs "$5" --max-steps 9000 \
+    --val-every "$6" --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
+    --resume 2>&1 | tee -a "$WORK/$1.log"
+}
+
+train_generator_flair() {
+  make_generator_subjects "$WORK/generator/train" 48 30000
+  make_generator_subjects "$WORK/generator/val" 4 31000
+  train_generator_set fbeta_1.5_generator-flair FLAIR "$WORK/generator/train" "$WORK/generator/val" 100 40
+}
+
+train_generator_flair_t1w() {
+  make_generator_subjects "$WORK/generator/train" 48 30000
+  make_generator_subjects "$WORK/generator/val" 4 31000
+  link_subjects_with "$WORK/generator/train" T1w "$WORK/generator/train-t1w"
+  link_subjects_with "$WORK/generator/val" T1w "$WORK/generator/val-t1w"
+  train_generator_set fbeta_1.5_generator-flair-t1w FLAIR,T1w "$WORK/generator/train-t1w" "$WORK/generator/val-t1w" 200 50
+}
+
 train_one() {  # name, epochs, loss options...
   local name=$1 epochs=$2
   shift 2
@@ -72,12 +105,15 @@ make_subjects "$WORK/data/train" 16 100
 make_subjects "$WORK/data/val" 4 500
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair fbeta_1.5_generator)
+[ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair fbeta_1.5_generator
+  fbeta_1.5_generator-flair fbeta_1.5_generator-flair-t1w)
 for name in "${names[@]}"; do
   case $name in
     fbeta_1.5_flair-t1w) train_one "$name" "$SUBSET_EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR,T1w ;;
     fbeta_1.5_flair) train_one "$name" "$SUBSET_EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR ;;
     fbeta_1.5_generator) train_generator ;;
+    fbeta_1.5_generator-flair) train_generator_flair ;;
+    fbeta_1.5_generator-flair-t1w) train_generator_flair_t1w ;;
     fbeta_*) train_one "$name" "$EPOCHS" --loss fbeta --beta "${name#fbeta_}" ;;
     focal) train_one focal "$FOCAL_EPOCHS" --loss focal ;;
     *) echo "unknown checkpoint $name (expected fbeta_<beta> or focal)" >&2; exit 2 ;;

@@ -12,7 +12,8 @@ subjects and predictions already on disk are reused; OUT/results.json holds one 
 OUT/table.md the means per set and checkpoint.
 
 Held-out phantom seeds (used nowhere else): 9501-9504 (2 mm), 9511-9512 (1 mm), 9521-9522 (1 mm
-T1w beside 4 mm FLAIR / T2w / PDw slices), 9531-9532 (2 mm skull-stripped), 9541-9542 (2 mm, very
+T1w beside 4 mm FLAIR / T2w / PDw slices; their 4 mm FLAIR alone is the stand-in for a raw
+clinical FLAIR with skull), 9531-9532 (2 mm skull-stripped), 9541-9542 (2 mm, very
 low load); the generator's held-out subjects are seeds 32000-32007 (scripts/train_bundled.sh).
 """
 
@@ -36,6 +37,9 @@ PHANTOM_SETS: dict[str, tuple[list[str], list[str] | None, bool]] = {
     "4 mm slices, 1 mm T1w": (
         ["--n", "2", "--seed", "9521", "--spacing", "1", "--slice-thickness", "4", "--thick", "FLAIR,T2w,PDw"], None, False,
     ),
+    "4 mm slices, FLAIR alone": (
+        ["--n", "2", "--seed", "9521", "--spacing", "1", "--slice-thickness", "4", "--thick", "FLAIR,T2w,PDw"], ["FLAIR"], False,
+    ),
     "2 mm, skull-stripped": (["--n", "2", "--seed", "9531", "--spacing", "2", "--skull-strip"], None, False),
     "2 mm, very low load": (["--n", "2", "--seed", "9541", "--spacing", "2", "--load", "very_low"], None, False),
 }
@@ -57,7 +61,8 @@ def held_out_sets(out: Path, generator: Path | None) -> dict[str, list[Path]]:
                 raise SystemExit(done.stderr)
             (source / ".complete").touch()
         subjects = sorted(p for p in source.iterdir() if p.is_dir())
-        sets[name] = subjects if keep is None else [_subset(s, keep, out / "data" / "-".join(keep)) for s in subjects]
+        kept = source.parent / f"{source.name}-{'-'.join(keep or [])}"  # one folder per source: names repeat across sets
+        sets[name] = subjects if keep is None else [_subset(s, keep, kept) for s in subjects]
     if generator is not None:
         sets["generator, held out"] = sorted(p for p in generator.iterdir() if p.is_dir())
     return sets

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
-from napari_lesionseg.engine.choice import tuned_on
+from napari_lesionseg.engine.choice import bundled_rank, tuned_on
 from napari_lesionseg.engine.requirements import (
     missing_modalities,
     required_modalities,
@@ -95,7 +95,8 @@ def pick_by_beta(
 
     A fine-tuned checkpoint competes only for the subject it was tuned on (`choice.tuned_on`), as in
     the Inference dock: one patient's fine-tune is not every patient's model. Among checkpoints that
-    use as many inputs: the newest tuned on `subject`, else the first listed (the user's own before the bundled).
+    use as many inputs: the newest tuned on `subject`, then the user's own before the bundled, then
+    `choice.BUNDLED_PREFERENCE`, then the first listed.
 
     Raises:
         CheckpointError: none with that beta, or none of them can run on `available`; the message
@@ -116,11 +117,12 @@ def pick_by_beta(
             f"no checkpoint with beta {beta:g} can run on the inputs given ({', '.join(available) or 'none'}): "
             f"{needs}. Add the missing images, or train one on these modalities (`lesionseg train --modalities ...`)"
         )
-    def preference(info: CheckpointInfo) -> tuple[int, bool, str]:
+    def preference(info: CheckpointInfo) -> tuple[int, bool, str, bool, int]:
         mine = subject is not None and tuned_on(info) == subject
-        return len(used_modalities(info.metadata, available)), mine, info.metadata.created if mine else ""
+        used = len(used_modalities(info.metadata, available))
+        return used, mine, info.metadata.created if mine else "", info.source == "user", -bundled_rank(info)
 
-    return max(runnable, key=preference)  # max keeps the first of equals (the user's own before the bundled)
+    return max(runnable, key=preference)  # max keeps the first of equals
 
 
 def validation_dsc(validation: dict[str, Any]) -> float | None:

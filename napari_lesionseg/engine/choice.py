@@ -10,12 +10,26 @@ from napari_lesionseg.constants import BEST_BETA
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
 from napari_lesionseg.engine.requirements import missing_modalities, used_modalities
 
-__all__ = ["can_run", "default_checkpoint", "grouped", "tuned_on"]
+__all__ = ["BUNDLED_PREFERENCE", "bundled_rank", "can_run", "default_checkpoint", "grouped", "tuned_on"]
+
+#: Bundled checkpoints in the order they are preferred among those using as many of the loaded inputs,
+#: from the held-out validation (README, "The validation table"; `scripts/validate_family.py`): with the
+#: FLAIR alone or FLAIR + T1w the phantom-trained networks for those inputs beat the generator-trained
+#: ones; with the four phantom inputs the generator-trained network (optional inputs) beats the
+#: phantom-trained four-input one at 1 mm, skull-stripped and at very low load, and trails it at 2 mm.
+#: The others follow in listing order.
+BUNDLED_PREFERENCE = ("fbeta_1.5_flair", "fbeta_1.5_flair-t1w", "fbeta_1.5_generator", "fbeta_1.5")
 
 
 def can_run(info: CheckpointInfo, modalities: Sequence[str]) -> bool:
     """Whether every input the checkpoint requires is among `modalities` (case-insensitive; optional ones may lack)."""
     return not missing_modalities(info.metadata, modalities)
+
+
+def bundled_rank(info: CheckpointInfo) -> int:
+    """A bundled checkpoint's place in `BUNDLED_PREFERENCE`; every other checkpoint comes after those."""
+    listed = info.source == "bundled" and info.name in BUNDLED_PREFERENCE
+    return BUNDLED_PREFERENCE.index(info.name) if listed else len(BUNDLED_PREFERENCE)
 
 
 def tuned_on(info: CheckpointInfo) -> str | None:
@@ -50,7 +64,7 @@ def default_checkpoint(
     """The checkpoint to preselect.
 
     A checkpoint fine-tuned on `subject` (the newest) when there is one that can run; else the bundled
-    beta-1.5 model that can run on `modalities` (the most inputs first); else any runnable bundled one,
+    beta-1.5 model that can run on `modalities` (the most inputs first, then `BUNDLED_PREFERENCE`); else any runnable bundled one,
     any runnable one, the first listed.
     """
     runnable = [info for info in infos if not modalities or can_run(info, modalities)]
@@ -58,7 +72,9 @@ def default_checkpoint(
         mine = [info for info in runnable if tuned_on(info) == subject]
         if mine:
             return max(mine, key=lambda i: i.metadata.created)
-    by_inputs = sorted(runnable, key=lambda i: -len(used_modalities(i.metadata, modalities or i.metadata.modalities)))
+    by_inputs = sorted(
+        runnable, key=lambda i: (-len(used_modalities(i.metadata, modalities or i.metadata.modalities)), bundled_rank(i))
+    )
     for candidates in (
         [i for i in by_inputs if i.source == "bundled" and i.metadata.beta == BEST_BETA],
         [i for i in by_inputs if i.source == "bundled"],

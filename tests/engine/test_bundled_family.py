@@ -34,8 +34,8 @@ def test_each_checkpoint_is_finite_needs_the_flair_and_records_its_spacing(path)
         # no PDw: the generator-trained network, whose T1w, T2w, PDw and T1c are optional
         (("FLAIR", "T1w", "T2w"), "fbeta_1.5_generator", ["FLAIR", "T1w", "T2w"]),
         (("FLAIR", "T1w", "T1c", "T2w"), "fbeta_1.5_generator", ["FLAIR", "T1w", "T2w", "T1c"]),
-        # as many inputs used by both: the one listed first, the phantom-trained four-input network
-        (("FLAIR", "T1w", "T2w", "PDw"), "fbeta_1.5", ["FLAIR", "T1w", "T2w", "PDw"]),
+        # as many inputs used by both: the generator-trained network before the phantom-trained one (choice.BUNDLED_PREFERENCE)
+        (("FLAIR", "T1w", "T2w", "PDw"), "fbeta_1.5_generator", ["FLAIR", "T1w", "T2w", "PDw"]),
     ],
 )
 def test_beta_1_5_runs_every_common_protocol_with_the_most_of_its_inputs(inputs, name, uses, monkeypatch, tmp_path):
