@@ -2,7 +2,8 @@
 # Reproduce the bundled checkpoints napari_lesionseg/engine/weights/{fbeta_1.0,fbeta_1.5,fbeta_3.0,focal}.pt
 # and the modality-subset ones {fbeta_1.5_flair-t1w,fbeta_1.5_flair}.pt, the generator-trained
 # fbeta_1.5_generator.pt (FLAIR required; T1w, T2w, PDw, T1c optional; 1.5 mm), the generator-trained
-# fbeta_1.5_generator-flair.pt and fbeta_1.5_generator-flair-t1w.pt (one input set each; 1.5 mm)
+# fbeta_1.5_generator-flair.pt and fbeta_1.5_generator-flair-t1w.pt (one input set each; 1.5 mm), the
+# generator-trained {fbeta_1.0,fbeta_3.0,focal}_generator.pt (continued from fbeta_1.5_generator)
 # and their validation table (docs/TRAINING.md explains every choice).
 #
 # Resumable: every step is skipped when its result exists, and an interrupted training run
@@ -90,6 +91,34 @@ train_generator_flair_t1w() {
   train_generator_set fbeta_1.5_generator-flair-t1w FLAIR,T1w "$WORK/generator/train-t1w" "$WORK/generator/val-t1w" 200 50
 }
 
+# The paper's other losses for the generator-trained network (session 9): each continues from
+# fbeta_1.5_generator for 3,000 steps at its last learning rate, on the same subjects and inputs.
+train_generator_loss() {  # name, loss options...
+  local name=$1
+  shift
+  make_generator_subjects "$WORK/generator/train" 48 30000
+  make_generator_subjects "$WORK/generator/val" 4 31000
+  [ -f "$WEIGHTS/fbeta_1.5_generator.pt" ] || train_generator
+  "$LESIONSEG" train --data "$WORK/generator/train" --val "$WORK/generator/val" \
+    --out "$WEIGHTS/$name.pt" --work-dir "$WORK/$name" --init "$WEIGHTS/fbeta_1.5_generator.pt" \
+    --modalities FLAIR,T1w,T2w,PDw,T1c --optional T1w,T2w,PDw,T1c --modality-dropout 0.3 --brain-patches 0.25 \
+    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs 40 --max-steps 3000 --lr 2e-4 \
+    --val-every 16 --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
+    --resume "$@" 2>&1 | tee -a "$WORK/$name.log"
+  # A family member warm-started from fbeta_1.5_generator, not a fine-tune: `--init` records the start in
+  # training.init_checkpoint and as `parent`, which would list it under that checkpoint and keep it from
+  # `--beta`. The weights are saved again unchanged.
+  "$PYTHON" - "$WEIGHTS/$name.pt" <<'PY'
+import sys
+
+from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
+
+model, metadata = load_checkpoint(sys.argv[1])
+metadata.parent = None
+save_checkpoint(sys.argv[1], model, metadata)
+PY
+}
+
 train_one() {  # name, epochs, loss options...
   local name=$1 epochs=$2
   shift 2
@@ -106,7 +135,7 @@ make_subjects "$WORK/data/val" 4 500
 
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(fbeta_1.0 fbeta_1.5 fbeta_3.0 focal fbeta_1.5_flair-t1w fbeta_1.5_flair fbeta_1.5_generator
-  fbeta_1.5_generator-flair fbeta_1.5_generator-flair-t1w)
+  fbeta_1.5_generator-flair fbeta_1.5_generator-flair-t1w fbeta_1.0_generator fbeta_3.0_generator focal_generator)
 for name in "${names[@]}"; do
   case $name in
     fbeta_1.5_flair-t1w) train_one "$name" "$SUBSET_EPOCHS" --loss fbeta --beta 1.5 --modalities FLAIR,T1w ;;
@@ -114,6 +143,9 @@ for name in "${names[@]}"; do
     fbeta_1.5_generator) train_generator ;;
     fbeta_1.5_generator-flair) train_generator_flair ;;
     fbeta_1.5_generator-flair-t1w) train_generator_flair_t1w ;;
+    fbeta_1.0_generator) train_generator_loss "$name" --loss fbeta --beta 1.0 ;;
+    fbeta_3.0_generator) train_generator_loss "$name" --loss fbeta --beta 3.0 ;;
+    focal_generator) train_generator_loss "$name" --loss focal ;;
     fbeta_*) train_one "$name" "$EPOCHS" --loss fbeta --beta "${name#fbeta_}" ;;
     focal) train_one focal "$FOCAL_EPOCHS" --loss focal ;;
     *) echo "unknown checkpoint $name (expected fbeta_<beta> or focal)" >&2; exit 2 ;;

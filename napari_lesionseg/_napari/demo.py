@@ -32,7 +32,8 @@ PLUGIN = "napari-lesionseg"
 DOCKS = ("Subject", "Inference", "Fusion explorer", "Lesion review", "Fine-tune")
 #: The demo's subject: the medium-load sample (the napari sample-data entry opens the first one).
 DEMO_SUBJECT = 1
-DEMO_CHECKPOINT = "fbeta_1.5"
+#: What `--beta 1.5` and the Inference dock pick for the sample's four inputs (`engine.choice.BUNDLED_PREFERENCE`).
+DEMO_CHECKPOINT = "fbeta_1.5_generator"
 #: The sample subject the real-looking (thick-slice) case is made from.
 THICK_SUBJECT = 2
 
