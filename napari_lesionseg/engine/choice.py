@@ -68,8 +68,8 @@ def default_checkpoint(
     """The checkpoint to preselect.
 
     A checkpoint fine-tuned on `subject` (the newest) when there is one that can run; else the bundled
-    beta-1.5 model that can run on `modalities` (the most inputs first, then `BUNDLED_PREFERENCE`); else any runnable bundled one,
-    any runnable one, the first listed.
+    beta-1.5 model that can run on `modalities` (the most inputs first, then `BUNDLED_PREFERENCE`); else
+    any runnable bundled one, any runnable one, the first listed.
     """
     runnable = [info for info in infos if not modalities or can_run(info, modalities)]
     if subject is not None:
