@@ -47,16 +47,28 @@ make_generator_subjects() {  # folder, count, first seed
   fi
 }
 
-# The run of 2026-12-02 (session 8): 9,000 steps, 25 min on the 2-core VM with 2 threads.
-train_generator() {
+make_generator_data() {
   make_generator_subjects "$WORK/generator/train" 48 30000
   make_generator_subjects "$WORK/generator/val" 4 31000
-  "$LESIONSEG" train --data "$WORK/generator/train" --val "$WORK/generator/val" \
-    --out "$WEIGHTS/fbeta_1.5_generator.pt" --work-dir "$WORK/fbeta_1.5_generator" \
-    --modalities FLAIR,T1w,T2w,PDw,T1c --optional T1w,T2w,PDw,T1c --modality-dropout 0.3 --brain-patches 0.25 \
-    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs 100 --max-steps 9000 \
-    --val-every 40 --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
-    --resume 2>&1 | tee -a "$WORK/fbeta_1.5_generator.log"
+}
+
+# What every generator-trained checkpoint shares; the caller adds its inputs, length and loss.
+train_on_generator() {  # name, training folder, validation folder, options...
+  local name=$1 train=$2 val=$3
+  shift 3
+  "$LESIONSEG" train --data "$train" --val "$val" --out "$WEIGHTS/$name.pt" --work-dir "$WORK/$name" \
+    --brain-patches 0.25 --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 \
+    --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" --resume "$@" 2>&1 | tee -a "$WORK/$name.log"
+}
+
+# FLAIR required, the others optional (modality dropout).
+ANY_INPUTS=(--modalities FLAIR,T1w,T2w,PDw,T1c --optional T1w,T2w,PDw,T1c --modality-dropout 0.3)
+
+# The run of 2026-12-02 (session 8): 9,000 steps, 25 min on the 2-core VM with 2 threads.
+train_generator() {
+  make_generator_data
+  train_on_generator fbeta_1.5_generator "$WORK/generator/train" "$WORK/generator/val" "${ANY_INPUTS[@]}" \
+    --epochs 100 --max-steps 9000 --val-every 40
 }
 
 # One network per input set on the same generator subjects (session 9): the FLAIR alone (all 48), and
@@ -69,26 +81,18 @@ link_subjects_with() {  # source folder, modality, target folder
   done
 }
 
-train_generator_set() {  # name, modalities, training folder, validation folder, epochs, validation every N epochs
-  "$LESIONSEG" train --data "$3" --val "$4" \
-    --out "$WEIGHTS/$1.pt" --work-dir "$WORK/$1" --modalities "$2" --brain-patches 0.25 \
-    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs "$5" --max-steps 9000 \
-    --val-every "$6" --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
-    --resume 2>&1 | tee -a "$WORK/$1.log"
-}
-
 train_generator_flair() {
-  make_generator_subjects "$WORK/generator/train" 48 30000
-  make_generator_subjects "$WORK/generator/val" 4 31000
-  train_generator_set fbeta_1.5_generator-flair FLAIR "$WORK/generator/train" "$WORK/generator/val" 100 40
+  make_generator_data
+  train_on_generator fbeta_1.5_generator-flair "$WORK/generator/train" "$WORK/generator/val" --modalities FLAIR \
+    --epochs 100 --max-steps 9000 --val-every 40
 }
 
 train_generator_flair_t1w() {
-  make_generator_subjects "$WORK/generator/train" 48 30000
-  make_generator_subjects "$WORK/generator/val" 4 31000
+  make_generator_data
   link_subjects_with "$WORK/generator/train" T1w "$WORK/generator/train-t1w"
   link_subjects_with "$WORK/generator/val" T1w "$WORK/generator/val-t1w"
-  train_generator_set fbeta_1.5_generator-flair-t1w FLAIR,T1w "$WORK/generator/train-t1w" "$WORK/generator/val-t1w" 200 50
+  train_on_generator fbeta_1.5_generator-flair-t1w "$WORK/generator/train-t1w" "$WORK/generator/val-t1w" \
+    --modalities FLAIR,T1w --epochs 200 --max-steps 9000 --val-every 50
 }
 
 # The paper's other losses for the generator-trained network (session 9): each continues from
@@ -96,15 +100,10 @@ train_generator_flair_t1w() {
 train_generator_loss() {  # name, loss options...
   local name=$1
   shift
-  make_generator_subjects "$WORK/generator/train" 48 30000
-  make_generator_subjects "$WORK/generator/val" 4 31000
   [ -f "$WEIGHTS/fbeta_1.5_generator.pt" ] || train_generator
-  "$LESIONSEG" train --data "$WORK/generator/train" --val "$WORK/generator/val" \
-    --out "$WEIGHTS/$name.pt" --work-dir "$WORK/$name" --init "$WEIGHTS/fbeta_1.5_generator.pt" \
-    --modalities FLAIR,T1w,T2w,PDw,T1c --optional T1w,T2w,PDw,T1c --modality-dropout 0.3 --brain-patches 0.25 \
-    --preset compact --patch-size 32 --patches-per-subject 4 --batch-size 2 --epochs 40 --max-steps 3000 --lr 2e-4 \
-    --val-every 16 --val-tta none --seed 0 --device "$DEVICE" --threads "$THREADS" \
-    --resume "$@" 2>&1 | tee -a "$WORK/$name.log"
+  make_generator_data
+  train_on_generator "$name" "$WORK/generator/train" "$WORK/generator/val" "${ANY_INPUTS[@]}" \
+    --init "$WEIGHTS/fbeta_1.5_generator.pt" --epochs 40 --max-steps 3000 --lr 2e-4 --val-every 16 "$@"
   # A family member warm-started from fbeta_1.5_generator, not a fine-tune: `--init` records the start in
   # training.init_checkpoint and as `parent`, which would list it under that checkpoint and keep it from
   # `--beta`. The weights are saved again unchanged.
