@@ -81,6 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="network config override (repeatable)",
     )
     model.add_argument("--init", metavar="CHECKPOINT", help="fine-tune: start from this checkpoint (name or path)")
+    model.add_argument(
+        "--warm-start", action="store_true",
+        help="with --init: train a new network from its weights (another loss, a longer schedule), not a "
+        "fine-tune: the start is recorded, not as the checkpoint's parent",
+    )
     model.add_argument("--loss", default="fbeta", choices=LOSSES, help="loss function (default: %(default)s)")
     model.add_argument("--beta", type=float, metavar="B", default=1.5, help="F-beta loss beta (default: %(default)s)")
     model.add_argument(
@@ -184,6 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         modalities=_names(args.modalities), spacing=args.spacing, optional_modalities=_names(args.optional),
         modality_dropout=args.modality_dropout if args.optional else 0.0,
         preset=args.preset, model=_key_values(args.model_param, "--model-param"), init_checkpoint=args.init,
+        warm_start=args.warm_start,
         loss=args.loss, beta=args.beta, loss_params=_key_values(args.loss_param, "--loss-param"),
         patch_size=_patch_size(args.patch_size), patches_per_subject=args.patches_per_subject,
         min_lesion_voxels=args.min_lesion_voxels, brain_patch_fraction=args.brain_patches,

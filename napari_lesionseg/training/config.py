@@ -52,6 +52,9 @@ class TrainingConfig:
         preset: `models.model_config` preset ("paper", "compact", "unet").
         model: overrides passed to `models.model_config`.
         init_checkpoint: start from this checkpoint (fine-tuning); its network is used as-is.
+        warm_start: `init_checkpoint` only starts a new network of its own (a family member with another
+            loss or a longer schedule), not a fine-tune: the start is recorded in `training` but not as
+            the checkpoint's `parent`, so it is listed and picked by `--beta` as its own.
         loss: one of `LOSSES`; beta is F-beta's beta; loss_params go to `losses.make_loss`.
         patch_size: (z, y, x) voxels (default: `models.default_patch_size`).
         patches_per_subject: patches drawn from every subject per epoch.
@@ -85,6 +88,7 @@ class TrainingConfig:
     preset: str = "compact"
     model: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str | None = None
+    warm_start: bool = False
     loss: str = "fbeta"
     beta: float = 1.5
     loss_params: dict[str, Any] = field(default_factory=dict)
@@ -148,6 +152,8 @@ class TrainingConfig:
             raise InvalidInputError(f"the training spacing must be > 0 mm, got {self.spacing}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:
             raise InvalidInputError(f"need lr > 0 and 0 < lr_decay <= 1, got {self.lr} and {self.lr_decay}")
+        if self.warm_start and not self.init_checkpoint:
+            raise InvalidInputError("a warm start needs the checkpoint it starts from (--init)")
 
     @property
     def run_dir(self) -> Path:

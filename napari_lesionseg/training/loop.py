@@ -111,9 +111,10 @@ class _Run:
     ) -> None:
         self.context, self.device = context, context.device
         torch.manual_seed(config.seed)
-        model, self.model_config, self.parent = initial_model(config, self.device)
+        model, self.model_config, start = initial_model(config, self.device)
+        self.parent = None if config.warm_start else start
         self.config = dataclasses.replace(config, patch_size=checked_patch_size(config, self.model_config))
-        if self.parent is None:  # a fresh network records the patch size it was trained on
+        if self.parent is None:  # a network of its own (fresh or warm-started) records its patch size
             self.model_config["patch_size"] = list(self.config.patch_size)
         self.dtype = resolve_precision(config.precision, self.device)
         self.memory_format = memory_format(self.device)

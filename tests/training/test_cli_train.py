@@ -109,6 +109,28 @@ def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys)
     assert captured.err == "" and captured.out.count("after 1 steps") == 2
 
 
+def test_warm_start_is_a_network_of_its_own_and_init_alone_a_fine_tune(data, tmp_path):
+    """Both start from the trunk's weights; only the fine-tune lists the trunk as its parent."""
+    args = ["train", "--data", str(data / "train"), "--max-steps", "2", "--quiet", *TINY_ARGS]
+    trunk = tmp_path / "trunk.pt"
+    assert main([*args, "--out", str(trunk)]) == 0
+    member, tuned = tmp_path / "member.pt", tmp_path / "tuned.pt"
+    assert main([*args, "--out", str(member), "--init", str(trunk), "--warm-start", "--loss", "focal"]) == 0
+    assert main([*args, "--out", str(tuned), "--init", str(trunk)]) == 0
+    member_model, member_meta = load_checkpoint(member)
+    tuned_meta = load_checkpoint(tuned)[1]
+    assert member_meta.parent is None and tuned_meta.parent == "trunk"
+    assert member_meta.training["init_checkpoint"] == str(trunk) and member_meta.training["warm_start"] is True
+    assert member_meta.loss == "focal" and member_meta.training["steps"] == 2
+    trunk_state = load_checkpoint(trunk)[0].state_dict()
+    changed = [k for k, v in member_model.state_dict().items() if v.is_floating_point() and not v.equal(trunk_state[k])]
+    assert changed  # it trained
+    start = tmp_path / "start.pt"
+    assert main([*args, "--out", str(start), "--init", str(trunk), "--warm-start", "--max-steps", "0"]) == 0
+    start_state = load_checkpoint(start)[0].state_dict()
+    assert all(v.equal(trunk_state[k]) for k, v in start_state.items())  # from the trunk's weights, not fresh ones
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -116,6 +138,7 @@ def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys)
         (["--loss-param", "gamma"], "--loss-param expects KEY=VALUE"),
         (["--epochs", "0"], "epochs must be >= 1"),
         (["--init", "no-such-checkpoint"], "no checkpoint named 'no-such-checkpoint'"),
+        (["--warm-start"], "a warm start needs the checkpoint it starts from (--init)"),
         (["--optional", "FLAIR,T1w,T2w,PDw"], "must be some, not all, of the modalities"),
         (["--optional", "T2w", "--modality-dropout", "1"], "modality dropout must be in [0, 1)"),
         (["--brain-patches", "1"], "share of brain patches must be in [0, 1)"),
