@@ -97,25 +97,15 @@ train_generator_flair_t1w() {
 
 # The paper's other losses for the generator-trained network (session 9): each continues from
 # fbeta_1.5_generator for 3,000 steps at its last learning rate, on the same subjects and inputs.
+# `--warm-start`: a family member of its own, not a fine-tune (no `parent`, so `--beta` may pick it);
+# the start stays in training.init_checkpoint.
 train_generator_loss() {  # name, loss options...
   local name=$1
   shift
   [ -f "$WEIGHTS/fbeta_1.5_generator.pt" ] || train_generator
   make_generator_data
   train_on_generator "$name" "$WORK/generator/train" "$WORK/generator/val" "${ANY_INPUTS[@]}" \
-    --init "$WEIGHTS/fbeta_1.5_generator.pt" --epochs 40 --max-steps 3000 --lr 2e-4 --val-every 16 "$@"
-  # A family member warm-started from fbeta_1.5_generator, not a fine-tune: `--init` records the start in
-  # training.init_checkpoint and as `parent`, which would list it under that checkpoint and keep it from
-  # `--beta`. The weights are saved again unchanged.
-  "$PYTHON" - "$WEIGHTS/$name.pt" <<'PY'
-import sys
-
-from napari_lesionseg.engine.checkpoints import load_checkpoint, save_checkpoint
-
-model, metadata = load_checkpoint(sys.argv[1])
-metadata.parent = None
-save_checkpoint(sys.argv[1], model, metadata)
-PY
+    --init "$WEIGHTS/fbeta_1.5_generator.pt" --warm-start --epochs 40 --max-steps 3000 --lr 2e-4 --val-every 16 "$@"
 }
 
 train_one() {  # name, epochs, loss options...
