@@ -325,6 +325,8 @@ class FineTuneWidget(Container):
         self._table.value = split(comparison_rows(outcome.before, outcome.after, _COMPARED), _TABLE_COLUMNS)
         self._checked.value = split(checked_rows(outcome.checked_before, outcome.checked_after), CHECK_COLUMNS)
         self._status.value = finished_text(outcome)
+        if not outcome.cancelled:  # stopped early or at the time limit is a finished run, not one stuck part-way
+            self._progress.value = self._progress.max
         if outcome.checkpoint is None:
             return
         self._session.checkpoints_changed.emit()  # this dock and the Inference dock re-read the list

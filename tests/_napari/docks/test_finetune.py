@@ -192,6 +192,22 @@ def test_cancel_stops_after_the_current_step_and_saves_nothing(dock, qtbot):
     assert outcome.cancelled and outcome.checkpoint is None and outcome.steps < 500
     assert _user_checkpoints() == [PARENT]
     assert "nothing saved" in widget._status.value
+    assert widget._progress.value == outcome.steps < widget._progress.max  # the bar stays where it was cancelled
+
+
+def test_a_run_stopped_early_shows_a_full_progress_bar(dock, qtbot):
+    """Early stopping ends the run: the bar must not stay a third of the way under "Saved ..., stopped early"."""
+    import dataclasses
+
+    _, widget, _ = dock
+    widget.configure(iterations=500, measure=False)
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: len(widget.losses) >= 1, timeout=60_000)
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    stopped = dataclasses.replace(widget.outcome, cancelled=False, stopped="patience")  # as patience ends a run
+    widget._on_finished(stopped)
+    assert widget._progress.value == widget._progress.max == 500
 
 
 @pytest.mark.slow
