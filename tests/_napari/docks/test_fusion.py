@@ -11,11 +11,10 @@ from napari_lesionseg.engine.fusion import weight_kernel
 from napari_lesionseg.evaluation.compare import central_patch, weight_sum
 from napari_lesionseg.evaluation.metrics import compute_metrics
 
-from .test_inference import (  # noqa: F401 (`home` is a fixture)
+from .test_inference import (
     RUN_TIMEOUT_MS,
     SHAPE,
     add_subject,
-    home,
     notification_count,
     notifications_since,
 )
