@@ -58,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--held-out-fraction", type=float, default=defaults.held_out_fraction, help="share of the lesion voxels held out for early stopping (default: %(default)s)")
     run.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between held-out scores (default: %(default)s)")
     run.add_argument("--patience", type=int, default=defaults.patience, help="held-out scores without improvement before stopping (default: %(default)s)")
+    run.add_argument("--held-out-tolerance", type=float, default=defaults.held_out_tolerance, metavar="DSC", help="a held-out DSC within this of the best counts as no worse: the later weights are kept (default: %(default)s)")
     run.add_argument("--time-limit", type=float, default=defaults.time_limit_s, metavar="S", help="stop training after S seconds, keeping the best weights; 0: no limit (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=DEVICES, help="default: %(default)s")
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA (default: %(default)s)")
@@ -101,7 +102,8 @@ def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
         replay=args.replay,
         loss=args.loss, beta=args.beta, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         fp_weight=args.fp_weight, held_out_fraction=args.held_out_fraction, eval_every=args.eval_every,
-        patience=args.patience, time_limit_s=args.time_limit or None, precision=args.precision,
+        patience=args.patience, held_out_tolerance=args.held_out_tolerance, time_limit_s=args.time_limit or None,
+        precision=args.precision,
         threads=args.threads, device=args.device, seed=args.seed, measure=args.measure, out=out,
     )  # fmt: skip
 

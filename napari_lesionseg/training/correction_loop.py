@@ -63,6 +63,7 @@ class LoopSettings:
     seed: int = 0
     time_limit_s: float | None = None
     precision: str = "float32"
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -205,10 +206,11 @@ class _Steps:
         return torch.from_numpy(np.stack(maps)[:, None]).to(self.settings.device)
 
     def _score(self, step: int) -> TrainingProgress:
-        """Score the held-out slab; keep the weights if it is the best score so far."""
+        """Score the held-out slab; keep the weights if they score no worse than the best (within the tolerance)."""
         score = score_held_out(self.model, self.held_out, self.patch_size, self.settings.device, self.settings.precision)
-        if score["dsc"] > self.best_score:
-            self.best_score, self.best_state, self.misses = score["dsc"], copy.deepcopy(self.model.state_dict()), 0
+        if score["dsc"] > self.best_score - self.settings.tolerance:  # tolerance 0: a strict improvement
+            self.best_score = max(self.best_score, score["dsc"])
+            self.best_state, self.misses = copy.deepcopy(self.model.state_dict()), 0
             self.result.best_step = step
         else:
             self.misses += 1

@@ -82,7 +82,7 @@ def run_correction_steps(
     settings = LoopSettings(
         steps=int(request.steps), lr=float(request.lr), eval_every=int(request.eval_every),
         patience=int(request.patience), device=device, seed=int(request.seed), time_limit_s=request.time_limit_s,
-        precision=request.precision,
+        precision=request.precision, tolerance=float(request.held_out_tolerance),
     )  # fmt: skip
     held_out = held_out_part(padded, rows, patch)
     loop = yield from iter_correction_steps(model, sampler, _loss(config, request), held_out, settings, cancel=cancel)
@@ -155,7 +155,8 @@ def save_fine_tuned(
 
 #: The request's settings recorded in the checkpoint.
 _SETTINGS = (
-    "steps", "lr", "batch_size", "fp_weight", "held_out_fraction", "eval_every", "patience", "seed", "replay",
+    "steps", "lr", "batch_size", "fp_weight", "held_out_fraction", "eval_every", "patience", "held_out_tolerance",
+    "seed", "replay",
     "precision", "time_limit_s", "threads",
 )  # fmt: skip
 

@@ -34,6 +34,9 @@ class FineTuneDefaults:
         held_out_fraction: share of the corrected lesion voxels whose axial slab is held out for early stopping.
         eval_every: steps between two held-out scores.
         patience: held-out scores in a row without improvement before stopping.
+        held_out_tolerance: a held-out DSC within this of the best counts as no worse: its (later)
+            weights are kept and patience is not spent. The slab is small, so its score moves by a
+            few hundredths from step to step while the network learns the correction.
         time_limit_s: seconds of training after which it stops, keeping the best weights; on a busy
             machine this, not `steps`, ends the run (then the same seed can end at another step).
     """
@@ -45,6 +48,7 @@ class FineTuneDefaults:
     held_out_fraction: float = 0.2
     eval_every: int = 10
     patience: int = 2
+    held_out_tolerance: float = 0.02
     time_limit_s: float | None = 90.0
 
 
@@ -74,7 +78,8 @@ class FineTuneRequest:
         replay: replay the corrected subjects of the checkpoint's lineage (`training.replay`).
         loss: a `vocabulary.LOSSES` name; None keeps the checkpoint's loss.
         beta: F-beta's beta; None keeps the checkpoint's.
-        steps, lr, batch_size, fp_weight, held_out_fraction, eval_every, patience: see `FineTuneDefaults`.
+        steps, lr, batch_size, fp_weight, held_out_fraction, eval_every, patience, held_out_tolerance: see
+            `FineTuneDefaults`.
         time_limit_s: stop (keeping the best weights) after this many seconds of training; None: no limit.
             Runs that reach it are not repeatable step for step (see `FineTuneDefaults`).
         precision: network arithmetic of the measurements and the training, one of `vocabulary.PRECISIONS`
@@ -106,6 +111,7 @@ class FineTuneRequest:
     held_out_fraction: float = _DEFAULTS.held_out_fraction
     eval_every: int = _DEFAULTS.eval_every
     patience: int = _DEFAULTS.patience
+    held_out_tolerance: float = _DEFAULTS.held_out_tolerance
     time_limit_s: float | None = _DEFAULTS.time_limit_s
     precision: str = "auto"
     threads: int | None = None
@@ -119,6 +125,7 @@ class FineTuneRequest:
 def check_fine_tune_settings(
     *, steps: int, lr: float, batch_size: int, fp_weight: float, held_out_fraction: float, eval_every: int,
     patience: int, time_limit_s: float | None = None, precision: str = "auto", threads: int | None = None,
+    held_out_tolerance: float = 0.0,
 ) -> None:  # fmt: skip
     """Refuse settings a fine-tune cannot run with, in one line naming them."""
     problems = []
@@ -133,6 +140,8 @@ def check_fine_tune_settings(
         problems.append(f"the false-positive weight must be >= 0, got {fp_weight}")
     if not 0 <= float(held_out_fraction) < 1:
         problems.append(f"the held-out fraction must be in [0, 1), got {held_out_fraction}")
+    if not 0 <= float(held_out_tolerance) < 1:
+        problems.append(f"the held-out tolerance must be in [0, 1), got {held_out_tolerance}")
     if time_limit_s is not None and not float(time_limit_s) > 0:
         problems.append(f"the time limit must be > 0 seconds, got {time_limit_s}")
     if threads is not None and int(threads) < 1:

@@ -99,6 +99,8 @@ def test_wrong_inputs_are_refused(parent, tmp_path):
         fine_tune_on_correction(_request(parent, tmp_path, mask=np.zeros_like(request.mask)))
     with pytest.raises(InvalidInputError, match="unknown loss"):
         fine_tune_on_correction(_request(parent, tmp_path, loss="hinge"))
+    with pytest.raises(InvalidInputError, match=r"the held-out tolerance must be in \[0, 1\), got -0.1"):
+        fine_tune_on_correction(_request(parent, tmp_path, held_out_tolerance=-0.1))
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -149,11 +151,27 @@ def test_early_stopping_keeps_the_best_weights(parent, tmp_path):
         model.classifier.bias.fill_(-30.0)  # finds nothing: no step at a tiny learning rate can beat it
     blind = tmp_path / "blind.pt"
     save_checkpoint(blind, model, metadata)
-    outcome = fine_tune_on_correction(_request(blind, tmp_path, steps=40, lr=1e-9, eval_every=2, patience=3))
+    request = _request(blind, tmp_path, steps=40, lr=1e-9, eval_every=2, patience=3, held_out_tolerance=0.0)
+    outcome = fine_tune_on_correction(request)
     assert outcome.stopped == "patience" and outcome.steps == 6 and outcome.best_step == 0
     assert [row["step"] for row in outcome.held_out] == [0, 2, 4, 6]
     saved, original = _weights(outcome.checkpoint), model.state_dict()
     assert all(torch.equal(saved[key], original[key]) for key in original)  # the step-0 weights, BN statistics too
+
+
+def test_a_held_out_score_within_the_tolerance_keeps_the_later_weights(parent, tmp_path):
+    """A flat held-out curve is no harm: with a tolerance the run goes on and keeps its last weights."""
+    model, metadata = load_checkpoint(parent)
+    with torch.no_grad():
+        model.classifier.bias.fill_(-30.0)  # every score is the same: DSC 0
+    blind = tmp_path / "blind.pt"
+    save_checkpoint(blind, model, metadata)
+    request = _request(blind, tmp_path, steps=8, lr=1e-9, eval_every=2, patience=1, held_out_tolerance=0.02)
+    outcome = fine_tune_on_correction(request)
+    assert outcome.stopped is None and outcome.steps == 8 and outcome.best_step == 8
+    assert [row["best_step"] for row in outcome.held_out] == [0, 2, 4, 6, 8]
+    metadata = load_checkpoint(outcome.checkpoint)[1]
+    assert metadata.training["fine_tune"]["settings"]["held_out_tolerance"] == 0.02
 
 
 def test_same_seed_gives_the_same_checkpoint(parent, tmp_path):
