@@ -165,7 +165,7 @@ class _Steps:
                 break
             if self.held_out is not None and (result.steps % self.settings.eval_every == 0 or result.steps == self.settings.steps):
                 yield self._score(result.steps)
-                if self.misses >= self.settings.patience:
+                if self.misses >= self.settings.patience and result.steps < self.settings.steps:  # the last step ends it anyway
                     result.stopped = "patience"
                     break
             if self.settings.time_limit_s is not None and self._elapsed() >= self.settings.time_limit_s:

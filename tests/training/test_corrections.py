@@ -174,6 +174,17 @@ def test_a_held_out_score_within_the_tolerance_keeps_the_later_weights(parent, t
     assert metadata.training["fine_tune"]["settings"]["held_out_tolerance"] == 0.02
 
 
+def test_a_miss_at_the_last_step_is_the_end_of_the_run_not_an_early_stop(parent, tmp_path):
+    model, metadata = load_checkpoint(parent)
+    with torch.no_grad():
+        model.classifier.bias.fill_(-30.0)
+    blind = tmp_path / "blind.pt"
+    save_checkpoint(blind, model, metadata)
+    request = _request(blind, tmp_path, steps=2, lr=1e-9, eval_every=2, patience=1, held_out_tolerance=0.0)
+    outcome = fine_tune_on_correction(request)
+    assert outcome.steps == 2 and outcome.best_step == 0 and outcome.stopped is None
+
+
 def test_same_seed_gives_the_same_checkpoint(parent, tmp_path):
     first = fine_tune_on_correction(_request(parent, tmp_path, steps=3, seed=4))
     second = fine_tune_on_correction(_request(parent, tmp_path, steps=3, seed=4))
