@@ -26,7 +26,7 @@ __all__ = ["CHECK_COLUMNS", "CHECK_KEYS", "checked_rows", "load_check_subjects",
 #: What is reported per checked subject (keys of `evaluation.metrics.compute_metrics`).
 CHECK_KEYS = ("dsc", "sensitivity", "ppv", "ltpr", "lfpr", "n_lesions_pred", "n_lesions_fp")
 #: Columns of `checked_rows`, as the Fine-tune dock and `lesionseg finetune` show them.
-CHECK_COLUMNS = ("subject", "DSC before", "DSC after", "false lesions before", "after")
+CHECK_COLUMNS = ("subject", "DSC before", "DSC after", "FP before", "FP after")  # false-positive lesions
 
 
 def load_check_subjects(folders: Sequence[str | Path], training: Sequence[str | Path] = ()) -> list[Subject]:
