@@ -125,7 +125,7 @@ class FineTuneRequest:
 def check_fine_tune_settings(
     *, steps: int, lr: float, batch_size: int, fp_weight: float, held_out_fraction: float, eval_every: int,
     patience: int, time_limit_s: float | None = None, precision: str = "auto", threads: int | None = None,
-    held_out_tolerance: float = 0.0,
+    held_out_tolerance: float = _DEFAULTS.held_out_tolerance,
 ) -> None:  # fmt: skip
     """Refuse settings a fine-tune cannot run with, in one line naming them."""
     problems = []

@@ -181,14 +181,19 @@ def test_bad_states_are_notifications(dock):
     assert not widget.busy
 
 
-def test_cancel_stops_after_the_current_step_and_saves_nothing(dock, qtbot):
-    _, widget, _ = dock
+def _cancel_a_long_run(widget, qtbot):
+    """Start a 500-step fine-tune, cancel it after its first step and wait for the worker to end."""
     widget.configure(iterations=500, measure=False)
     assert widget.start() is not None
     qtbot.waitUntil(lambda: len(widget.losses) >= 1, timeout=60_000)
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
-    outcome = widget.outcome
+    return widget.outcome
+
+
+def test_cancel_stops_after_the_current_step_and_saves_nothing(dock, qtbot):
+    _, widget, _ = dock
+    outcome = _cancel_a_long_run(widget, qtbot)
     assert outcome.cancelled and outcome.checkpoint is None and outcome.steps < 500
     assert _user_checkpoints() == [PARENT]
     assert "nothing saved" in widget._status.value
@@ -200,12 +205,8 @@ def test_a_run_stopped_early_shows_a_full_progress_bar(dock, qtbot):
     import dataclasses
 
     _, widget, _ = dock
-    widget.configure(iterations=500, measure=False)
-    assert widget.start() is not None
-    qtbot.waitUntil(lambda: len(widget.losses) >= 1, timeout=60_000)
-    widget.cancel()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
-    stopped = dataclasses.replace(widget.outcome, cancelled=False, stopped="patience")  # as patience ends a run
+    outcome = _cancel_a_long_run(widget, qtbot)
+    stopped = dataclasses.replace(outcome, cancelled=False, stopped="patience")  # as patience ends a run
     widget._on_finished(stopped)
     assert widget._progress.value == widget._progress.max == 500
 
