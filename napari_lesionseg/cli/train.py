@@ -115,6 +115,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="share of patches centred anywhere in the head/brain, lesions or not (default: 0, the paper's selection only)",
     )
     sampling.add_argument(
+        "--lesion-patches", type=float, metavar="F", default=0.0,
+        help="share of patches centred near one lesion, every lesion equally likely whatever its size, so small "
+        "lesions weigh as much as large ones (default: 0)",
+    )
+    sampling.add_argument(
         "--augment", default="paper", choices=("paper", "mirror8", "none"),
         help="patch augmentation (default: %(default)s)",
     )
@@ -193,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         loss=args.loss, beta=args.beta, loss_params=_key_values(args.loss_param, "--loss-param"),
         patch_size=_patch_size(args.patch_size), patches_per_subject=args.patches_per_subject,
         min_lesion_voxels=args.min_lesion_voxels, brain_patch_fraction=args.brain_patches,
+        lesion_patch_fraction=args.lesion_patches,
         augment=args.augment, batch_size=args.batch_size,
         epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, lr_decay=args.lr_decay,
         lr_decay_every=args.lr_decay_every, lr_growth=args.lr_growth, lr_growth_every=args.lr_growth_every,

@@ -28,7 +28,7 @@ __all__ = ["LOSSES", "TrainingConfig", "TrainingProgress", "TrainingResult"]
 #: Fields that must match for `resume` to continue a run (epochs and max_steps may grow).
 _RUN_IDENTITY = (
     "modalities", "optional_modalities", "modality_dropout", "preset", "model", "loss", "beta", "loss_params", "patch_size",
-    "patches_per_subject", "min_lesion_voxels", "brain_patch_fraction", "augment", "batch_size", "seed", "spacing",
+    "patches_per_subject", "min_lesion_voxels", "brain_patch_fraction", "lesion_patch_fraction", "augment", "batch_size", "seed", "spacing",
     "lr", "lr_decay", "lr_decay_every", "lr_growth", "lr_growth_every",
 )
 
@@ -61,6 +61,8 @@ class TrainingConfig:
         min_lesion_voxels: lesion voxels a patch needs to be drawn (the paper's 10).
         brain_patch_fraction: share of each subject's patches centred anywhere in the head/brain,
             lesions or not (`training.sampling`; 0, the paper's selection only, by default).
+        lesion_patch_fraction: share of each subject's patches centred near one lesion, every lesion
+            equally likely whatever its size (`training.sampling`; 0 by default).
         augment: "paper" (identity + three 180-degree rotations), "mirror8" (all 8 flips) or "none".
         batch_size: patches per step and per process.
         epochs: passes over the sampled patches; max_steps stops earlier.
@@ -96,6 +98,7 @@ class TrainingConfig:
     patches_per_subject: int = 8
     min_lesion_voxels: int = MIN_LESION_VOXELS
     brain_patch_fraction: float = 0.0
+    lesion_patch_fraction: float = 0.0
     augment: str = "paper"
     batch_size: int = 2
     epochs: int = 100
@@ -148,6 +151,10 @@ class TrainingConfig:
             raise InvalidInputError(f"modality dropout must be in [0, 1), got {self.modality_dropout}")
         if not 0.0 <= self.brain_patch_fraction < 1.0:
             raise InvalidInputError(f"the share of brain patches must be in [0, 1), got {self.brain_patch_fraction}")
+        if not 0.0 <= self.lesion_patch_fraction < 1.0 - self.brain_patch_fraction:
+            raise InvalidInputError(
+                f"the share of lesion-centred patches must be in [0, 1 - brain share), got {self.lesion_patch_fraction}"
+            )
         if self.spacing is not None and not self.spacing > 0:
             raise InvalidInputError(f"the training spacing must be > 0 mm, got {self.spacing}")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1:

@@ -155,7 +155,7 @@ class _Run:
             [pad_to_patch(s, config.patch_size) for s in train_set], config.patch_size,
             config.patches_per_subject, config.min_lesion_voxels, config.augment, config.seed,
             optional_channels=[config.modalities.index(m) for m in optional], channel_dropout=config.modality_dropout,
-            brain_fraction=config.brain_patch_fraction,
+            brain_fraction=config.brain_patch_fraction, lesion_fraction=config.lesion_patch_fraction,
         )  # fmt: skip
         return sampler, val_set
 
@@ -357,7 +357,7 @@ class _Run:
 
 
 #: Run-identity fields added after states were first written, with the value those runs used.
-_IDENTITY_DEFAULTS: dict[str, Any] = {"brain_patch_fraction": 0.0, "spacing": None}
+_IDENTITY_DEFAULTS: dict[str, Any] = {"brain_patch_fraction": 0.0, "lesion_patch_fraction": 0.0, "spacing": None}
 
 
 def _check_same_run(state: dict[str, Any], config: TrainingConfig, path: Path) -> None:

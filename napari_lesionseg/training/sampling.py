@@ -14,6 +14,12 @@
 * Brain patches (not in the paper): a share `brain_fraction` of each subject's patches is centred
   on a head/brain voxel (any input channel non-zero after the normalisation) whatever it holds, so
   the network also sees lesion-free tissue, as the fine-tune's brain patches do. Off by default.
+* Lesion-centred patches (not in the paper): a share `lesion_fraction` of each subject's patches is
+  centred near one lesion (a 26-connected component), every lesion equally likely whatever its
+  size. Uniform draws among qualifying positions favour the large lesions, which fill more of
+  them, and a lesion under `min_lesion_voxels` voxels alone never qualifies; these patches show the
+  small ones as often as the large. A subject whose lesions are all too small for the paper's rule
+  then draws all its lesion patches this way instead of being skipped. Off by default.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from napari_lesionseg.constants import MIN_LESION_VOXELS
 from napari_lesionseg.engine.patches import TTA_SETS
@@ -34,7 +41,15 @@ from napari_lesionseg.errors import InvalidInputError
 if TYPE_CHECKING:
     from napari_lesionseg.training.data import TrainingSubject
 
-__all__ = ["PatchSampler", "PatchSpec", "augment", "brain_patch_starts", "lesion_counts", "valid_patch_starts"]
+__all__ = [
+    "LesionCentres",
+    "PatchSampler",
+    "PatchSpec",
+    "augment",
+    "brain_patch_starts",
+    "lesion_counts",
+    "valid_patch_starts",
+]
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,8 @@ class PatchSampler:
         channel_dropout: chance that each optional channel is zeroed in a patch.
         brain_fraction: share of each subject's patches centred anywhere in its head/brain, lesions
             or not (rounded to whole patches; 0: the paper's selection only).
+        lesion_fraction: share of each subject's patches centred near one lesion, each lesion
+            equally likely (rounded to whole patches; 0: none).
     """
 
     def __init__(
@@ -107,11 +124,17 @@ class PatchSampler:
         optional_channels: Sequence[int] = (),
         channel_dropout: float = 0.0,
         brain_fraction: float = 0.0,
+        lesion_fraction: float = 0.0,
     ) -> None:
         if not 0.0 <= channel_dropout < 1.0:
             raise InvalidInputError(f"modality dropout must be in [0, 1), got {channel_dropout}")
         if not 0.0 <= brain_fraction < 1.0:
             raise InvalidInputError(f"the share of brain patches must be in [0, 1), got {brain_fraction}")
+        if not 0.0 <= lesion_fraction < 1.0 or brain_fraction + lesion_fraction >= 1.0:
+            raise InvalidInputError(
+                f"the shares of lesion-centred ({lesion_fraction}) and brain ({brain_fraction}) patches must "
+                "each be in [0, 1) and leave some patches to the paper's selection"
+            )
         if augment not in TTA_SETS:
             raise InvalidInputError(f"unknown augmentation {augment!r}; expected one of {tuple(TTA_SETS)}")
         if patches_per_subject < 1:
@@ -132,7 +155,12 @@ class PatchSampler:
             valid_patch_starts(s.mask, self.patch_size, min_lesion_voxels) if min_lesion_voxels > 0 else None
             for s in self.subjects
         ]
-        self.eligible = [i for i, starts in enumerate(self._starts) if starts is None or starts.size]
+        self.lesion_patches = int(round(lesion_fraction * self.patches_per_subject))
+        self._centres = [LesionCentres(s.mask) if self.lesion_patches else None for s in self.subjects]
+        self.eligible = [
+            i for i, starts in enumerate(self._starts)
+            if starts is None or starts.size or (self._centres[i] is not None and self._centres[i].count)
+        ]  # fmt: skip
         self._warn_skipped(min_lesion_voxels)
         self.brain_patches = int(round(brain_fraction * self.patches_per_subject))
         wanted = set(self.eligible) if self.brain_patches else set()
@@ -163,15 +191,19 @@ class PatchSampler:
         """The patches of `epoch`, subject by subject (a distributed sampler shuffles them)."""
         rng = np.random.default_rng([self.seed, int(epoch)])
         brain_rng = np.random.default_rng([self.seed, int(epoch), 2])  # its own stream: without brain patches nothing changes
+        centre_rng = np.random.default_rng([self.seed, int(epoch), 3])  # and one for the lesion-centred patches
         specs = []
         for index in self.eligible:
             starts = self._starts[index]
-            lesion_patches = self.patches_per_subject - self.brain_patches
-            picks = (
-                rng.integers(int(np.prod(self._grids[index])), size=lesion_patches)
-                if starts is None
-                else rng.choice(starts, size=lesion_patches)
-            )
+            paper_patches = self.patches_per_subject - self.brain_patches - self.lesion_patches
+            if starts is None:
+                picks = rng.integers(int(np.prod(self._grids[index])), size=paper_patches)
+            elif starts.size:
+                picks = rng.choice(starts, size=paper_patches)
+            else:  # every lesion too small for the paper's rule: centre these on lesions too
+                picks = self._lesion_centred(index, paper_patches, centre_rng)
+            if self.lesion_patches:
+                picks = np.concatenate([picks, self._lesion_centred(index, self.lesion_patches, centre_rng)])
             if self.brain_patches:
                 picks = np.concatenate([picks, brain_rng.choice(self._brain_starts[index], size=self.brain_patches)])
             variants = rng.integers(len(self.variants), size=self.patches_per_subject)
@@ -179,6 +211,13 @@ class PatchSampler:
                 start = tuple(int(v) for v in np.unravel_index(flat, self._grids[index]))
                 specs.append(PatchSpec(index, start, self.variants[variant]))
         return self._with_dropout(specs, epoch)
+
+    def _lesion_centred(self, index: int, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Flat start indices of `count` patches centred near lesions of subject `index`."""
+        centres = self._centres[index].draw(count, rng, max(1, min(self.patch_size) // 4))
+        grid = np.array(self._grids[index])
+        starts = np.clip(centres - np.array(self.patch_size) // 2, 0, grid - 1)
+        return np.ravel_multi_index(tuple(starts.T), self._grids[index])
 
     def _with_dropout(self, specs: list[PatchSpec], epoch: int) -> list[PatchSpec]:
         """`specs` with their dropped channels, from a stream of their own (without dropout, nothing changes)."""
@@ -200,6 +239,24 @@ class PatchSampler:
             image = image.copy()  # a whole-volume patch may be a view of the subject
             image[list(spec.dropped)] = 0.0
         return image, augment(subject.mask[window], spec.variant).astype(np.float32)
+
+
+class LesionCentres:
+    """The voxels of every lesion (26-connected component) of a mask, to draw patch centres lesion by lesion."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        labels, self.count = ndi.label(mask >= 0.5, structure=np.ones((3, 3, 3), dtype=bool))
+        voxels = np.argwhere(labels)
+        order = np.argsort(labels[tuple(voxels.T)], kind="stable")
+        self._voxels = voxels[order]
+        self._sizes = np.bincount(labels[tuple(self._voxels.T)], minlength=self.count + 1)[1:]
+        self._first = np.concatenate([[0], np.cumsum(self._sizes)[:-1]]).astype(np.int64)
+
+    def draw(self, count: int, rng: np.random.Generator, jitter: int = 0) -> np.ndarray:
+        """`count` (z, y, x) centres: a lesion chosen uniformly, a voxel of it, moved by up to `jitter` per axis."""
+        lesions = rng.integers(self.count, size=count)
+        picks = self._first[lesions] + (rng.random(count) * self._sizes[lesions]).astype(np.int64)
+        return self._voxels[picks] + rng.integers(-jitter, jitter + 1, size=(count, 3))
 
 
 def brain_patch_starts(image: np.ndarray, patch_size: Sequence[int], step: int = 2) -> np.ndarray:

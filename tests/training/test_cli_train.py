@@ -63,19 +63,21 @@ def test_optional_inputs_and_their_dropout_reach_the_checkpoint(data, tmp_path):
     assert load_checkpoint(plain)[1].optional_modalities == [] and load_checkpoint(plain)[1].training["modality_dropout"] == 0.0
 
 
-def test_brain_patches_reach_the_checkpoint_and_a_state_from_before_them_resumes(data, tmp_path, capsys):
+def test_brain_and_lesion_patches_reach_the_checkpoint_and_a_state_from_before_them_resumes(data, tmp_path, capsys):
     from napari_lesionseg.training.state import STATE_FILE, load_state, save_state
 
     out = tmp_path / "m.pt"
     args = ["train", "--data", str(data / "train"), "--out", str(out), "--max-steps", "1", "--quiet", *TINY_ARGS]
-    assert main([*args, "--brain-patches", "0.5", "--patches-per-subject", "2"]) == 0
-    assert load_checkpoint(out)[1].training["brain_patch_fraction"] == 0.5
+    assert main([*args, "--brain-patches", "0.25", "--lesion-patches", "0.25", "--patches-per-subject", "4"]) == 0
+    training = load_checkpoint(out)[1].training
+    assert training["brain_patch_fraction"] == 0.25 and training["lesion_patch_fraction"] == 0.25
     plain = tmp_path / "plain.pt"
     plain_args = ["train", "--data", str(data / "train"), "--out", str(plain), "--max-steps", "1", "--quiet", *TINY_ARGS]
     assert main(plain_args) == 0
     state_path = tmp_path / "plain_training" / STATE_FILE
     state = load_state(state_path)
-    del state["identity"]["brain_patch_fraction"]  # as a state written before the option existed
+    del state["identity"]["brain_patch_fraction"]  # as a state written before the options existed
+    del state["identity"]["lesion_patch_fraction"]
     save_state(state_path, state)
     capsys.readouterr()
     assert main([*plain_args, "--max-steps", "2", "--resume"]) == 0
