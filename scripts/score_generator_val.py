@@ -44,15 +44,17 @@ def found_by_size(reference: np.ndarray, predicted: np.ndarray, voxel_ml: float)
 def score_checkpoint(name: str, folders: list[str]) -> dict:
     model, metadata = load_checkpoint(name)
     spacing = metadata.training.get("spacing")
-    subjects = load_training_subjects(
-        folders, metadata.modalities, metadata.optional_modalities, None if spacing is None else (spacing,) * 3
-    )
+    model_spacing = None if spacing is None else (spacing,) * 3
     rows, sizes = {}, {}
-    for subject in subjects:
-        prob = predict_probability(model, subject.image, patch_size=metadata.patch_size, overlap=0.5, tta="none", device="cpu")
-        rows[subject.name] = score(prob, subject.mask, subject.spacing)
-        voxel_ml = float(np.prod(subject.spacing)) / 1000.0
-        sizes[subject.name] = found_by_size(np.asarray(subject.mask, bool), prob >= 0.5, voxel_ml)
+    for folder in folders:  # one at a time: folders may hold subjects of the same name
+        for subject in load_training_subjects([folder], metadata.modalities, metadata.optional_modalities, model_spacing):
+            key = f"{Path(folder).name}/{subject.name}"
+            prob = predict_probability(
+                model, subject.image, patch_size=metadata.patch_size, overlap=0.5, tta="none", device="cpu"
+            )
+            rows[key] = score(prob, subject.mask, subject.spacing)
+            voxel_ml = float(np.prod(subject.spacing)) / 1000.0
+            sizes[key] = found_by_size(np.asarray(subject.mask, bool), prob >= 0.5, voxel_ml)
     totals = {key: [sum(s[key][i] for s in sizes.values()) for i in (0, 1)] for key in next(iter(sizes.values()))}
     return {"mean": mean_metrics(rows.values()), "subjects": rows, "lesions_found_by_size": totals, "per_subject_sizes": sizes}
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         mean = result["mean"]
         found = " | ".join(f"{a}/{b}" for a, b in result["lesions_found_by_size"].values())
         print(
-            f"| `{Path(name).stem}` | {len(result['subjects'])} | {mean['dsc']:.3f} | {mean['sensitivity']:.3f} | "
+            f"| `{Path(name).name.removesuffix('.pt')}` | {len(result['subjects'])} | {mean['dsc']:.3f} | {mean['sensitivity']:.3f} | "
             f"{mean['ppv']:.3f} | {mean['ltpr']:.3f} | {mean['lfpr']:.3f} | {found} |"
         )
     if args.json:
