@@ -41,7 +41,7 @@ class FineTuneDefaults:
             machine this, not `steps`, ends the run (then the same seed can end at another step).
     """
 
-    steps: int = 60
+    steps: int = 120
     lr: float = 2e-4
     batch_size: int = 4
     fp_weight: float = 1.0
