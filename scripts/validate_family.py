@@ -164,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", action="append", default=[], help="run only these sets (repeatable)")
     parser.add_argument("--by-beta", action="store_true", help="phantoms too as `--beta 1.5` picks (e.g. for an older family)")
+    parser.add_argument(
+        "--predict-option", action="append", default=[], metavar="OPTION",
+        help="one more `lesionseg predict` option for every run, e.g. --predict-option=--no-brain-only (kept apart in OUT/pred)",
+    )
     args = parser.parse_args(argv)
     checkpoints = args.checkpoint or ["fbeta_1.5", "fbeta_1.0", "fbeta_3.0", "focal"]
     rows = []
@@ -179,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, subject, selector, label in runs:
         if args.only and name not in args.only:
             continue
-        pred_dir = args.out / "pred" / name.replace(" ", "_").replace(",", "").replace(":", "") / label
-        row = {"set": name, **run(subject, selector, pred_dir, args.threads)}
+        variant = "".join(args.predict_option).replace("-", "_")
+        pred_dir = args.out / "pred" / name.replace(" ", "_").replace(",", "").replace(":", "") / (label + variant)
+        row = {"set": name, **run(subject, [*selector, *args.predict_option], pred_dir, args.threads)}
         row["checkpoint"] = row.get("checkpoint") if label == "beta-1.5" else label
         rows.append(row)
         print(f"{name} / {row['checkpoint']} / {subject.name}: " + ", ".join(f"{k} {row[k]:.3f}" for k in KEYS if row.get(k) is not None)

@@ -95,6 +95,38 @@ def synthetic_anatomy(shape: Sequence[int] = (20, 24, 18), seed: int = 0) -> tup
     return images, lesion.astype(np.uint8)
 
 
+#: Voxel size of `synthetic_head` (mm): coarse, so a whole head is 56^3 voxels.
+HEAD_SPACING_MM = 3.0
+
+
+def _head_offsets_mm(shape: int = 56) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World offsets (mm) of every voxel of a cube of `shape` voxels from its centre."""
+    axis = (np.arange(shape) - (shape - 1) / 2) * HEAD_SPACING_MM
+    return np.meshgrid(axis, axis, axis, indexing="ij")
+
+
+def head_radius_mm() -> np.ndarray:
+    """Distance (mm) of every voxel of `synthetic_head` from the head's centre."""
+    z, y, x = _head_offsets_mm()
+    return np.sqrt(z**2 + y**2 + x**2)
+
+
+def synthetic_head(scalp: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A FLAIR-like head at `HEAD_SPACING_MM`: brain (r < 60 mm) with a dark ventricle, dark CSF and skull, a
+    bright scalp (r 69-78 mm) joined to the brain by a thin bridge, as at the skull base; and each voxel's r."""
+    r = head_radius_mm()
+    flair = np.zeros(r.shape, np.float32)
+    flair[r < 78] = 150.0 if scalp else 0.0  # scalp and fat, brighter than brain on FLAIR
+    flair[r < 69] = 5.0  # skull
+    flair[r < 63] = 10.0  # CSF
+    flair[r < 60] = 100.0  # brain
+    flair[r < 10] = 10.0  # a ventricle
+    if scalp:
+        z, y, x = _head_offsets_mm()
+        flair[(x > 0) & (np.sqrt(z**2 + y**2) < 3.5) & (r >= 59) & (r < 70)] = 100.0
+    return flair + np.random.default_rng(0).normal(0, 2, r.shape).astype(np.float32), r
+
+
 def reorient(data: np.ndarray, affine: np.ndarray, axcodes: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The same anatomy with its array axes pointing to `axcodes` (pure flips/permutations)."""
     transform = ornt_transform(io_orientation(affine), axcodes2ornt(tuple(axcodes)))

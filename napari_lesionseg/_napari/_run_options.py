@@ -1,4 +1,4 @@
-"""The Inference dock's run options: fusion, overlap, test-time augmentation, device, batch, run name."""
+"""The Inference dock's run options: fusion, overlap, test-time augmentation, brain only, device, batch, run name."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ class RunOptions(Container):
         self.batch = SpinBox(label="Patches per batch", min=1, max=64, value=2)
         self.run_name = LineEdit(label="Run name")
         self.keep = CheckBox(text="Keep earlier runs (compare betas side by side)", value=False)
+        self.brain_only = CheckBox(text="Lesions inside the brain only (none in scalp, fat or glands)", value=True)
         self.run_name.native.setPlaceholderText("automatic, e.g. beta 1.5")
         labelled = Container(labels=True, widgets=[self.fusion, self.overlap, self.device, self.batch, self.run_name])
-        self.extend([labelled, self.tta, self.keep])
+        self.extend([labelled, self.tta, self.brain_only, self.keep])
 
     def configure(self, **values: Any) -> None:
         """Set options by name as a user would (None leaves one as it is); see `InferenceWidget.set_options`."""
@@ -49,6 +50,7 @@ class RunOptions(Container):
             overlap=float(self.overlap.value),
             fusion=(primary, *(mode for mode in COMPARED_MODES if mode != primary)),
             tta="paper" if self.tta.value else "none",
+            brain_only=bool(self.brain_only.value),
             batch_size=int(self.batch.value),
             device=self.device.value,
             threshold=threshold,

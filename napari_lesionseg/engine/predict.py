@@ -18,7 +18,7 @@ import dataclasses
 import threading
 import time
 import warnings
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from napari_lesionseg.data.subject import Subject
 from napari_lesionseg.data.volumes import Volume
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata, load_checkpoint
 from napari_lesionseg.engine.coverage import coverage_note, input_coverage
+from napari_lesionseg.engine.intracranial import intracranial_region
 from napari_lesionseg.engine.model_space import COARSE_FACTOR, ModelSpace, model_space, to_model, to_native
 from napari_lesionseg.engine.patches import check_workload, make_grid, tta_variants
 from napari_lesionseg.engine.requirements import check_modalities, required_modalities, trained_spacing
@@ -107,8 +108,12 @@ def iter_predict(
     if covered is not None:
         _note(notes, coverage_note(shares))
         foreground = foreground & covered
-    normalisation = time.perf_counter() - started
     settings = _settings(settings or InferenceSettings(), metadata, space)
+    brain = _brain_region(stack, metadata.modalities, foreground, space) if settings.brain_only else None
+    if brain is not None:
+        covered = brain if covered is None else covered & brain
+        foreground = foreground & brain
+    normalisation = time.perf_counter() - started
     grid = make_grid(stack.shape[1:], settings.patch_size, settings.overlap, settings.border)  # type: ignore[arg-type]
     variants = len(tta_variants(settings.tta))
     check_workload(grid, channels=len(stack), batch_size=settings.batch_size, variants=variants, modes=len(settings.fusion))
@@ -247,6 +252,15 @@ def _model_stack(
     normalised = iter(stack)
     zeros = np.zeros(arrays[0].shape, np.float32)
     return np.stack([next(normalised) if i is not None else zeros for i in inputs]), foreground
+
+
+def _brain_region(
+    stack: np.ndarray, channels: Sequence[str], foreground: np.ndarray, space: ModelSpace | None
+) -> np.ndarray | None:
+    """Where a lesion may be reported (`engine.intracranial`), from the FLAIR channel; None: everywhere."""
+    if space is None or "FLAIR" not in channels:
+        return None
+    return intracranial_region(stack[list(channels).index("FLAIR")], foreground, space.spacing)
 
 
 def _settings(settings: InferenceSettings, metadata: CheckpointMetadata, space: ModelSpace | None) -> InferenceSettings:

@@ -33,6 +33,8 @@ class InferenceSettings:
             ``"auto"`` is bfloat16 on a CPU with native bfloat16, float16 on CUDA, else float32.
         skip_background: `engine.predict` sends no patch outside the head foreground to the network
             (probability 0 there).
+        brain_only: report lesions only inside the brain estimated from the FLAIR (`engine.intracranial`):
+            no glands, fat or scalp outside the skull; False reports them anywhere in the head.
         fused_network: run the network's inference form (`models.fused`: batch norm folded, ReLU
             fused; equal in eval mode); False runs it as trained (the benchmark's reference).
         uncertainty: also accumulate the spread of the predictions.
@@ -51,6 +53,7 @@ class InferenceSettings:
     priority_axis: int = 0
     precision: str = "auto"
     skip_background: bool = True
+    brain_only: bool = True
     fused_network: bool = True
     uncertainty: bool = True
     stream_partial: bool = True

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_FCDENSENET, write_subject
+from conftest import HEAD_SPACING_MM, TINY_FCDENSENET, make_affine, synthetic_head, write_nifti, write_subject
 
 from napari_lesionseg.cli import main
 from napari_lesionseg.constants import CORE_MODALITIES
@@ -164,3 +164,28 @@ def test_negative_min_lesion_size_is_refused(tmp_path, checkpoint, capsys):
     folder = write_subject(tmp_path / "data", shape=SHAPE)
     assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz", "--min-lesion-mm3", -1) == 2
     assert "minimum lesion size -1.0 mm^3" in capsys.readouterr().err
+
+
+def test_no_lesion_outside_the_brain_unless_no_brain_only(tmp_path):
+    """A network that calls every voxel a lesion, on a head with a bright scalp: the scalp stays clear."""
+    from napari_lesionseg.engine.checkpoints import CheckpointMetadata, save_checkpoint
+    from napari_lesionseg.models import build_model, model_config
+
+    config = model_config("compact", in_channels=1, **TINY_FCDENSENET)
+    model = build_model(config)
+    with torch.no_grad():
+        model.classifier.bias.fill_(30.0)
+    metadata = CheckpointMetadata(
+        name="everywhere", model=config, loss="fbeta", beta=1.5, modalities=["FLAIR"], patch_size=[8, 8, 8],
+        spacing=[HEAD_SPACING_MM] * 3,
+    )
+    everywhere = save_checkpoint(tmp_path / "everywhere.pt", model, metadata)
+    flair, radius = synthetic_head()
+    write_nifti(tmp_path / "sub-01" / "sub-01_FLAIR.nii.gz", flair, make_affine(spacing=(HEAD_SPACING_MM,) * 3))
+    scalp = (radius >= 69) & (flair > 100)
+    for option, name in (("--brain-only", "brain"), ("--no-brain-only", "anywhere")):
+        out = tmp_path / f"{name}.nii.gz"
+        assert _predict(tmp_path / "sub-01", "--checkpoint", everywhere, "--mask-out", out, "--no-tta", option) == 0
+        mask = np.asarray(nib.load(out).dataobj) > 0
+        assert mask[radius < 60].all()
+        assert mask[scalp].all() if name == "anywhere" else not mask[scalp].any()

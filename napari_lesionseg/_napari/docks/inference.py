@@ -179,9 +179,11 @@ class InferenceWidget(Container):
         batch_size: int | None = None,
         run_name: str | None = None,
         keep_runs: bool | None = None,
+        brain_only: bool | None = None,
     ) -> None:
         """Set the run options as a user would (None leaves one as it is): fusion mode, overlap, the paper's
-        test-time flips, device, patches per call, run name ("" for "beta 1.5"), keep earlier runs."""
+        test-time flips, device, patches per call, run name ("" for "beta 1.5"), keep earlier runs,
+        lesions inside the brain only."""
         self._options.configure(
             fusion=fusion,
             overlap=overlap,
@@ -190,6 +192,7 @@ class InferenceWidget(Container):
             batch_size=batch_size,
             run_name=run_name,
             keep_runs=keep_runs,
+            brain_only=brain_only,
         )
 
     def reset_choices(self, *_: Any) -> None:

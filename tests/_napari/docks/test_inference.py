@@ -237,6 +237,16 @@ class TestRun:
         np.testing.assert_array_equal(viewer.layers["lesion mask [beta 1]"].data, expected)
         assert session_for(viewer).latest.settings.threshold == pytest.approx(rounded)
 
+    def test_the_brain_only_option_reaches_the_run(self, qtbot, app):
+        viewer, dock = app
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        assert session_for(viewer).latest.settings.brain_only  # the default, as `lesionseg predict`'s
+        dock.set_options(brain_only=False)
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        assert not session_for(viewer).latest.settings.brain_only
+
     def test_minimum_lesion_size_drops_the_smaller_lesions_from_the_mask(self, qtbot, app):
         viewer, dock = app
         dock.run()
