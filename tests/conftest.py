@@ -113,10 +113,10 @@ def head_radius_mm() -> np.ndarray:
 
 def synthetic_head(scalp: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A FLAIR-like head at `HEAD_SPACING_MM`: brain (r < 60 mm) with a dark ventricle, dark CSF and skull, a
-    bright scalp (r 69-78 mm) joined to the brain by a thin bridge, as at the skull base; and each voxel's r."""
+    bright scalp (r 69-75 mm) joined to the brain by a thin bridge, as at the skull base; and each voxel's r."""
     r = head_radius_mm()
     flair = np.zeros(r.shape, np.float32)
-    flair[r < 78] = 150.0 if scalp else 0.0  # scalp and fat, brighter than brain on FLAIR
+    flair[r < 75] = 150.0 if scalp else 0.0  # scalp and fat, brighter than brain on FLAIR
     flair[r < 69] = 5.0  # skull
     flair[r < 63] = 10.0  # CSF
     flair[r < 60] = 100.0  # brain

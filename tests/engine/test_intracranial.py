@@ -7,6 +7,7 @@ import torch
 from conftest import HEAD_SPACING_MM as SPACING
 from conftest import TINY_FCDENSENET, head_radius_mm, make_affine, synthetic_head, write_nifti
 
+from napari_lesionseg.data.intensity import foreground_mask
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import CheckpointMetadata
 from napari_lesionseg.engine.intracranial import intracranial_region, otsu_threshold
@@ -24,7 +25,7 @@ def test_otsu_cuts_between_the_two_modes():
 
 def test_the_region_holds_the_brain_and_its_ventricle_but_not_the_scalp():
     flair, r = synthetic_head()
-    region = intracranial_region(flair, flair > 1, (SPACING,) * 3)
+    region = intracranial_region(flair, foreground_mask(flair), (SPACING,) * 3)
     assert region is not None
     assert region[r < 60].all()  # every brain voxel, the dark ventricle included
     assert not region[r >= 69].any()  # no scalp voxel
@@ -32,8 +33,19 @@ def test_the_region_holds_the_brain_and_its_ventricle_but_not_the_scalp():
 
 def test_a_skull_stripped_brain_is_kept_whole():
     flair, r = synthetic_head(scalp=False)
-    region = intracranial_region(flair, flair > 20, (SPACING,) * 3)
+    region = intracranial_region(flair, foreground_mask(flair), (SPACING,) * 3)
     assert region is not None and region[r < 60].all()
+
+
+def test_a_larger_piece_below_does_not_cost_the_brain():
+    """A field of view down to the shoulders: a tissue block larger than the brain, cut from it by the erosion."""
+    flair, r = synthetic_head(scalp=False)
+    body = np.full((40, *flair.shape[1:]), 100.0, np.float32)  # 4.5 L against the brain's 0.9 L
+    wide = np.concatenate([body, np.zeros((4, *flair.shape[1:]), np.float32), flair])
+    centre = flair.shape[1] // 2
+    wide[40:52, centre, centre] = 100.0  # a cord one voxel thin joins them, so they are one head foreground
+    region = intracranial_region(wide, foreground_mask(wide), (SPACING,) * 3)
+    assert region is not None and region[44:][r < 60].all()
 
 
 def test_no_region_where_no_head_could_be():
