@@ -84,11 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--fusion", default="spline", choices=FUSION_MODES, help="patch fusion (default: %(default)s, the paper's)")
     run.add_argument("--overlap", type=float, default=OVERLAP, help="patch overlap in [0, 1) (default: %(default)s)")
     run.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="test-time augmentation (default: on)")
-    run.add_argument(
-        "--brain-only", action=argparse.BooleanOptionalAction, default=True,
-        help="report lesions only inside the brain estimated from the FLAIR, none in glands, fat or scalp outside the "
-        "skull (default: on)",
-    )
+    run.add_argument("--brain-only", action=argparse.BooleanOptionalAction, default=True, help="lesions only inside the brain estimated from the FLAIR: none in glands, fat or scalp outside the skull (default: on)")
     run.add_argument("--tta-set", default="paper", choices=("paper", "mirror8"), help="paper: identity + 180-degree rotation in each plane; mirror8: all 8 mirrorings (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA, then MPS, then CPU (default: %(default)s)")
     run.add_argument("--batch-size", type=int, default=2, help="patches per network call (default: %(default)s)")
