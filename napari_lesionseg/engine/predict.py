@@ -79,7 +79,8 @@ def iter_predict(
             `sources` are taken by themselves): nothing is reported where a required one has no data.
 
     Patches outside the head foreground the normalisation finds are skipped (probability 0) unless
-    ``settings.skip_background`` is off.
+    ``settings.skip_background`` is off; no lesion is reported outside the brain estimated from the
+    FLAIR (`engine.intracranial`) unless ``settings.brain_only`` is off.
 
     Returns:
         The generator's value: the result on the reference image's native grid, with
@@ -99,6 +100,8 @@ def iter_predict(
     space = None if native is None else _space(metadata, native, notes)
     started = time.perf_counter()
     stack, foreground = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
+    settings = _settings(settings or InferenceSettings(), metadata, space)
+    brain = _brain_region(stack, metadata.modalities, foreground, space) if settings.brain_only else None
     required = set(required_modalities(metadata))
     covered, shares = input_coverage(
         [(m, acquired.get(m) or available[m][1]) for m, channel in zip(modalities, metadata.modalities)
@@ -108,8 +111,6 @@ def iter_predict(
     if covered is not None:
         _note(notes, coverage_note(shares))
         foreground = foreground & covered
-    settings = _settings(settings or InferenceSettings(), metadata, space)
-    brain = _brain_region(stack, metadata.modalities, foreground, space) if settings.brain_only else None
     if brain is not None:
         covered = brain if covered is None else covered & brain
         foreground = foreground & brain
