@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 __all__ = [
     "KEEP_SHARE",
     "MARGIN_MM",
+    "MIN_TISSUE_SHARE",
     "MIN_VOLUME_ML",
     "SEPARATION_MM",
     "TISSUE_FRACTION",
