@@ -48,6 +48,16 @@ def test_a_larger_piece_below_does_not_cost_the_brain():
     assert region is not None and region[44:][r < 60].all()
 
 
+def test_a_slab_of_the_head_still_leaves_the_scalp_out():
+    """A 2-D protocol covering 66 mm of the head: the brain and the scalp both reach the slab's faces."""
+    flair, r = synthetic_head()
+    centre = flair.shape[0] // 2
+    slab = slice(centre - 11, centre + 11)
+    region = intracranial_region(flair[slab], foreground_mask(flair[slab]), (SPACING,) * 3)
+    assert region is not None
+    assert region[r[slab] < 60].all() and not region[r[slab] >= 69].any()
+
+
 def test_no_region_where_no_head_could_be():
     small = np.random.default_rng(2).uniform(50, 100, (20, 20, 20)).astype(np.float32)  # 8 mL at 1 mm
     assert intracranial_region(small, small > 0, (1.0, 1.0, 1.0)) is None
