@@ -42,7 +42,7 @@ from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegWarning
 from napari_lesionseg.models import size_divisor
 
-__all__ = ["Checkpoint", "Images", "check_normalisation", "iter_predict", "loaded_checkpoint", "predict"]
+__all__ = ["Checkpoint", "Images", "check_normalisation", "check_not_blank", "iter_predict", "loaded_checkpoint", "predict"]
 
 #: A bundled checkpoint name, a checkpoint file, or an already loaded ``(model, metadata)`` pair.
 Checkpoint = str | Path | tuple[nn.Module, CheckpointMetadata]
@@ -202,14 +202,27 @@ def _inputs(images: Images, geometry: Geometry | None) -> tuple[dict[str, _Input
     """Every input as (array, its grid), and the reference (FLAIR) grid, or None when none is known."""
     if isinstance(images, Subject):
         sources = {m: images.sources.get(m, volume) for m, volume in images.images.items()}
+        check_not_blank(sources)
         return {m: (v.data, v.geometry) for m, v in sources.items()}, images.geometry
     if not isinstance(images, Mapping) or not images:
         raise InvalidInputError("expected a subject or a {modality: image} mapping with at least one image")
+    check_not_blank(images)
     inputs = {m: (v.data, v.geometry) if isinstance(v, Volume) else (v, geometry) for m, v in images.items()}
     if geometry is None:
         grids = {m.casefold(): g for m, (_, g) in inputs.items() if g is not None}
         geometry = grids.get("flair") or next(iter(grids.values()), None)
     return inputs, geometry
+
+
+def check_not_blank(images: Mapping[str, Volume | np.ndarray]) -> None:
+    """Refuse (`InvalidInputError`, naming the file when known) an image whose voxels are all equal: a blank
+    export or a failed conversion holds nothing to segment, and would be normalised to all background."""
+    for modality, image in images.items():
+        data = image.data if isinstance(image, Volume) else np.asarray(image)
+        if data.size and float(data.min()) == float(data.max()):
+            path = image.path if isinstance(image, Volume) else None
+            where = modality if path is None else f"{path}: every voxel of the {modality}"
+            raise InvalidInputError(f"{where} is {float(data.min()):g}; an empty image holds nothing to segment")
 
 
 def _space(metadata: CheckpointMetadata, native: Geometry, notes: list[str]) -> ModelSpace:

@@ -98,6 +98,16 @@ def test_missing_modality_is_named(tmp_path, checkpoint, capsys):
     assert "missing: PDw" in capsys.readouterr().err
 
 
+def test_a_blank_image_is_refused_by_name(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    blank = next(folder.glob("*_T2w.nii.gz"))
+    write_nifti(blank, np.zeros(SHAPE, np.float32))
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"lesionseg predict: error: {blank}: every voxel of the T2w is 0; an empty image holds nothing to segment"]
+    assert not (tmp_path / "m.nii.gz").exists()
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [(["--overlap", "1.0"], "overlap"), (["--patch-size", "7"], "must be a multiple of"), (["--shard", "2/2"], "--shard"),

@@ -67,8 +67,15 @@ class TestPredict:
         from_arrays = predict(images, checkpoint, settings)
         np.testing.assert_array_equal(from_subject.probability, from_arrays.probability)
 
+    def test_a_blank_image_is_refused(self, tmp_path):
+        checkpoint = self._checkpoint(tmp_path, ("T2w", "FLAIR"))
+        images = {"FLAIR": np.random.default_rng(0).random((12, 10, 9), np.float32), "T2w": np.zeros((12, 10, 9), np.float32)}
+        with pytest.raises(InvalidInputError, match="^T2w is 0; an empty image holds nothing to segment$"):
+            predict(images, checkpoint, InferenceSettings(device="cpu"))
+
     def test_images_of_different_shapes_are_refused(self, tmp_path):
         checkpoint = self._checkpoint(tmp_path, ("T2w", "FLAIR"))
-        images = {"FLAIR": np.ones((12, 10, 9), np.float32), "T2w": np.ones((12, 10, 8), np.float32)}
+        rng = np.random.default_rng(0)
+        images = {"FLAIR": rng.random((12, 10, 9), np.float32), "T2w": rng.random((12, 10, 8), np.float32)}
         with pytest.raises(InvalidInputError, match="one voxel grid"):
             predict(images, checkpoint, InferenceSettings(device="cpu"))

@@ -47,7 +47,7 @@ from napari_lesionseg._progress import REDRAW_INTERVAL_S, CancelToken, RedrawThr
 from napari_lesionseg.engine.catalog import auto_run_name
 from napari_lesionseg.engine.checkpoints import CheckpointInfo, CheckpointMetadata
 from napari_lesionseg.engine.devices import resolve_device
-from napari_lesionseg.engine.predict import check_normalisation
+from napari_lesionseg.engine.predict import check_normalisation, check_not_blank
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
@@ -120,6 +120,7 @@ class InferenceWidget(Container):
             checkpoint = self._model.selected()
             check_normalisation(checkpoint.metadata)
             layers = self._model.input_layers(checkpoint.metadata)
+            check_not_blank({modality: layer.data for modality, layer in layers.items()})  # before any layer is replaced
             reference = next(iter(layers.values()))
             settings = self._settings(checkpoint.metadata, reference)
         except LesionSegError as err:

@@ -450,6 +450,15 @@ class TestTrustworthyInputs:
         assert any("'T2w' was loaded as T2w but is chosen as the FLAIR input" in m for m in messages)
         assert not any("lesion probability" in layer.name for layer in viewer.layers)
 
+    def test_a_blank_layer_is_refused_by_modality(self, qtbot, app):
+        viewer, dock = app
+        viewer.layers["T2w"].data = np.zeros_like(viewer.layers["T2w"].data)
+        start = notification_count()
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        assert any("T2w is 0; an empty image holds nothing to segment" in m for m in notifications_since(start))
+        assert not any("lesion probability" in layer.name for layer in viewer.layers)
+
     def test_the_default_stays_the_bundled_beta_1_5_after_a_fine_tune(self, home, make_napari_viewer, make_subject):
         viewer = make_napari_viewer()
         add_subject(viewer, make_subject(shape=SHAPE))
