@@ -7,6 +7,10 @@ Each subject is segmented whole at the checkpoint's training spacing (`training.
 overlap, spline fusion, no flips, threshold 0.5). Besides the mean metrics, every reference lesion (26-connected
 component) is put in a size class and counted found when a predicted voxel touches it, so a change in how small
 lesions fare shows apart from the load-weighted DSC. Prints a Markdown table; `--json` writes every row.
+
+`--native` instead runs each subject as users do (`engine.predict`: the checkpoint's model space, the paper's
+flips, brain only) and scores on the subject's own grid, so networks trained at different spacings compare
+on one grid.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.checkpoints import load_checkpoint
-from napari_lesionseg.training.data import load_training_subjects
+from napari_lesionseg.engine.predict import predict
+from napari_lesionseg.engine.settings import InferenceSettings
+from napari_lesionseg.training.data import find_subject_dirs, load_training_subjects
 from napari_lesionseg.training.validation import mean_metrics, predict_probability, score
 
 #: Upper bounds (mL) of the lesion size classes.
@@ -41,7 +48,25 @@ def found_by_size(reference: np.ndarray, predicted: np.ndarray, voxel_ml: float)
     return table
 
 
-def score_checkpoint(name: str, folders: list[str]) -> dict:
+def native_rows(name: str, folders: list[str]) -> tuple[dict, dict]:
+    """Per subject, the metrics and lesions found of the checkpoint run as `lesionseg predict` runs it."""
+    checkpoint = load_checkpoint(name)
+    rows, sizes = {}, {}
+    for folder in folders:
+        for path in find_subject_dirs(folder):
+            subject = load_subject(path)
+            key = f"{Path(folder).name}/{subject.name}"
+            result = predict(subject, checkpoint, InferenceSettings(uncertainty=False, stream_partial=False))
+            prob = result.probabilities[result.primary]
+            reference = subject.mask.data > 0
+            rows[key] = score(prob, reference, subject.geometry.spacing)
+            sizes[key] = found_by_size(reference, prob >= 0.5, float(np.prod(subject.geometry.spacing)) / 1000.0)
+    return rows, sizes
+
+
+def score_checkpoint(name: str, folders: list[str], native: bool = False) -> dict:
+    if native:
+        return _summary(*native_rows(name, folders))
     model, metadata = load_checkpoint(name)
     spacing = metadata.training.get("spacing")
     model_spacing = None if spacing is None else (spacing,) * 3
@@ -55,6 +80,10 @@ def score_checkpoint(name: str, folders: list[str]) -> dict:
             rows[key] = score(prob, subject.mask, subject.spacing)
             voxel_ml = float(np.prod(subject.spacing)) / 1000.0
             sizes[key] = found_by_size(np.asarray(subject.mask, bool), prob >= 0.5, voxel_ml)
+    return _summary(rows, sizes)
+
+
+def _summary(rows: dict, sizes: dict) -> dict:
     totals = {key: [sum(s[key][i] for s in sizes.values()) for i in (0, 1)] for key in next(iter(sizes.values()))}
     return {"mean": mean_metrics(rows.values()), "subjects": rows, "lesions_found_by_size": totals, "per_subject_sizes": sizes}
 
@@ -65,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", action="append", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--native", action="store_true", help="run as `lesionseg predict` does; score on each subject's grid")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {name: score_checkpoint(name, args.folders) for name in args.checkpoint}
+    results = {name: score_checkpoint(name, args.folders, args.native) for name in args.checkpoint}
     classes = list(next(iter(results.values()))["lesions_found_by_size"])
     print("| checkpoint | n | DSC | sens. | PPV | LTPR | LFPR | " + " | ".join(f"found {c}" for c in classes) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(classes))
