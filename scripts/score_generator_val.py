@@ -8,9 +8,9 @@ overlap, spline fusion, no flips, threshold 0.5). Besides the mean metrics, ever
 component) is put in a size class and counted found when a predicted voxel touches it, so a change in how small
 lesions fare shows apart from the load-weighted DSC. Prints a Markdown table; `--json` writes every row.
 
-`--native` instead runs each subject as users do (`engine.predict`: the checkpoint's model space, the paper's
-flips, brain only) and scores on the subject's own grid, so networks trained at different spacings compare
-on one grid.
+`--native` instead runs each subject as users do (`engine.predict`: the checkpoint's model space, brain only;
+no flips unless `--tta paper`) and scores on the subject's own grid, so networks trained at different spacings
+compare on one grid.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def found_by_size(reference: np.ndarray, predicted: np.ndarray, voxel_ml: float)
     return table
 
 
-def native_rows(name: str, folders: list[str]) -> tuple[dict, dict]:
+def native_rows(name: str, folders: list[str], tta: str) -> tuple[dict, dict]:
     """Per subject, the metrics and lesions found of the checkpoint run as `lesionseg predict` runs it."""
     checkpoint = load_checkpoint(name)
     rows, sizes = {}, {}
@@ -56,7 +56,7 @@ def native_rows(name: str, folders: list[str]) -> tuple[dict, dict]:
         for path in find_subject_dirs(folder):
             subject = load_subject(path)
             key = f"{Path(folder).name}/{subject.name}"
-            result = predict(subject, checkpoint, InferenceSettings(uncertainty=False, stream_partial=False))
+            result = predict(subject, checkpoint, InferenceSettings(tta=tta, uncertainty=False, stream_partial=False))
             prob = result.probabilities[result.primary]
             reference = subject.mask.data > 0
             rows[key] = score(prob, reference, subject.geometry.spacing)
@@ -64,9 +64,9 @@ def native_rows(name: str, folders: list[str]) -> tuple[dict, dict]:
     return rows, sizes
 
 
-def score_checkpoint(name: str, folders: list[str], native: bool = False) -> dict:
+def score_checkpoint(name: str, folders: list[str], native: bool = False, tta: str = "none") -> dict:
     if native:
-        return _summary(*native_rows(name, folders))
+        return _summary(*native_rows(name, folders, tta))
     model, metadata = load_checkpoint(name)
     spacing = metadata.training.get("spacing")
     model_spacing = None if spacing is None else (spacing,) * 3
@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--native", action="store_true", help="run as `lesionseg predict` does; score on each subject's grid")
+    parser.add_argument("--tta", default="none", help="with --native: the flips (none, paper, mirror8)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    results = {name: score_checkpoint(name, args.folders, args.native) for name in args.checkpoint}
+    results = {name: score_checkpoint(name, args.folders, args.native, args.tta) for name in args.checkpoint}
     classes = list(next(iter(results.values()))["lesions_found_by_size"])
     print("| checkpoint | n | DSC | sens. | PPV | LTPR | LFPR | " + " | ".join(f"found {c}" for c in classes) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(classes))
