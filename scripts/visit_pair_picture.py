@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for r, tiles in enumerate((earlier, later)):
         for c, part in enumerate(tiles):
             picture.paste(part, (c * TILE, r * TILE))
-    picture.save(args.out, optimize=True)
+    picture.quantize(colors=128).save(args.out, optimize=True)  # grey and one green: a palette keeps it small
     print(f"{args.out}: visit 1 (top) slices {args.slices1}, visit 2 (bottom) slices {args.slices2}, around voxel {centre}")
     return 0
 
