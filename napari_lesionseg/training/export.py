@@ -14,21 +14,28 @@ import torch
 from napari_lesionseg.training.config import TrainingConfig
 from napari_lesionseg.training.data import TrainingSubject
 
-__all__ = ["model_spacing", "training_record", "write_checkpoint"]
+__all__ = ["learning_spacing", "model_spacing", "training_record", "write_checkpoint"]
 
 
-def model_spacing(config: TrainingConfig, subjects: Sequence[TrainingSubject]) -> list[float] | None:
-    """The voxel size the network learns at: the run's `spacing`, else its parent's (a fine-tune), else the
-    training subjects' median."""
+def learning_spacing(config: TrainingConfig) -> tuple[float, float, float] | None:
+    """Where folder subjects are resampled before training: the run's `spacing`, else the voxel size of the
+    checkpoint it starts from (a continued network keeps the scale it learned at), else None (each
+    subject's own grid)."""
     if config.spacing is not None:
-        return [float(config.spacing)] * 3
+        return (float(config.spacing),) * 3
     if config.init_checkpoint:
         from napari_lesionseg.engine.checkpoints import read_metadata
         from napari_lesionseg.engine.requirements import trained_spacing
 
-        parent = trained_spacing(read_metadata(config.init_checkpoint))
-        if parent is not None:
-            return list(parent)
+        return trained_spacing(read_metadata(config.init_checkpoint))
+    return None
+
+
+def model_spacing(config: TrainingConfig, subjects: Sequence[TrainingSubject]) -> list[float] | None:
+    """The voxel size the network learns at: `learning_spacing`, else the training subjects' median."""
+    spacing = learning_spacing(config)
+    if spacing is not None:
+        return list(spacing)
     if not subjects:
         return None
     return [round(float(s), 4) for s in np.median([subject.spacing for subject in subjects], axis=0)]

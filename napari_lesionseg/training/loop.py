@@ -39,7 +39,7 @@ from napari_lesionseg.errors import CheckpointError, InvalidInputError
 from napari_lesionseg.training import distributed as ddp
 from napari_lesionseg.training.config import TrainingConfig, TrainingProgress, TrainingResult
 from napari_lesionseg.training.data import TrainingSubject, load_training_subjects, pad_to_patch
-from napari_lesionseg.training.export import model_spacing, write_checkpoint
+from napari_lesionseg.training.export import learning_spacing, model_spacing, write_checkpoint
 from napari_lesionseg.training.logs import write_history
 from napari_lesionseg.training.sampling import PatchSampler, PatchSpec
 from napari_lesionseg.training.schedule import PaperSchedule, make_scheduler
@@ -146,7 +146,7 @@ class _Run:
         """The patch sampler over the training subjects, and the validation subjects."""
         config = self.config
         optional = config.optional_modalities
-        space = None if config.spacing is None else (config.spacing,) * 3
+        space = learning_spacing(config)
         train_set = [*subjects, *load_training_subjects(config.data, config.modalities, optional, space)]
         val_set = [*val_subjects, *load_training_subjects(config.val, config.modalities, optional, space)]
         if not train_set:

@@ -7,7 +7,9 @@ from napari_lesionseg.cli import main
 from napari_lesionseg.constants import CORE_MODALITIES
 from napari_lesionseg.engine.checkpoints import load_checkpoint
 from napari_lesionseg.engine.requirements import trained_spacing
+from napari_lesionseg.training.config import TrainingConfig
 from napari_lesionseg.training.data import load_training_subjects
+from napari_lesionseg.training.export import learning_spacing
 from napari_lesionseg.vocabulary import LOSSES
 
 TINY_ARGS = [
@@ -100,6 +102,27 @@ def test_spacing_resamples_the_subjects_and_is_the_checkpoints_model_space(data,
     assert main(["train", "--data", str(data / "train"), "--out", str(tmp_path / "own.pt"), "--max-steps", "1",
                  "--quiet", *TINY_ARGS]) == 0  # fmt: skip
     assert trained_spacing(load_checkpoint(tmp_path / "own.pt")[1]) == (1.0, 1.0, 1.0)
+
+
+def test_a_network_continued_on_finer_folders_learns_at_its_own_spacing(data, tmp_path, capsys):
+    """`--init` without `--spacing`: the 1 mm folders are resampled to the start's 2 mm, which the checkpoint records.
+
+    Seen through the patch selection: a patch needing more lesion voxels than any subject has at 2 mm is
+    found at 1 mm only."""
+    args = ["train", "--data", str(data / "train"), "--max-steps", "1", "--quiet", *TINY_ARGS]
+    trunk, member = tmp_path / "trunk.pt", tmp_path / "member.pt"
+    assert main([*args, "--out", str(trunk), "--spacing", "2", "--min-lesion-voxels", "1"]) == 0
+    assert learning_spacing(TrainingConfig(data=[], out=member, init_checkpoint=str(trunk))) == (2.0, 2.0, 2.0)
+    assert learning_spacing(TrainingConfig(data=[], out=member)) is None
+    at_2mm = load_training_subjects([data / "train"], CORE_MODALITIES, model_spacing=(2.0, 2.0, 2.0))
+    more = ["--min-lesion-voxels", str(max(int(s.mask.sum()) for s in at_2mm) + 1)]
+    continued = [*args, "--out", str(member), "--init", str(trunk), "--warm-start", *more]
+    assert main([*continued, "--spacing", "1", "--out", str(tmp_path / "at-1mm.pt")]) == 0  # at the folders' 1 mm it exists
+    capsys.readouterr()
+    assert main(continued) == 2  # at the start's 2 mm it does not
+    assert "lesion voxels" in capsys.readouterr().err
+    assert main([*args, "--out", str(member), "--init", str(trunk), "--warm-start", "--min-lesion-voxels", "1"]) == 0
+    assert trained_spacing(load_checkpoint(member)[1]) == (2.0, 2.0, 2.0)
 
 
 def test_quiet_resume_of_a_finished_run_reports_it_again(data, tmp_path, capsys):
