@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sampling.add_argument(
         "--spacing", type=float, metavar="MM", default=None,
         help="resample every subject to MM isotropic voxels first, as inference resamples into the model's space "
-        "(default: each subject's own grid; the checkpoint then records their median)",
+        "(default: the --init checkpoint's, else each subject's own grid, the checkpoint then recording their median)",
     )
     sampling.add_argument(
         "--brain-patches", type=float, metavar="F", default=0.0,
