@@ -4,6 +4,7 @@ folder to open as inputs."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,8 @@ __all__ = ["ModelInputs", "check_modalities_match", "checkpoint_layers", "image_
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
+#: Characters per line of the checkpoint's details (about `TEXT_WIDTH` pixels of the dock's font).
+DETAILS_CHARACTERS = 52
 
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
@@ -88,7 +91,8 @@ class ModelInputs(Container):
         self._inputs = Container(labels=True)
         self._folder = FileEdit(mode="d", label="Subject folder")
         self._open_folder = PushButton(text="Open folder as inputs")
-        self._checkpoint_details.native.setWordWrap(True)
+        # Wrapped here, not by Qt: a word-wrapped label gives the dock a height-for-width, which Qt caches
+        # per width, so the selector gaining rows (a fine-tune saved) would be squeezed into its old height.
         self._checkpoint_details.native.setMinimumWidth(TEXT_WIDTH)
         self.extend(
             [
@@ -207,10 +211,10 @@ class ModelInputs(Container):
             self._pinned = True
         info = self._checkpoints.get(self._checkpoint.value)
         if info is None:
-            self._checkpoint_details.value = f"No checkpoints found (user folder: {user_checkpoint_dir()})."
+            self._checkpoint_details.value = textwrap.fill(f"No checkpoints found (user folder: {user_checkpoint_dir()}).", DETAILS_CHARACTERS)
             self._inputs.clear()
             return
-        self._checkpoint_details.value = checkpoint_details(info)
+        self._checkpoint_details.value = textwrap.fill(checkpoint_details(info), DETAILS_CHARACTERS)
         chosen = {combo.label: combo.value for combo in self._inputs}  # the user's picks survive a beta switch
         available = image_layers(self._viewer)
         self._inputs.clear()

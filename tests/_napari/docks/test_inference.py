@@ -119,8 +119,8 @@ class TestSelector:
         texts = [button.text() for button in dock._model._checkpoint.native.findChildren(QRadioButton)]
         assert any("β = 1" in text and "fbeta" in text for text in texts)
         assert any("β = 3" in text for text in texts)
-        assert "2 folder(s) (sub-01, sub-02)" in dock._model._checkpoint_details.value
-        assert "validation DSC 0.610" in dock._model._checkpoint_details.value
+        details = " ".join(dock._model._checkpoint_details.value.split())  # wrapped into lines of the dock's width
+        assert "2 folder(s) (sub-01, sub-02)" in details and "validation DSC 0.610" in details
         assert [(combo.label, combo.value.name) for combo in dock._model._inputs] == [(m, m) for m in MODALITIES]
 
     def test_a_new_checkpoint_appears_when_the_session_says_so(self, app):
@@ -533,3 +533,20 @@ def test_a_t1w_with_fewer_slices_than_the_flair_gives_no_lesion_beyond_it(qtbot,
     wait_until_idle(qtbot, dock)
     mask = np.asarray(session_for(viewer).latest.result.mask)
     assert mask[12:].sum() == 0 and mask[:11].mean() > 0.9  # canonical (S, P, L): the T1w covers S 0-11
+
+
+def test_a_checkpoint_added_later_gets_a_row_of_its_own(qtbot, app):
+    """After a fine-tune the selector lists more checkpoints: every button keeps its full height, none overlaps."""
+    from qtpy.QtWidgets import QRadioButton
+
+    viewer, dock = app
+    for seed in range(2, 8):
+        save_tiny_checkpoint(f"tiny-later-{seed}", 1.5, seed=seed)
+    dock.refresh_checkpoints()
+    qtbot.wait(100)
+    buttons = sorted(dock._model._checkpoint.native.findChildren(QRadioButton), key=lambda b: b.geometry().top())
+    assert len(buttons) == 8
+    for button in buttons:
+        assert button.height() >= button.sizeHint().height()
+    for upper, lower in zip(buttons, buttons[1:]):
+        assert lower.geometry().top() >= upper.geometry().bottom()
