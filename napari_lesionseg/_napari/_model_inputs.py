@@ -4,7 +4,6 @@ folder to open as inputs."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
 from napari_lesionseg._napari._layers import add_subject_layers, is_result
 from napari_lesionseg._napari._notify import notify_or_raise
+from napari_lesionseg._napari._wrapped import wrapped
 from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.naming import subject_of
@@ -39,8 +39,6 @@ __all__ = ["ModelInputs", "check_modalities_match", "checkpoint_layers", "image_
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
-#: Characters per line of the checkpoint's details (about `TEXT_WIDTH` pixels of the dock's font).
-DETAILS_CHARACTERS = 52
 
 
 def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
@@ -91,9 +89,7 @@ class ModelInputs(Container):
         self._inputs = Container(labels=True)
         self._folder = FileEdit(mode="d", label="Subject folder")
         self._open_folder = PushButton(text="Open folder as inputs")
-        # Wrapped here, not by Qt: a word-wrapped label gives the dock a height-for-width, which Qt caches
-        # per width, so the selector gaining rows (a fine-tune saved) would be squeezed into its old height.
-        self._checkpoint_details.native.setMinimumWidth(TEXT_WIDTH)
+        self._checkpoint_details.native.setMinimumWidth(TEXT_WIDTH)  # its text is wrapped in code (`_wrapped`)
         self.extend(
             [
                 Label(value="<b>Checkpoint</b> (beta: higher favours recall)"),
@@ -211,10 +207,10 @@ class ModelInputs(Container):
             self._pinned = True
         info = self._checkpoints.get(self._checkpoint.value)
         if info is None:
-            self._checkpoint_details.value = textwrap.fill(f"No checkpoints found (user folder: {user_checkpoint_dir()}).", DETAILS_CHARACTERS)
+            self._checkpoint_details.value = wrapped(f"No checkpoints found (user folder: {user_checkpoint_dir()}).")
             self._inputs.clear()
             return
-        self._checkpoint_details.value = textwrap.fill(checkpoint_details(info), DETAILS_CHARACTERS)
+        self._checkpoint_details.value = wrapped(checkpoint_details(info))
         chosen = {combo.label: combo.value for combo in self._inputs}  # the user's picks survive a beta switch
         available = image_layers(self._viewer)
         self._inputs.clear()

@@ -38,6 +38,7 @@ from napari_lesionseg._napari._review_schedule import ReviewSchedule
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
+from napari_lesionseg._napari._wrapped import wrapped
 from napari_lesionseg.errors import LesionSegError
 from napari_lesionseg.evaluation.review import REVIEW_METRICS, Review, review_masks
 from napari_lesionseg.evaluation.review_rows import ReviewRow, false_positives_under, review_rows, row_voxels
@@ -126,7 +127,7 @@ class LesionReviewWidget(Container):
         try:
             inputs = self._review_inputs()
         except LesionSegError as err:
-            self._status.value = str(err)
+            self._status.value = wrapped(str(err))
             if not quiet:
                 show_error(str(err))
             return None
@@ -137,7 +138,7 @@ class LesionReviewWidget(Container):
                 self._report_error(err)
             return None
         if not self._schedule.busy:
-            self._status.value = "Reviewing..."
+            self._status.value = wrapped("Reviewing...")
         layers = inputs["layers"]
         return self._schedule.start(
             inputs["arguments"], lambda review: self._show(review, layers, add_overlay=not quiet), self._report_error
@@ -153,7 +154,7 @@ class LesionReviewWidget(Container):
         if self._reviewed:
             focus_on(self._viewer, self._reviewed[0], row)
         volumes = " / ".join(f"{v:.3f}" for v in (row.reference_ml, row.predicted_ml) if v is not None)
-        self._status.value = f"Lesion {index + 1}/{len(self._rows)}: {row.status}, {volumes} mL"
+        self._status.value = wrapped(f"Lesion {index + 1}/{len(self._rows)}: {row.status}, {volumes} mL")
 
     def reject_small_false_positives(self, max_mm3: float | None = None) -> int:
         """Remove every false positive under `max_mm3` (default: the dock's field) from the corrected mask."""
@@ -165,7 +166,7 @@ class LesionReviewWidget(Container):
         for index in indices:
             layer.data_setitem(row_voxels(self._review, self._rows[index]), 0)
         self._show_coverage()
-        self._status.value = f"Rejected {len(indices)} false positive(s) under {max_mm3:g} mm³."
+        self._status.value = wrapped(f"Rejected {len(indices)} false positive(s) under {max_mm3:g} mm³.")
         return len(indices)
 
     @property
@@ -227,9 +228,9 @@ class LesionReviewWidget(Container):
             self._viewer, excluded=lambda: self._overlay.layer, on_edit=self._coverage_timer.start
         )
         self._correction.connect_new(lambda: self._prediction.value)
-        for label in (self._status, self._correction.status):
-            label.native.setWordWrap(True)
-            label.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped labels otherwise shrink to a narrow column
+        self._status.native.setMinimumWidth(_TEXT_WIDTH)  # its text is wrapped in code (`_wrapped`)
+        self._correction.status.native.setWordWrap(True)
+        self._correction.status.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped labels otherwise shrink to a narrow column
         self.extend(
             [
                 Label(value="<b>Lesion review</b>"),
@@ -298,7 +299,7 @@ class LesionReviewWidget(Container):
         self._schedule.schedule()
 
     def _report_error(self, err: Exception) -> None:
-        self._status.value = "Could not review (see the notification)."
+        self._status.value = wrapped("Could not review (see the notification).")
         notify_or_raise(err)
 
     # --- review ----------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ class LesionReviewWidget(Container):
         if add_overlay or self._overlay.shown:  # automatic updates never add it unasked
             self._show_overlay()
         self._overlay.draw_planes(backdrop(self._viewer))
-        self._status.value = (
+        self._status.value = wrapped(
             f"{layers[0].name} vs {layers[1].name}: {metrics['n_lesions_gt']} reference and "
             f"{metrics['n_lesions_pred']} predicted lesions, DSC {format_metric('dsc', metrics['dsc'])}"
         )

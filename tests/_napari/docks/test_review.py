@@ -385,3 +385,22 @@ class TestReadingSpeed:
         assert "lesion review (TP/FN/FP)" not in viewer.layers
         dock.update(blocking=True)  # asked: now it shows
         assert "lesion review (TP/FN/FP)" in viewer.layers
+
+
+def test_a_summary_that_grows_to_several_lines_is_shown_whole(make_napari_viewer, qtbot):
+    """After a one-line summary, long layer names make it three lines: the label grows with it, not clipped."""
+    viewer = make_napari_viewer(show=True)
+    prediction, reference = _masks()
+    dock = _dock(viewer)
+    pred, ref = viewer.add_labels(prediction, name="p"), viewer.add_labels(reference, name="r")
+    dock.set_prediction(pred)
+    dock.set_reference(ref)
+    dock.update(blocking=True)
+    qtbot.wait(100)
+    pred.name, ref.name = "lesion mask [fbeta_1.5_generator, fine-tuned on sub-01]", "reference mask of the second rater"
+    dock.update(blocking=True)
+    qtbot.wait(100)
+    label = dock._status.native
+    needed = label.heightForWidth(label.width()) if label.hasHeightForWidth() else label.sizeHint().height()
+    assert needed > 2 * label.fontMetrics().height()  # three lines or more
+    assert label.height() >= needed
