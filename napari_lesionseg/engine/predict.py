@@ -50,6 +50,9 @@ Checkpoint = str | Path | tuple[nn.Module, CheckpointMetadata]
 Images = Subject | Mapping[str, np.ndarray] | Mapping[str, Volume]
 #: One input: its canonical array and the grid it lies on (None: unknown, taken as the reference's).
 _Input = tuple[np.ndarray, Geometry | None]
+#: Head regions under this many mL (a 46 mm cube, a tenth of an adult brain) get a note: intensities are normalised
+#: on the region alone, so a small crop's lesion calls mean little.
+SMALL_FIELD_ML = 100.0
 
 
 def iter_predict(
@@ -100,6 +103,7 @@ def iter_predict(
     space = None if native is None else _space(metadata, native, notes)
     started = time.perf_counter()
     stack, foreground = _model_stack([None if m is None else available[m] for m in modalities], metadata.modalities, space)
+    _note_small_field(notes, foreground, space)
     settings = _settings(settings or InferenceSettings(), metadata, space)
     brain = _brain_region(stack, metadata.modalities, foreground, space) if settings.brain_only else None
     required = set(required_modalities(metadata))
@@ -266,6 +270,16 @@ def _model_stack(
     normalised = iter(stack)
     zeros = np.zeros(arrays[0].shape, np.float32)
     return np.stack([next(normalised) if i is not None else zeros for i in inputs]), foreground
+
+
+def _note_small_field(notes: list[str], foreground: np.ndarray, space: ModelSpace | None) -> None:
+    """Warn when the head region is far smaller than a head: its intensities are normalised on it alone."""
+    if space is None:
+        return
+    head_ml = np.count_nonzero(foreground) * float(np.prod(space.spacing)) / 1000.0
+    if head_ml < SMALL_FIELD_ML:
+        _note(notes, f"the images hold only {head_ml:.3g} mL of head (a brain alone is over 1,000 mL): intensities are "
+              "normalised on that alone, so lesions may be missed or invented; give the whole scan")  # fmt: skip
 
 
 def _brain_region(

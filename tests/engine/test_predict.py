@@ -79,3 +79,17 @@ class TestPredict:
         images = {"FLAIR": rng.random((12, 10, 9), np.float32), "T2w": rng.random((12, 10, 8), np.float32)}
         with pytest.raises(InvalidInputError, match="one voxel grid"):
             predict(images, checkpoint, InferenceSettings(device="cpu"))
+
+    @pytest.mark.parametrize("spacing_mm, noted", [(1.0, True), (10.0, False)])
+    def test_a_field_far_smaller_than_a_head_gets_a_note(self, tmp_path, make_subject, spacing_mm, noted):
+        from conftest import make_affine
+
+        from napari_lesionseg.data.subject import load_subject
+
+        # the same 12x10x9 voxels: at 1 mm a crop of well under 1 mL of head, at 10 mm a head region of about 270 mL
+        subject = load_subject(make_subject(shape=(12, 10, 9), affine=make_affine((spacing_mm,) * 3)))
+        result = predict(subject, self._checkpoint(tmp_path), InferenceSettings(tta="none", device="cpu"))
+        notes = [m for m in result.messages if "mL of head" in m]
+        assert bool(notes) is noted
+        if noted:
+            assert notes[0].startswith("the images hold only ") and "give the whole scan" in notes[0]

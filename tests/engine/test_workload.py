@@ -14,6 +14,7 @@ from conftest import TINY_FCDENSENET, write_subject
 from napari_lesionseg.cli import _patch_progress, main
 from napari_lesionseg.constants import CORE_MODALITIES
 from napari_lesionseg.engine import patches
+from napari_lesionseg.engine import predict as engine_predict
 from napari_lesionseg.engine.patches import check_workload, make_grid
 from napari_lesionseg.errors import InvalidInputError, LesionSegWarning
 
@@ -49,7 +50,8 @@ def test_a_patch_far_beyond_the_volume_is_refused_with_the_sizes(monkeypatch):
     check_workload(make_grid((91, 109, 91), 32), channels=4, batch_size=2, variants=4)  # the usual case passes
 
 
-def test_a_huge_patch_size_stops_predict_with_one_line(tmp_path, checkpoint, capsys):
+def test_a_huge_patch_size_stops_predict_with_one_line(tmp_path, checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(engine_predict, "SMALL_FIELD_ML", 0.0)  # a tiny volume's note is not what this counts
     folder = write_subject(tmp_path / "data", shape=SHAPE)
     before = snapshot(folder)
     out = tmp_path / "out" / "m.nii.gz"
@@ -80,6 +82,7 @@ def test_predict_refuses_too_many_patches_before_writing(tmp_path, checkpoint, c
 
 
 def test_off_a_terminal_progress_comes_as_lines_and_a_large_run_gets_an_estimate(tmp_path, checkpoint, capsys, monkeypatch):
+    monkeypatch.setattr(engine_predict, "SMALL_FIELD_ML", 0.0)  # a tiny volume's note is not what this counts
     monkeypatch.setattr(_patch_progress, "LOG_EVERY_S", 0.0)
     monkeypatch.setattr(patches, "LARGE_GRID_PATCHES", 3)
     folder = write_subject(tmp_path / "data", shape=SHAPE)
