@@ -8,6 +8,7 @@ import numpy as np
 from napari.layers import Layer, Points
 
 from napari_lesionseg._napari._layers import placement
+from napari_lesionseg._napari._orientation import camera
 from napari_lesionseg.evaluation.review_rows import ReviewRow
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def focus_on(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow) -> Poin
         viewer.dims.set_point(axis, world[axis])
     diameter_mm = _diameter_mm(row, layer)
     _zoom_to(viewer, layer, max(_MIN_FIELD_MM, _FIELD_PER_DIAMETER * diameter_mm))
-    viewer.camera.center = tuple(world[axis] for axis in viewer.dims.displayed)
+    camera(viewer).center = tuple(world[axis] for axis in viewer.dims.displayed)
     return _ring(viewer, layer, row, diameter_mm)
 
 
@@ -45,7 +46,8 @@ def _zoom_to(viewer: napari.viewer.Viewer, layer: Layer, field_mm: float) -> Non
     viewer.reset_view()
     displayed = list(viewer.dims.displayed)
     extent = np.asarray(layer.extent.world[1] - layer.extent.world[0], dtype=float)[displayed]
-    viewer.camera.zoom = viewer.camera.zoom * max(1.0, float(extent.max()) / field_mm)
+    view = camera(viewer)
+    view.zoom = view.zoom * max(1.0, float(extent.max()) / field_mm)
 
 
 def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_mm: float) -> Points:

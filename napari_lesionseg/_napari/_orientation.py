@@ -16,7 +16,7 @@ from napari_lesionseg.data.geometry import CANONICAL_AXCODES
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["PLANES", "plane_text", "show_radiological", "text_overlay"]
+__all__ = ["PLANES", "camera", "plane_text", "show_radiological", "text_overlay"]
 
 #: The plane shown when this canonical axis is the sliced one.
 PLANES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
@@ -44,6 +44,12 @@ def text_overlay(viewer: napari.viewer.Viewer) -> Any:
     return overlays.text if overlays is not None and hasattr(overlays, "text") else viewer.text_overlay
 
 
+def camera(viewer: napari.viewer.Viewer) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 def plane_text(viewer: napari.viewer.Viewer) -> str:
     """``"Axial · S 12.0 mm"``: the plane of the displayed 2-D slice and its world position, or ``""``."""
     if viewer.dims.ndim != 3 or viewer.dims.ndisplay != 2:
@@ -61,6 +67,6 @@ def _update(viewer: napari.viewer.Viewer) -> None:
         viewer.dims.axis_labels = CANONICAL_AXCODES
     if viewer.dims.ndisplay == 2:
         vertical = viewer.dims.displayed[0]
-        viewer.camera.orientation2d = ("up" if vertical == 0 else "down", "right")
+        camera(viewer).orientation2d = ("up" if vertical == 0 else "down", "right")
     overlay.text = plane_text(viewer)
     overlay.visible = bool(overlay.text)

@@ -1,8 +1,10 @@
 """Radiological display: coronal and sagittal slices with superior at the top, planes named with their position."""
 
+import warnings
+
 import numpy as np
 
-from napari_lesionseg._napari._orientation import plane_text, show_radiological, text_overlay
+from napari_lesionseg._napari._orientation import camera, plane_text, show_radiological, text_overlay
 
 
 def _head_with_a_marker_at_the_top(viewer):
@@ -29,7 +31,7 @@ def test_coronal_and_sagittal_views_have_superior_at_the_top(make_napari_viewer)
         rows = _bright_rows(shot)
         assert rows.size and rows.mean() < shot.shape[0] / 2, order  # the marker is in the upper half
     viewer.dims.order = (0, 1, 2)  # axial: S sliced, anterior (P = 0) at the top as before
-    assert viewer.camera.orientation2d[0] == "down"
+    assert camera(viewer).orientation2d[0] == "down"
 
 
 def test_the_plane_and_its_position_are_shown(make_napari_viewer):
@@ -41,3 +43,15 @@ def test_the_plane_and_its_position_are_shown(make_napari_viewer):
     viewer.dims.order = (1, 0, 2)
     assert plane_text(viewer).startswith("Coronal · P")
     assert tuple(viewer.dims.axis_labels) == ("S", "P", "L")
+
+
+def test_the_camera_is_reached_without_napari_deprecation_warnings(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((10, 10, 10), np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        show_radiological(viewer)
+        viewer.dims.order = (1, 0, 2)
+        view = camera(viewer)
+    assert view.orientation2d[0] == "up"  # the coronal view's S axis turned up, on the camera napari draws with
+    assert view is getattr(getattr(viewer, "scene", viewer), "camera")

@@ -11,6 +11,7 @@ import torch
 from napari.layers import Layer
 from qtpy.QtCore import Qt
 
+from napari_lesionseg._napari._orientation import camera
 from napari_lesionseg._napari._session import RunRecord, session_for
 from napari_lesionseg._napari.docks import LesionReviewWidget
 from napari_lesionseg._napari.metadata import layer_metadata
@@ -99,8 +100,8 @@ def _row_of(dock, source: str, box) -> int:
 def _canvas_pixel(viewer, canvas: np.ndarray, voxel_yx: tuple[float, float]) -> np.ndarray:
     """RGB of the screenshot pixel showing the centre of voxel (y, x) of a unit-scale layer."""
     height, width = canvas.shape[:2]
-    centre_y, centre_x = viewer.camera.center[-2:]
-    zoom = viewer.camera.zoom * height / viewer.window._qt_viewer.canvas.size[1]
+    centre_y, centre_x = camera(viewer).center[-2:]
+    zoom = camera(viewer).zoom * height / viewer.window._qt_viewer.canvas.size[1]
     row = height / 2 + (voxel_yx[0] - centre_y) * zoom
     col = width / 2 + (voxel_yx[1] - centre_x) * zoom
     return canvas[int(round(row)), int(round(col)), :3].astype(int)
@@ -164,7 +165,7 @@ def test_clicking_a_row_and_next_previous_move_the_view_to_the_lesion(review, qt
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert dock.selected_lesion == row
     assert viewer.dims.current_step[0] == 4  # centroid of slices 3..5
-    assert np.allclose(viewer.camera.center[-2:], (16.5, 16.5))
+    assert np.allclose(camera(viewer).center[-2:], (16.5, 16.5))
     seen = []
     for _ in range(len(dock.rows)):
         dock.next_lesion()
@@ -346,12 +347,12 @@ class TestReadingSpeed:
         dock.set_reference(ref)
         dock.update(blocking=True)
         viewer.reset_view()
-        whole_volume_zoom = viewer.camera.zoom
+        whole_volume_zoom = camera(viewer).zoom
         dock.select_lesion(0)
-        assert viewer.camera.zoom > 1.5 * whole_volume_zoom  # about 100 mm of the 200 mm field
+        assert camera(viewer).zoom > 1.5 * whole_volume_zoom  # about 100 mm of the 200 mm field
         marker = viewer.layers["selected lesion"]
         np.testing.assert_allclose(marker.data[0], (22, 151.5, 31.5))  # on the displayed slice
-        assert np.allclose(viewer.camera.center[-2:], (151.5, 31.5)) and viewer.dims.current_step[0] == 22
+        assert np.allclose(camera(viewer).center[-2:], (151.5, 31.5)) and viewer.dims.current_step[0] == 22
 
     def test_bulk_reject_removes_only_false_positives_under_the_size(self, review):
         viewer, dock, pred, _ = review
