@@ -54,7 +54,10 @@ def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_m
     size = max(1.6 * diameter_mm, 6.0) / float(min(layer.scale[-3:]))  # in voxels of `layer`
     point = np.asarray([row.centroid_voxel], dtype=float)
     sliced = [axis for axis in viewer.dims.not_displayed if axis < point.shape[1]]
-    point[0, sliced] = np.round(point[0, sliced])  # on the displayed slice, where napari draws points
+    # on the displayed slice, where napari draws points: the slider snaps to the finest layer's step,
+    # which need not fall on `layer`'s voxels (a 1.5 mm fusion map beside a 2 mm subject)
+    shown = np.asarray(layer.world_to_data(np.asarray(viewer.dims.point)[-point.shape[1] :]), dtype=float)
+    point[0, sliced] = shown[sliced]
     if MARKER_NAME in viewer.layers:
         marker = viewer.layers[MARKER_NAME]
         marker.scale, marker.translate = layer.scale[-3:], layer.translate[-3:]
