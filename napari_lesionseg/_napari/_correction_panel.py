@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QApplication
 from napari_lesionseg._napari._autosave import MaskAutosaver
 from napari_lesionseg._napari._corrected_masks import CorrectedMasks, no_grid_message, source_path
 from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari._wrapped import wrapped
 
 if TYPE_CHECKING:
     import napari
@@ -46,7 +47,7 @@ class CorrectionPanel(Container):
         self.restore_button = PushButton(text="Restore autosave")
         self._save_path = FileEdit(mode="w", filter="*.nii.gz *.nii")
         self._save = PushButton(text="Save corrected mask (NIfTI, input grid)")
-        self.status = Label(value="Autosave: no corrected mask yet")
+        self.status = Label(value="Autosave: no corrected mask yet")  # its text is wrapped in code (`_wrapped`)
         self.extend(
             [
                 _row(Label(value="Corrected mask"), self.layer_choice),
@@ -144,21 +145,21 @@ class CorrectionPanel(Container):
         target = self.masks.autosave_target(layer) if layer is not None else None
         self.autosaver.watch(layer, target)
         if layer is None:
-            self.status.value = "Autosave: no corrected mask selected"
+            self.status.value = wrapped("Autosave: no corrected mask selected")
         elif target is None:
-            self.status.value = f"Autosave off: {no_grid_message(layer)}"
+            self.status.value = wrapped(f"Autosave off: {no_grid_message(layer)}")
         else:
-            self.status.value = f"Autosave to {target.path}"
+            self.status.value = wrapped(f"Autosave to {target.path}")
         self._on_edit()
 
     def _edited(self, event: Any = None) -> None:
         self._on_edit()
 
     def _on_autosaved(self, path: Path) -> None:
-        self.status.value = f"Autosaved to {path}"
+        self.status.value = wrapped(f"Autosaved to {path}")
 
     def _on_autosave_error(self, err: Exception) -> None:
-        self.status.value = "Autosave failed (see the notification); edits are kept in the layer"
+        self.status.value = wrapped("Autosave failed (see the notification); edits are kept in the layer")
         show_error(f"Could not autosave the corrected mask: {err}")
 
 

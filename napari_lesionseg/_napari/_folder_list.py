@@ -7,6 +7,8 @@ from pathlib import Path
 from magicgui.widgets import Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_error
 
+from napari_lesionseg._napari._wrapped import wrapped
+
 __all__ = ["FolderList"]
 
 
@@ -20,7 +22,6 @@ class FolderList(Container):
         self._picker = FileEdit(mode="d")
         add, clear = PushButton(text="Add folder"), PushButton(text="Clear")
         self._shown = Label(value=self._text())
-        self._shown.native.setWordWrap(True)
         row = Container(widgets=[self._picker, add, clear], layout="horizontal", labels=False)
         self.extend([Label(value=title), row, self._shown])
         add.changed.connect(lambda: self.add(self._picker.value))
@@ -48,4 +49,4 @@ class FolderList(Container):
         self._shown.value = self._text()
 
     def _text(self) -> str:
-        return "Subject folders: " + (", ".join(f.name for f in self._chosen) if self._chosen else self._empty)
+        return wrapped("Subject folders: " + (", ".join(f.name for f in self._chosen) if self._chosen else self._empty))

@@ -229,8 +229,7 @@ class LesionReviewWidget(Container):
         )
         self._correction.connect_new(lambda: self._prediction.value)
         self._status.native.setMinimumWidth(_TEXT_WIDTH)  # its text is wrapped in code (`_wrapped`)
-        self._correction.status.native.setWordWrap(True)
-        self._correction.status.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped labels otherwise shrink to a narrow column
+        self._correction.status.native.setMinimumWidth(_TEXT_WIDTH)  # wrapped in code too
         self.extend(
             [
                 Label(value="<b>Lesion review</b>"),

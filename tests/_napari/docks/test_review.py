@@ -354,25 +354,6 @@ class TestReadingSpeed:
         np.testing.assert_allclose(marker.data[0], (22, 151.5, 31.5))  # on the displayed slice
         assert np.allclose(camera(viewer).center[-2:], (151.5, 31.5)) and viewer.dims.current_step[0] == 22
 
-    def test_the_ring_is_drawn_when_a_finer_layer_sets_the_slider_steps(self, make_napari_viewer):
-        viewer = make_napari_viewer(show=True)
-        reference = np.zeros((40, 100, 100), np.uint8)
-        reference[20:24, 60:64, 30:34] = 1  # centre on slice 21.5: world 43 mm on the 2 mm grid
-        viewer.add_image(np.full((40, 100, 100), 0.2, np.float32), name="FLAIR", scale=(2, 2, 2))
-        fusion_map = np.zeros((53, 133, 133), np.float32)  # a 1.5 mm grid not aligned with the 2 mm one
-        viewer.add_image(fusion_map, name="fusion map", scale=(1.5,) * 3, translate=(-1.0,) * 3, visible=False)
-        ref = viewer.add_labels(reference, name="reference", scale=(2, 2, 2))
-        pred = viewer.add_labels(reference.copy(), name="prediction", scale=(2, 2, 2))
-        dock = _dock(viewer)
-        dock.set_prediction(pred)
-        dock.set_reference(ref)
-        dock.update(blocking=True)
-        dock.select_lesion(0)
-        assert abs(viewer.dims.point[0] - 43.0) > 0.25  # the slider snapped off the lesion's 2 mm slice
-        shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
-        yellow = (shot[..., 0] > 200) & (shot[..., 1] > 200) & (shot[..., 2] < 80)
-        assert yellow.sum() > 100  # the ring, not only its data, is on the displayed slice
-
     def test_bulk_reject_removes_only_false_positives_under_the_size(self, review):
         viewer, dock, pred, _ = review
         speck = (np.array([20]), np.array([20]), np.array([20]))
@@ -405,22 +386,3 @@ class TestReadingSpeed:
         assert "lesion review (TP/FN/FP)" not in viewer.layers
         dock.update(blocking=True)  # asked: now it shows
         assert "lesion review (TP/FN/FP)" in viewer.layers
-
-
-def test_a_summary_that_grows_to_several_lines_is_shown_whole(make_napari_viewer, qtbot):
-    """After a one-line summary, long layer names make it three lines: the label grows with it, not clipped."""
-    viewer = make_napari_viewer(show=True)
-    prediction, reference = _masks()
-    dock = _dock(viewer)
-    pred, ref = viewer.add_labels(prediction, name="p"), viewer.add_labels(reference, name="r")
-    dock.set_prediction(pred)
-    dock.set_reference(ref)
-    dock.update(blocking=True)
-    qtbot.wait(100)
-    pred.name, ref.name = "lesion mask [fbeta_1.5_generator, fine-tuned on sub-01]", "reference mask of the second rater"
-    dock.update(blocking=True)
-    qtbot.wait(100)
-    label = dock._status.native
-    needed = label.heightForWidth(label.width()) if label.hasHeightForWidth() else label.sizeHint().height()
-    assert needed > 2 * label.fontMetrics().height()  # three lines or more
-    assert label.height() >= needed
