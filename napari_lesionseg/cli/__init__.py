@@ -31,8 +31,17 @@ from napari_lesionseg.errors import LesionSegError
 SUBCOMMANDS: tuple[str, ...] = ("sample", "checkpoints", "predict", "evaluate", "train", "finetune", "bench")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> Any:
+        with contextlib.suppress(OSError):
+            print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="lesionseg",
         description="MS lesion segmentation: sample data, prediction, evaluation, training.",
     )

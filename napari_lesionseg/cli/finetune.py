@@ -109,14 +109,23 @@ def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
 
 
 def _mask_on_grid(path: str, subject: Any) -> Any:
+    import numpy as np
+
     from napari_lesionseg.data.volumes import load_volume
 
-    volume = load_volume(path, kind="mask")
+    volume = load_volume(path, kind="labels")
+    others = [int(v) for v in np.unique(volume.data) if v > 1]
+    if others:  # an image or a label map given as the mask would be learnt as lesion everywhere it is nonzero
+        listed = ", ".join(map(str, others[:5])) + (", ..." if len(others) > 5 else "")
+        raise InvalidInputError(
+            f"{path}: holds value(s) {listed} besides 0 and 1, but a lesion mask is 0/1 (is it an image or a "
+            "label map?); give the binary corrected mask"
+        )
     if not volume.geometry.same_grid(subject.geometry):
         raise InvalidInputError(
             f"{path}: not on the grid of {subject.name} ({volume.geometry.describe()} vs {subject.geometry.describe()})"
         )
-    return volume.data
+    return volume.data.astype(np.uint8)
 
 
 def _printer() -> Any:

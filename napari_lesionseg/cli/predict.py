@@ -18,20 +18,20 @@ runs in its model space (`engine.model_space`); the outputs are on the FLAIR's g
 
 Every output path is checked before the checkpoint is loaded (`data.outputs`: never an input,
 never two outputs on one path, never a subject-file name, an existing file replaced only if
-napari-lesionseg wrote it or with ``--overwrite``, folders created and probed). A subject's outputs
+napari-lesionseg wrote it and it is not write-protected, or with ``--overwrite``; folders created and probed). A subject's outputs
 are renamed into place together, after all of them are written.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_lesionseg.cli._predict_inputs import Planned, subject_loaders
 from napari_lesionseg.constants import MIN_LESION_MM3, OVERLAP, THRESHOLD
 from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.vocabulary import FUSION_MODES, PRECISIONS
@@ -51,16 +51,6 @@ class _Outputs:
     prob: str | None
     mask: str | None
     uncertainty: str | None
-
-
-@dataclass(frozen=True)
-class _Planned:
-    """A subject of the run, known before anything is loaded."""
-
-    name: str
-    folder: Path
-    inputs: tuple[Path, ...]
-    load: Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     """Load the checkpoint once (or per subject, with --beta), then segment and write every subject of this shard."""
     outputs = _Outputs(args.prob_out, args.mask_out, args.uncertainty_out)
-    planned = _subject_loaders(args.inputs)
+    planned = subject_loaders(args.inputs)
     _check_outputs(outputs, len(planned))
     rank, world = _shard(args.shard)
     settings = _settings(args, rank)
@@ -117,12 +107,17 @@ def run_predict(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--threads must be >= 1, got {args.threads}")
     from napari_lesionseg.engine.devices import cpu_threads, resolve_device
 
+    mine = planned[rank::world]
+    if not mine:  # more shards than subjects: this one has nothing to do, and says so
+        print(f"lesionseg predict: shard {rank}/{world} holds no subject ({len(planned)} given); nothing to do",
+              file=sys.stderr)  # fmt: skip
+        return 0
     with cpu_threads(args.threads, resolve_device(settings.device)):
-        _predict_shard(args, planned[rank::world], checkpoints, settings, targets)
+        _predict_shard(args, mine, checkpoints, settings, targets)
     return 0
 
 
-def _predict_shard(args: argparse.Namespace, planned: list[_Planned], checkpoints: _Checkpoints,
+def _predict_shard(args: argparse.Namespace, planned: list[Planned], checkpoints: _Checkpoints,
                    settings: InferenceSettings, targets: dict[tuple[Path, str], list[tuple[str, Path]]]) -> None:  # fmt: skip
     """Segment and write every subject of this shard."""
     for subject_plan in planned:
@@ -166,7 +161,7 @@ class _Checkpoints:
 
 
 def _output_paths(
-    outputs: _Outputs, planned: list[_Planned], checkpoints: list[Path], *, overwrite: bool
+    outputs: _Outputs, planned: list[Planned], checkpoints: list[Path], *, overwrite: bool
 ) -> dict[tuple[Path, str], list[tuple[str, Path]]]:
     """Every subject's ``(output kind, path)`` list, after checking them all against the output policy."""
     from napari_lesionseg.data.outputs import batch_outputs, check_outputs
@@ -299,101 +294,3 @@ def _shard(shard: str | None) -> tuple[int, int]:
     if not 0 <= rank < world:
         raise InvalidInputError(f"--shard {shard}: K must be in 0..N-1")
     return rank, world
-
-
-def _subject_loaders(inputs: list[str]) -> list[_Planned]:
-    """The run's subjects with their input files; loading is deferred so that a shard reads only its own subjects."""
-    from napari_lesionseg.data.naming import find_subject_files, is_nifti_path, subject_name
-    from napari_lesionseg.data.subject import load_subject
-
-    folders = [Path(i) for i in inputs if Path(i).is_dir()]
-    if folders and len(folders) != len(inputs):
-        missing = [i for i in inputs if not Path(i).exists() and "=" not in i]
-        if missing:
-            raise InvalidInputError(f"{missing[0]}: no such file or folder")
-        raise InvalidInputError("give either folders (subjects or folders of subjects) or modality files, not both")
-    if not folders:
-        files = [_named_file(i, is_nifti_path) for i in inputs]
-        load = functools.partial(_subject_from_files, files)
-        return [_Planned(_files_subject_name(files), files[0][1].parent, tuple(p for _, p in files), load)]
-    planned = []
-    for folder in (s for given in folders for s in _subject_folders(given)):
-        images, mask = find_subject_files(folder)
-        paths = (*images.values(), *([mask] if mask is not None else []))
-        load = functools.partial(load_subject, folder)
-        planned.append(_Planned(subject_name(folder, list(images.values())), folder, paths, load))
-    return planned
-
-
-def _subject_folders(folder: Path) -> list[Path]:
-    """`folder` itself when it holds modality files, else its subfolders that do."""
-    from napari_lesionseg.data.naming import find_subject_files
-
-    try:
-        find_subject_files(folder)
-        return [folder]
-    except InvalidInputError as err:
-        children = [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-        subjects = [c for c in children if _is_subject(c)]
-        if not subjects:
-            raise InvalidInputError(f"{folder}: neither a subject folder nor a folder of subject folders ({err})") from None
-        return subjects
-
-
-def _is_subject(folder: Path) -> bool:
-    from napari_lesionseg.data.naming import find_subject_files
-
-    try:
-        find_subject_files(folder)
-    except InvalidInputError:
-        return False
-    return True
-
-
-def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
-    """(modality, path) from ``NAME=PATH`` or from a BIDS-like file name."""
-    from napari_lesionseg.constants import MODALITIES
-    from napari_lesionseg.data.naming import modality_of
-
-    name, sep, path_text = text.partition("=")
-    if sep and not Path(text).exists():
-        matches = [m for m in MODALITIES if m.casefold() == name.casefold()]
-        modality, path = (matches[0] if matches else name), Path(path_text)
-    else:
-        path = Path(text)
-        if not path.exists():
-            raise InvalidInputError(f"{path}: no such file or folder")
-        modality = modality_of(path)
-        if modality is None:
-            raise InvalidInputError(
-                f"{path}: cannot tell its modality from the name; name it like sub-01_FLAIR.nii.gz or pass FLAIR={path}"
-            )
-    if not path.is_file() or not is_nifti(path):
-        raise InvalidInputError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
-    return modality, path
-
-
-def _files_subject_name(files: list[tuple[str, Path]]) -> str:
-    from napari_lesionseg.data.naming import nifti_stem
-
-    stem = nifti_stem(files[0][1])
-    suffix = f"_{files[0][0]}"
-    return stem[: -len(suffix)] if stem.lower().endswith(suffix.lower()) and len(stem) > len(suffix) else stem
-
-
-def _subject_from_files(files: list[tuple[str, Path]]) -> Subject:
-    """A subject made of explicitly given modality files, resampled onto the FLAIR's grid where needed."""
-    from napari_lesionseg.constants import MODALITIES
-    from napari_lesionseg.data.subject import on_reference_grid
-    from napari_lesionseg.data.volumes import load_volume
-
-    modalities = [m for m, _ in files]
-    duplicates = sorted({m for m in modalities if modalities.count(m) > 1})
-    if duplicates:
-        raise InvalidInputError(f"modality {duplicates[0]} is given more than once")
-    volumes = {m: load_volume(p) for m, p in files}
-    order = [m for m in MODALITIES if m in volumes] + [m for m in volumes if m not in MODALITIES]
-    images = {m: volumes[m] for m in order}
-    for modality, volume in images.items():
-        volume.modality = volume.name = modality
-    return on_reference_grid(_files_subject_name(files), Path(files[0][1]).parent, images)

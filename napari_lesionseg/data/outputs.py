@@ -4,8 +4,8 @@
    resolving links (and by inode, for hard links and case-insensitive names).
 2. A NIfTI output is never named like a subject file the reader takes as an input
    (``*_FLAIR``, ``*_T1w``..., ``*_label-lesion_mask``, ``*_label-lesion_corrected``; see `naming`).
-3. An existing file is replaced only if this program wrote it, or with ``--overwrite``; it is
-   always replaced atomically (`napari_lesionseg._files`). This program's own outputs are
+3. An existing file is replaced only if this program wrote it and it is not write-protected, or
+   with ``--overwrite``; it is always replaced atomically (`napari_lesionseg._files`). This program's own outputs are
    recognised by their content: a NIfTI header whose description starts with
    ``napari-lesionseg`` (`volumes.OUTPUT_DESCRIP`), a CSV whose header row is the one the command
    writes, a checkpoint archive carrying the ``napari-lesionseg-checkpoint`` marker.
@@ -177,10 +177,21 @@ def _check_replaceable(output: Output, overwrite: bool) -> None:
         raise InvalidInputError(f"{output.label} {path}: is a folder; give a file name")
     if not path.is_file():
         raise InvalidInputError(f"{output.label} {path}: exists and is not a regular file")
-    if not overwrite and not is_own_output(path, output.kind, output.csv_header):
-        # Only a command-line option has --overwrite beside it; a dock's "Save as" does not.
-        hint = "pass --overwrite to replace it, or choose another path" if output.label.startswith("--") else "choose another path"
+    if overwrite:
+        return
+    # Only a command-line option has --overwrite beside it; a dock's "Save as" does not.
+    hint = "pass --overwrite to replace it, or choose another path" if output.label.startswith("--") else "choose another path"
+    if not is_own_output(path, output.kind, output.csv_header):
         raise InvalidInputError(f"{output.label} {path}: exists and was not written by napari-lesionseg; {hint}")
+    if _write_protected(path):  # an earlier result its owner protected (chmod a-w): a rename would replace it anyway
+        raise InvalidInputError(f"{output.label} {path}: exists and is read-only (write-protected); {hint}")
+
+
+def _write_protected(path: Path) -> bool:
+    try:
+        return not os.stat(path).st_mode & 0o222
+    except OSError:
+        return False
 
 
 def _prepare_folder(folder: Path, output: Output) -> None:

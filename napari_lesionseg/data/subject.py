@@ -111,7 +111,13 @@ def load_subject(folder: str | Path, *, resample: bool = True) -> Subject:
 
 
 def on_reference_grid(name: str, folder: Path, images: Mapping[str, Volume], mask: Volume | None = None) -> Subject:
-    """A subject with every volume on the FLAIR's grid (or the first image's), resampled where needed."""
+    """A subject with every volume on the FLAIR's grid (or the first image's), resampled where needed.
+
+    Raises:
+        InvalidInputError: two modalities hold the same voxels (one scan given twice), or a volume
+            does not overlap the FLAIR in world space.
+    """
+    _check_distinct(images)
     reference = images["FLAIR"] if "FLAIR" in images else next(iter(images.values()))
     moved = [v for v in (*images.values(), mask) if v is not None and not v.geometry.same_grid(reference.geometry)]
     if moved:
@@ -125,6 +131,20 @@ def on_reference_grid(name: str, folder: Path, images: Mapping[str, Volume], mas
     sources = {m: v for m, v in images.items() if id(v) in ids}
     notes = (_resampled_note(name, moved, reference),) if moved else ()
     return Subject(name, folder, on_grid, mask, reference.modality or "", sources=sources, notes=notes)
+
+
+def _check_distinct(images: Mapping[str, Volume]) -> None:
+    """Refuse one scan given as two modalities (the same file twice, or a copy): the network would read it as both."""
+    seen: list[tuple[str, Volume]] = []
+    for modality, volume in images.items():
+        for other_modality, other in seen:
+            if volume.data.shape == other.data.shape and np.array_equal(volume.data, other.data):
+                raise InvalidInputError(
+                    f"{volume.path or modality}: its voxels are those of {other.path or other_modality} "
+                    f"({other_modality}): one scan given as both {other_modality} and {modality}; give each "
+                    "modality its own scan, or leave one out."
+                )
+        seen.append((modality, volume))
 
 
 def _check_overlap(volume: Volume, reference: Volume, foreground: np.ndarray) -> None:

@@ -19,7 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -74,16 +78,38 @@ def load_volume(path: str | Path, *, kind: VolumeKind = "image") -> Volume:
             has NaN/Inf voxels, or is not a valid mask/label image.
     """
     path = Path(path)
-    image = _read_nifti(path)
+    with _nibabel_silenced():
+        image = _read_nifti(path)
+        try:
+            return _volume_from_image(image, path, kind)
+        except MemoryError:
+            raise InvalidInputError(
+                f"{path}: not enough memory to read its {'x'.join(map(str, image.shape))} voxels (about "
+                f"{format_bytes(read_bytes_needed(image))}); free memory or crop the volume."
+            ) from None
+
+
+@contextlib.contextmanager
+def _nibabel_silenced() -> Iterator[None]:
+    """Keep nibabel from logging what it "fixes" in a header (a zero voxel size read as 1 mm) to stderr.
+
+    `check_header` refuses or warns about such files in one line of its own. (nibabel's
+    ``LoggingOutputSuppressor`` removes the logger's handlers, and Python's last-resort handler then
+    prints the message anyway.)
+    """
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     try:
-        source = _convert_voxels(_read_voxels(image, path), path, kind)
-        geometry = Geometry.from_affine(image.affine, source.shape, image.header, source_name=str(path))
-        return Volume(geometry.to_canonical(source), geometry, nifti_stem(path), path, modality_of(path))
-    except MemoryError:
-        raise InvalidInputError(
-            f"{path}: not enough memory to read its {'x'.join(map(str, image.shape))} voxels (about "
-            f"{format_bytes(read_bytes_needed(image))}); free memory or crop the volume."
-        ) from None
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _volume_from_image(image: nib.Nifti1Image, path: Path, kind: VolumeKind) -> Volume:
+    source = _convert_voxels(_read_voxels(image, path), path, kind)
+    geometry = Geometry.from_affine(image.affine, source.shape, image.header, source_name=str(path))
+    return Volume(geometry.to_canonical(source), geometry, nifti_stem(path), path, modality_of(path))
 
 
 # --- Writing ---------------------------------------------------------------------------------------
@@ -134,13 +160,18 @@ def volume_image(
 
 
 def _read_nifti(path: Path) -> nib.Nifti1Image:
-    if not path.is_file():
+    if not path.exists():
         raise InvalidInputError(f"{path}: file not found.")
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: is a folder, not a NIfTI file.")
     if not is_nifti_path(path):
         raise InvalidInputError(f"{path}: not a NIfTI file name; expected a name ending in .nii.gz or .nii.")
+    if not os.access(path, os.R_OK):
+        raise InvalidInputError(f"{path}: permission denied: this user cannot read the file.")
     try:
-        with nib.imageglobals.LoggingOutputSuppressor():  # check_header reports bad voxel sizes itself
-            image = nib.load(str(path), mmap=False)
+        image = nib.load(str(path), mmap=False)
+    except PermissionError as err:
+        raise InvalidInputError(f"{path}: permission denied: this user cannot read the file ({err}).") from err
     except _READ_ERRORS as err:
         raise InvalidInputError(
             f"{path}: cannot be read as NIfTI ({err}). Is the file empty, truncated or of another format?"
@@ -170,8 +201,10 @@ def _read_voxels(image: nib.Nifti1Image, path: Path) -> np.ndarray:
 def _three_d_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
     if any(n == 0 for n in shape):
         raise InvalidInputError(f"{path}: the volume is empty (shape {shape}).")
-    if len(shape) < 3:
-        return tuple(shape) + (1,) * (3 - len(shape))  # type: ignore[return-value]
+    if len(shape) < 3:  # one slice: it has no slice thickness, so no lesion volume or 3-D patch to compute
+        raise InvalidInputError(
+            f"{path}: is a 2-D image of shape {shape}; expected a 3-D volume (the whole series of slices)."
+        )
     if any(n != 1 for n in shape[3:]):
         raise InvalidInputError(
             f"{path}: is a {len(shape)}-D series of shape {shape}; expected one 3-D volume. "
@@ -207,6 +240,7 @@ def _check_finite(voxels: np.ndarray, path: Path) -> None:
 
 
 def _check_integral(voxels: np.ndarray, path: Path, kind: str) -> None:
+    kind = "label image" if kind == "labels" else kind
     if voxels.dtype.kind == "f" and not np.array_equal(voxels, np.round(voxels)):
         raise InvalidInputError(
             f"{path}: a {kind} must hold whole numbers (0 = background, nonzero = lesion) but has fractional values "

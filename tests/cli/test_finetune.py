@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -84,3 +85,20 @@ def test_user_errors_are_one_line_naming_the_file(case, tmp_path, capsys):
     assert "taken.pt: a file is already there" in capsys.readouterr().err
     assert main([*base, "--corrected", str(corrected), "--out", str(tmp_path / "a.pt"), "--patience", "0"]) == 2
     assert "patience must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["image", "label map"])
+def test_an_image_or_label_map_given_as_the_corrected_mask_is_refused(case, tmp_path, capsys, given):
+    """The subject's own FLAIR (whole numbers) or labels {0, 3} would be learnt as lesion wherever nonzero."""
+    parent, folder, corrected = case
+    source = nib.load(folder / "sub-01_FLAIR.nii.gz" if given == "image" else corrected)
+    values = np.asarray(source.dataobj)
+    values = np.round(np.clip(values, 0, None) * 100) if given == "image" else 3 * values  # a FLAIR in whole numbers
+    mask = tmp_path / f"{given.replace(' ', '_')}.nii.gz"
+    nib.save(nib.Nifti1Image(values.astype(np.int32), source.affine), mask)
+    out = tmp_path / "new.pt"
+    assert main(["finetune", str(folder), "--corrected", str(mask), "--checkpoint", str(parent),
+                 "--out", str(out), *SETTINGS]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{mask}: holds value(s)" in err and "besides 0 and 1" in err
+    assert not out.exists()

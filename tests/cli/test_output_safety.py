@@ -110,6 +110,18 @@ class TestPredict:
         assert main([str(a) for a in _predict(folder, "--checkpoint", checkpoint, "--mask-out", foreign)]) == 0  # ours now
         assert_untouched(snapshot(folder), tmp_path)
 
+    def test_a_write_protected_earlier_result_is_kept_without_overwrite(self, tmp_path, checkpoint, capsys):
+        folder = write_subject(tmp_path / "data", shape=SHAPE)
+        earlier = tmp_path / "out" / "mask.nii.gz"
+        assert main([str(a) for a in _predict(folder, "--checkpoint", checkpoint, "--mask-out", earlier)]) == 0
+        earlier.chmod(0o444)  # its owner protects it
+        before = snapshot(earlier)
+        capsys.readouterr()
+        code, err = _run(capsys, *_predict(folder, "--checkpoint", checkpoint, "--mask-out", earlier, "--threshold", "0.9"))
+        assert code == 2 and "is read-only (write-protected); pass --overwrite" in _one_error_line(err, "predict")
+        assert_untouched(before, tmp_path)
+        assert main([str(a) for a in _predict(folder, "--checkpoint", checkpoint, "--mask-out", earlier, "--overwrite")]) == 0
+
     @pytest.mark.parametrize("given", ["sub-09", "sub-09_FLAIR.nii.gz"])
     def test_a_subject_path_that_does_not_exist_is_reported_as_such(self, tmp_path, checkpoint, capsys, no_work, given):
         code, err = _run(capsys, *_predict(tmp_path / given, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz"))

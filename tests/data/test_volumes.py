@@ -134,9 +134,35 @@ class TestLoadVolume:
         assert volume.data.shape == (5, 4, 3)
         assert volume.geometry.source_shape == (3, 4, 5)
 
-    def test_two_d_file_is_one_slice(self, tmp_path):
-        volume = load_volume(write_nifti(tmp_path / "slice.nii.gz", np.ones((3, 4), np.float32)))
-        assert volume.geometry.source_shape == (3, 4, 1)
+    def test_two_d_file_is_refused(self, tmp_path):
+        path = write_nifti(tmp_path / "slice.nii.gz", np.ones((3, 4), np.float32))
+        with pytest.raises(InvalidInputError, match=r"slice\.nii\.gz: is a 2-D image of shape \(3, 4\)"):
+            load_volume(path)
+
+    def test_a_missing_file_and_an_unreadable_one_say_so(self, tmp_path):
+        with pytest.raises(InvalidInputError, match=r"gone_FLAIR\.nii\.gz: file not found"):
+            load_volume(tmp_path / "gone_FLAIR.nii.gz")
+        path = write_nifti(tmp_path / "locked.nii.gz", np.ones((3, 4, 5), np.float32))
+        path.chmod(0)
+        try:
+            if os.access(path, os.R_OK):
+                pytest.skip("this user reads files whatever their permissions (root)")
+            with pytest.raises(InvalidInputError, match=r"locked\.nii\.gz: permission denied"):
+                load_volume(path)
+        finally:
+            path.chmod(0o644)
+
+    def test_a_zero_voxel_size_gives_one_line_and_nothing_from_nibabel(self, tmp_path, caplog):
+        image = nib.Nifti1Image(np.ones((3, 4, 5), np.float32), None)
+        image.header["pixdim"][1:4] = 0.0
+        image.header.set_sform(None, code=0)
+        image.header.set_qform(None, code=0)
+        nib.save(image, tmp_path / "flat.nii.gz")
+        caplog.clear()
+        with pytest.raises(InvalidInputError, match=r"flat\.nii\.gz: its voxel size"):
+            load_volume(tmp_path / "flat.nii.gz")
+        # nibabel's "pixdim[1,2,3] should be non-zero" would reach stderr in the CLI (no handlers there)
+        assert not [record for record in caplog.records if record.name.startswith("nibabel")]
 
     def test_four_d_series_is_refused(self, tmp_path):
         path = write_nifti(tmp_path / "series.nii.gz", np.zeros((3, 4, 5, 2), np.float32))
