@@ -1,9 +1,9 @@
 """`lesionseg sample OUT_DIR`: write synthetic MS subjects (MNI152 phantoms) to a folder.
 
 Before anything is made, the subject folders are checked (`data.outputs`): an existing file is
-replaced only if napari-lesionseg wrote it, and a subject folder holding corrections of an earlier
-phantom is refused, since they would sit stale beside the new one; ``--overwrite`` replaces the
-files and deletes those corrections.
+replaced only if napari-lesionseg wrote it and it holds the same phantom (seed and spacing), and a
+subject folder holding corrections of an earlier phantom is refused, since they would sit stale
+beside the new one; ``--overwrite`` replaces the files and deletes those corrections.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
     check_spacing(args.spacing)
     if args.n >= 1:
         _prepare(Path(args.out_dir), args.n, t1c=args.t1c, overwrite=args.overwrite)
+        if not args.overwrite:
+            _refuse_other_phantoms(Path(args.out_dir), args.n, args.seed, args.spacing)
 
     def report(folder: Path, phantom: Phantom) -> None:
         load = phantom.lesion_load
@@ -169,3 +171,22 @@ def _prepare(out_dir: Path, n: int, *, t1c: bool, overwrite: bool) -> None:
     for path in stale:
         path.unlink()
         print(f"deleted stale corrections {path}", file=sys.stderr)
+
+
+def _refuse_other_phantoms(out_dir: Path, n: int, seed: int, spacing: float) -> None:
+    """Refuse to write over another phantom (other seed or spacing): its files may be in use as someone's data."""
+    import re
+
+    from napari_lesionseg.data.outputs import nifti_description
+    from napari_lesionseg.data.phantom.writer import subject_name
+
+    for index in range(1, n + 1):
+        name = subject_name(index)
+        expected = (seed + index - 1, float(spacing))
+        for path in sorted((out_dir / name).glob(f"{name}_*.nii.gz")):
+            found = re.search(r"phantom seed=(\d+) spacing=([0-9.]+)mm", nifti_description(path).decode("ascii", "replace"))
+            if found and (int(found[1]), float(found[2])) != expected:
+                raise InvalidInputError(
+                    f"{path}: holds another phantom (seed {found[1]}, {found[2]} mm) where this run writes seed "
+                    f"{expected[0]} at {spacing:g} mm; choose another OUT_DIR, or pass --overwrite to replace it"
+                )

@@ -35,7 +35,9 @@ from napari_lesionseg.data.naming import is_nifti_path, role_of
 from napari_lesionseg.data.volumes import OUTPUT_DESCRIP
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["SUBJECT_PLACEHOLDER", "Output", "OutputKind", "batch_outputs", "check_outputs", "is_own_output"]
+__all__ = [
+    "SUBJECT_PLACEHOLDER", "Output", "OutputKind", "batch_outputs", "check_outputs", "is_own_output", "nifti_description",
+]  # fmt: skip
 
 OutputKind = Literal["nifti", "csv", "checkpoint", "folder", "file"]
 
@@ -121,7 +123,7 @@ def is_own_output(path: str | os.PathLike[str], kind: OutputKind = "nifti", csv_
     path = Path(path)
     try:
         if kind == "nifti":
-            return _nifti_descrip(path).startswith(OUTPUT_DESCRIP)
+            return nifti_description(path).startswith(OUTPUT_DESCRIP)
         if kind == "csv":
             with open(path, encoding="utf-8", newline="") as handle:
                 return csv_header is not None and handle.readline().rstrip("\r\n") == csv_header
@@ -238,11 +240,15 @@ def _inode(path: Path) -> tuple[object, ...] | None:
     return ("inode", stat.st_dev, stat.st_ino)
 
 
-def _nifti_descrip(path: Path) -> bytes:
+def nifti_description(path: Path) -> bytes:
+    """The header ``descrip`` of a NIfTI file, read without its voxels; empty for a foreign or damaged file."""
     import nibabel as nib
 
-    with ImageOpener(str(path)) as handle:
-        block = handle.read(540)
+    try:
+        with ImageOpener(str(path)) as handle:
+            block = handle.read(540)
+    except (OSError, EOFError, ValueError):  # unreadable, or a damaged gzip stream
+        return b""
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         try:
             header = header_class(block[: header_class.template_dtype.itemsize], check=False)

@@ -61,3 +61,19 @@ def test_the_training_generator_writes_subject_folders_the_trainer_reads(tmp_pat
     assert "--skull-strip: the training generator draws these per subject" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "y"), "--modalities", "FLAIR"]) == 2
     assert "--modalities needs --generator training" in capsys.readouterr().err
+
+
+def test_another_phantom_is_not_written_over_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "subjects"
+    assert main(["sample", str(out), "--seed", "21", "--spacing", "6"]) == 0
+    flair = out / "sub-phantom001" / "sub-phantom001_FLAIR.nii.gz"
+    before = flair.read_bytes()
+    assert main(["sample", str(out), "--seed", "21", "--spacing", "6"]) == 0  # the same phantom again: byte-identical
+    assert flair.read_bytes() == before
+    capsys.readouterr()
+    assert main(["sample", str(out), "--seed", "1", "--spacing", "6"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "holds another phantom (seed 21, 6 mm) where this run writes seed 1" in line
+    assert flair.read_bytes() == before
+    assert main(["sample", str(out), "--seed", "1", "--spacing", "6", "--overwrite"]) == 0
+    assert flair.read_bytes() != before
