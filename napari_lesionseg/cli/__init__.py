@@ -147,5 +147,42 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class SigtermHold:
+    """Once `start`ed, a SIGTERM waits until the block ends, then unwinds as usual (see `hold_sigterm`)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self._previous: Any = None
+
+    def start(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.held = True
+
+    def end(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        if self.held:
+            raise Terminated
+
+
+@contextlib.contextmanager
+def hold_sigterm() -> Iterator[SigtermHold]:
+    """A block whose last steps a SIGTERM does not split: ``hold.start()`` before renaming a set of files into place.
+
+    Before `start` a SIGTERM unwinds at once (temporary files are removed); after it, the block
+    finishes (every file renamed) and the termination follows.
+    """
+    hold = SigtermHold()
+    try:
+        yield hold
+    finally:
+        hold.end()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

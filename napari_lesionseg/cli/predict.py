@@ -235,6 +235,7 @@ def _write(subject: Subject, result: InferenceResult, targets: list[tuple[str, P
     import numpy as np
 
     from napari_lesionseg._files import atomic_path
+    from napari_lesionseg.cli import hold_sigterm
     from napari_lesionseg.data.volumes import volume_image
 
     arrays = {
@@ -243,10 +244,12 @@ def _write(subject: Subject, result: InferenceResult, targets: list[tuple[str, P
         "uncertainty": (result.uncertainty, np.float32),
     }
     with contextlib.ExitStack() as stack:
+        hold = stack.enter_context(hold_sigterm())  # entered first, so it ends after every rename
         for kind, path in targets:
             data, dtype = arrays[kind]
             image = volume_image(data, subject.geometry, dtype=dtype, name=str(path))
             nib.save(image, str(stack.enter_context(atomic_path(path))))
+        hold.start()  # all written: a SIGTERM now waits until they are all in place, not some of them
     return [path for _, path in targets]
 
 

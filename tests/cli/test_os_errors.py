@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _faults import assert_untouched, snapshot, temp_files
-from conftest import write_nifti
+from conftest import write_nifti, write_subject
 
 import napari_lesionseg
 from napari_lesionseg.cli import main, os_error_line
@@ -83,6 +83,34 @@ def test_sigterm_during_a_write_leaves_no_temporary_file(tmp_path):
     assert "lesionseg evaluate: terminated" in rest and "Traceback" not in rest
     assert not out.exists() and temp_files(tmp_path) == []
     assert_untouched(before, tmp_path)
+
+
+_SIGTERM_AT_RENAME_CHILD = r"""
+import os, signal, sys
+from napari_lesionseg.cli import main
+
+replace = os.replace
+
+def replace_then_terminate(src, dst):
+    replace(src, dst)
+    if str(dst).endswith("_mask.nii.gz"):  # the first of the subject's outputs in place: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+os.replace = replace_then_terminate
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_between_a_subjects_renames_still_lands_all_its_outputs(tmp_path):
+    """A subject's outputs go into place together: a SIGTERM after the first rename waits for the others."""
+    folder = write_subject(tmp_path / "data", shape=(16, 16, 16))
+    mask, prob = tmp_path / "out" / "sub-01_mask.nii.gz", tmp_path / "out" / "sub-01_prob.nii.gz"
+    argv = ["predict", str(folder), "--beta", "1.5", "--no-tta", "--device", "cpu", "--quiet",
+            "--prob-out", str(prob), "--mask-out", str(mask)]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_AT_RENAME_CHILD, *argv], capture_output=True, text=True,
+                          env=_env(), timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 143 and "lesionseg predict: terminated" in done.stderr, done.stderr
+    assert mask.is_file() and prob.is_file() and temp_files(tmp_path / "out") == []
 
 
 def test_a_volume_too_large_for_the_address_space_limit_names_the_file(tmp_path):
