@@ -138,7 +138,8 @@ def _check_distinct(images: Mapping[str, Volume]) -> None:
     seen: list[tuple[str, Volume]] = []
     for modality, volume in images.items():
         for other_modality, other in seen:
-            if volume.data.shape == other.data.shape and np.array_equal(volume.data, other.data):
+            same = volume.data.shape == other.data.shape and np.array_equal(volume.data, other.data)
+            if same and volume.data.min() != volume.data.max():  # blank exports are refused at the run, by name
                 raise InvalidInputError(
                     f"{volume.path or modality}: its voxels are those of {other.path or other_modality} "
                     f"({other_modality}): one scan given as both {other_modality} and {modality}; give each "

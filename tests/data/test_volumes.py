@@ -463,3 +463,13 @@ class TestNamesAndMetadata:
         assert geometry_from_layer_metadata({}) is None
         assert geometry_from_layer_metadata(None) is None
         assert geometry_from_layer_metadata({"lesionseg": {"geometry": "not a geometry"}}) is None
+
+
+def test_two_blank_modalities_open_and_one_scan_twice_does_not(tmp_path):
+    folder = write_subject(tmp_path, shape=(10, 12, 8), modalities=("FLAIR", "T1w", "T2w", "PDw"))
+    for modality in ("T2w", "PDw"):  # blank exports: the run refuses them by name later
+        write_nifti(folder / f"sub-01_{modality}.nii.gz", np.zeros((10, 12, 8), np.float32))
+    assert set(load_subject(folder).images) == {"FLAIR", "T1w", "T2w", "PDw"}
+    (folder / "sub-01_T1w.nii.gz").write_bytes((folder / "sub-01_FLAIR.nii.gz").read_bytes())
+    with pytest.raises(InvalidInputError, match=r"sub-01_T1w\.nii\.gz: its voxels are those of .*sub-01_FLAIR"):
+        load_subject(folder)

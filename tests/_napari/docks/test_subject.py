@@ -92,8 +92,8 @@ def test_scanner_named_files_can_be_assigned_modalities_in_the_dock(qtbot, make_
 
     monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
     folder = tmp_path / "exam-0042"
-    for name in ("301_3D_FLAIR_SAG.nii.gz", "401_T1_MPRAGE.nii.gz"):
-        write_nifti(folder / name, np.random.default_rng(0).random((10, 12, 8)).astype(np.float32))
+    for seed, name in enumerate(("301_3D_FLAIR_SAG.nii.gz", "401_T1_MPRAGE.nii.gz")):  # two scans, not one twice
+        write_nifti(folder / name, np.random.default_rng(seed).random((10, 12, 8)).astype(np.float32))
     viewer = make_napari_viewer()
     dock = SubjectWidget(viewer)
     dock.open_subject(folder)
