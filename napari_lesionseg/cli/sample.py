@@ -175,18 +175,15 @@ def _prepare(out_dir: Path, n: int, *, t1c: bool, overwrite: bool) -> None:
 
 def _refuse_other_phantoms(out_dir: Path, n: int, seed: int, spacing: float) -> None:
     """Refuse to write over another phantom (other seed or spacing): its files may be in use as someone's data."""
-    import re
-
-    from napari_lesionseg.data.outputs import nifti_description
-    from napari_lesionseg.data.phantom.writer import subject_name
+    from napari_lesionseg.data.phantom.writer import subject_name, written_phantom
 
     for index in range(1, n + 1):
         name = subject_name(index)
         expected = (seed + index - 1, float(spacing))
         for path in sorted((out_dir / name).glob(f"{name}_*.nii.gz")):
-            found = re.search(r"phantom seed=(\d+) spacing=([0-9.]+)mm", nifti_description(path).decode("ascii", "replace"))
-            if found and (int(found[1]), float(found[2])) != expected:
+            found = written_phantom(path)
+            if found is not None and found != expected:
                 raise InvalidInputError(
-                    f"{path}: holds another phantom (seed {found[1]}, {found[2]} mm) where this run writes seed "
+                    f"{path}: holds another phantom (seed {found[0]}, {found[1]:g} mm) where this run writes seed "
                     f"{expected[0]} at {spacing:g} mm; choose another OUT_DIR, or pass --overwrite to replace it"
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from napari_lesionseg.data.phantom.acquisition import acquire
 from napari_lesionseg.data.phantom.subject import Phantom, make_phantom
 from napari_lesionseg.errors import InvalidInputError
 
-__all__ = ["FILE_DTYPES", "subject_name", "write_phantom", "write_phantoms"]
+__all__ = ["FILE_DTYPES", "subject_name", "write_phantom", "write_phantoms", "written_phantom"]
+
+#: How every phantom file's header description starts (then its seed, spacing and scanner).
+_DESCRIPTION_PREFIX = "napari-lesionseg phantom"
 
 #: Image dtypes the writer can store, as scanners and pipelines do.
 FILE_DTYPES = ("int16", "float32")
@@ -50,7 +54,7 @@ def write_phantom(
     if dtype not in FILE_DTYPES:
         raise InvalidInputError(f"image dtype {dtype!r} is not supported: expected one of {', '.join(FILE_DTYPES)}")
     folder = Path(out_dir) / subject
-    description = f"napari-lesionseg phantom seed={phantom.seed} spacing={phantom.spacing:g}mm"
+    description = f"{_DESCRIPTION_PREFIX} seed={phantom.seed} spacing={phantom.spacing:g}mm"
     if phantom.contrast != "default":
         description += f" contrast={phantom.contrast}"
     for modality, image in phantom.images.items():
@@ -59,6 +63,15 @@ def write_phantom(
         _write_nifti(data, affine, folder / f"{subject}_{modality}.nii.gz", description)
     _write_nifti(phantom.mask.astype(np.uint8), phantom.affine, folder / f"{subject}_{MASK_SUFFIX}.nii.gz", description)
     return folder
+
+
+def written_phantom(path: str | os.PathLike[str]) -> tuple[int, float] | None:
+    """The (seed, spacing in mm) of the phantom `write_phantom` wrote to `path`, or None for any other file."""
+    from napari_lesionseg.data.outputs import nifti_description
+
+    description = nifti_description(Path(path)).decode("ascii", "replace")
+    found = re.match(rf"{_DESCRIPTION_PREFIX} seed=(\d+) spacing=([0-9.]+)mm", description)
+    return (int(found[1]), float(found[2])) if found else None
 
 
 def write_phantoms(

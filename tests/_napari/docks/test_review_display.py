@@ -40,8 +40,8 @@ def test_the_ring_is_drawn_when_a_finer_layer_sets_the_slider_steps(make_napari_
     assert yellow.sum() > 100  # the ring, not only its data, is on the displayed slice
 
 
-def test_a_summary_that_grows_to_several_lines_is_shown_whole(make_napari_viewer, qtbot):
-    """After a one-line summary, long layer names make it three lines: the label grows with it, not clipped."""
+def _reviewed(make_napari_viewer, qtbot):
+    """A shown viewer whose review dock has reviewed two short-named masks: one-line texts so far."""
     viewer = make_napari_viewer(show=True)
     prediction, reference = _masks()
     dock = _dock(viewer)
@@ -50,29 +50,29 @@ def test_a_summary_that_grows_to_several_lines_is_shown_whole(make_napari_viewer
     dock.set_reference(ref)
     dock.update(blocking=True)
     qtbot.wait(100)
-    pred.name, ref.name = "lesion mask [fbeta_1.5_generator, fine-tuned on sub-01]", "reference mask of the second rater"
-    dock.update(blocking=True)
-    qtbot.wait(100)
-    label = dock._status.native
+    return dock, pred, ref
+
+
+def _assert_shown_whole_on_three_lines(label) -> None:
     needed = label.heightForWidth(label.width()) if label.hasHeightForWidth() else label.sizeHint().height()
     assert needed > 2 * label.fontMetrics().height()  # three lines or more
     assert label.height() >= needed
+
+
+def test_a_summary_that_grows_to_several_lines_is_shown_whole(make_napari_viewer, qtbot):
+    """After a one-line summary, long layer names make it three lines: the label grows with it, not clipped."""
+    dock, pred, ref = _reviewed(make_napari_viewer, qtbot)
+    pred.name, ref.name = "lesion mask [fbeta_1.5_generator, fine-tuned on sub-01]", "reference mask of the second rater"
+    dock.update(blocking=True)
+    qtbot.wait(100)
+    _assert_shown_whole_on_three_lines(dock._status.native)
 
 
 def test_the_autosave_status_grows_to_its_lines(make_napari_viewer, qtbot):
     """The one-line "no corrected mask yet" becomes a three-line reason autosave is off: all of it shows."""
-    viewer = make_napari_viewer(show=True)
-    prediction, reference = _masks()
-    dock = _dock(viewer)
-    pred, ref = viewer.add_labels(prediction, name="p"), viewer.add_labels(reference, name="r")
-    dock.set_prediction(pred)
-    dock.set_reference(ref)
-    dock.update(blocking=True)
-    qtbot.wait(100)
+    dock, _, _ = _reviewed(make_napari_viewer, qtbot)
     dock.new_corrected_mask()  # the layers come from arrays, not NIfTI files: autosave says why it is off
     qtbot.wait(100)
     label = dock._correction.status.native
     assert "Autosave off" in label.text()
-    needed = label.heightForWidth(label.width()) if label.hasHeightForWidth() else label.sizeHint().height()
-    assert needed > 2 * label.fontMetrics().height()  # three lines or more
-    assert label.height() >= needed
+    _assert_shown_whole_on_three_lines(label)
