@@ -17,6 +17,7 @@ import contextlib
 import errno
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,10 +35,28 @@ SUBCOMMANDS: tuple[str, ...] = ("sample", "checkpoints", "predict", "evaluate", 
 class _OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line (argparse prints the whole usage block first)."""
 
+    _given: Sequence[str] = ()
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> Any:
+        message = _with_dash_hint(message, self._given)
         with contextlib.suppress(OSError):
             print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+_MISSING_VALUE = re.compile(r"^argument (?P<option>--[\w-]+)(?:/-\w)?: expected one argument$")
+
+
+def _with_dash_hint(message: str, given: Sequence[str]) -> str:
+    """argparse takes a value such as ``-1/2`` for an option; say how to pass it (``--shard=-1/2``)."""
+    missing = _MISSING_VALUE.match(message)
+    if missing is None or not any(arg[:1] == "-" and arg[1:2].isdigit() for arg in given):
+        return message
+    return f"{message}; a value that starts with '-' is written {missing['option']}=VALUE"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,23 @@ def test_a_bad_option_is_one_line_not_the_usage_block(capsys, argv):
     assert ": error: " in lines[0] and lines[0].endswith("--help)")
 
 
+@pytest.mark.parametrize(("argv", "hinted"), [(["predict", "x", "--beta", "1.5", "--shard", "-1/2"], True),
+                                             (["predict", "x", "--beta", "1.5", "--shard"], False)])  # fmt: skip
+def test_a_value_that_starts_with_a_dash_is_shown_how_to_pass(capsys, argv, hinted):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    (line,) = _error_lines(capsys)
+    assert stop.value.code == 2 and "argument --shard: expected one argument" in line
+    assert ("a value that starts with '-' is written --shard=VALUE" in line) is hinted
+
+
+def test_a_negative_shard_written_with_equals_reaches_the_shard_check(tmp_path, capsys):
+    folder = write_subject(tmp_path, shape=SHAPE)
+    code = main(["predict", str(folder), "--beta", "1.5", "--mask-out", str(tmp_path / "m.nii.gz"), "--shard=-1/2"])
+    (line,) = _error_lines(capsys)
+    assert code == 2 and line.endswith("--shard -1/2: K must be in 0..N-1")
+
+
 def test_a_modality_file_that_does_not_exist_is_named_as_missing(tmp_path, capsys):
     folder = write_subject(tmp_path, shape=SHAPE)
     missing = tmp_path / "gone_T1w.nii.gz"
