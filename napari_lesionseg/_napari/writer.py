@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
+from napari_lesionseg._napari.metadata import (
+    acquired_from_layer_metadata,
+    geometry_from_layer_metadata,
+    path_from_layer_metadata,
+)
 from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.volumes import save_volume
 from napari_lesionseg.errors import InvalidInputError
@@ -53,8 +57,27 @@ def _write_layer(path: str, data: Any, meta: Mapping[str, Any], *, layer_type: s
             f"Layer {name!r} has shape {array.shape} but the grid it came from has shape {geometry.shape} "
             f"(source {geometry.describe()}); it cannot be written onto that grid."
         )
+    _refuse_resampled_over_its_source(path, meta, name)
     dtype = None if layer_type == "labels" else np.float32
     return save_volume(array, geometry, path, dtype=dtype)
+
+
+def _refuse_resampled_over_its_source(path: str, meta: Mapping[str, Any], name: str) -> None:
+    """A modality shown on the FLAIR's grid would replace the scan it was read from with the resampled copy."""
+    inner = meta.get("metadata") if isinstance(meta.get("metadata"), Mapping) else meta
+    source, acquired = path_from_layer_metadata(inner), acquired_from_layer_metadata(inner)
+    if source is not None and acquired is not None and _same_file(Path(path), source):
+        raise InvalidInputError(
+            f"Layer {name!r} was resampled onto another grid when it was opened; writing it to {source} would "
+            f"replace the original scan ({acquired.describe()}) with the resampled copy. Choose another file name."
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def _geometry_from_scale(array: np.ndarray, meta: Mapping[str, Any], name: str, path: str) -> Geometry:

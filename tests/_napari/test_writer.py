@@ -100,3 +100,18 @@ def test_saving_a_labels_layer_from_the_viewer(make_napari_viewer, lps_subject, 
     expected = np.asanyarray(source.dataobj).copy()
     expected[0, 0, 0] = 1  # canonical (0, 0, 0), the most inferior, anterior, right voxel, is LPS index (0, 0, 0)
     np.testing.assert_array_equal(np.asanyarray(out.dataobj), expected)
+
+
+def test_a_resampled_modality_is_not_written_over_the_scan_it_was_read_from(tmp_path):
+    folder = write_subject(tmp_path, modalities=("FLAIR", "T1w"), with_mask=False)
+    t1w = folder / "sub-01_T1w.nii.gz"
+    coarse = nib.load(t1w)
+    thick = np.asarray(coarse.dataobj)[:, :, ::2]
+    nib.save(nib.Nifti1Image(thick, coarse.affine @ np.diag([1.0, 1.0, 2.0, 1.0])), t1w)  # 2 mm slices, same head
+    before = t1w.read_bytes()
+    data, kwargs = _layer(folder, "T1w")  # shown on the FLAIR's 1 mm grid
+    with pytest.raises(InvalidInputError, match="resampled onto another grid .* replace the original scan"):
+        write_image(str(t1w), data, kwargs)
+    assert t1w.read_bytes() == before
+    [written] = write_image(str(tmp_path / "t1w_on_flair.nii.gz"), data, kwargs)  # elsewhere it is fine
+    assert nib.load(written).shape == nib.load(folder / "sub-01_FLAIR.nii.gz").shape

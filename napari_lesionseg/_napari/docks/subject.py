@@ -104,7 +104,18 @@ class SubjectWidget(Container):
                 f"Layer {layer.name!r} has no source geometry (it was not opened from a NIfTI file by this "
                 "plugin): use File > Save Selected Layers, which writes it with the layer's scale."
             )
+        path = Path(path)
+        if path.is_dir():  # an empty "Save as" box reads as the working folder
+            raise LesionSegError(f"{path}: is a folder; choose a file to save {layer.name!r} to (Save as).")
+        self._check_save_as(path)
         return save_volume(layer.data, geometry, path)
+
+    def _check_save_as(self, path: Path) -> None:
+        """The output policy of every command: never an opened file, never a foreign file (`data.outputs`)."""
+        from napari_lesionseg.data.outputs import Output, check_outputs
+
+        opened = [source for layer in self._viewer.layers if (source := path_from_layer_metadata(layer.metadata))]
+        check_outputs([Output(path, "Save as")], inputs=opened)
 
     # --- slots --------------------------------------------------------------------------------
 

@@ -63,6 +63,35 @@ def test_save_edited_mask_lands_on_the_source_grid(qtbot, widget, make_subject, 
     assert np.array_equal(load_volume(target, kind="mask").data, mask_layer.data)
 
 
+@pytest.mark.parametrize("layer_name", ["T1w", "reference mask"])
+def test_save_never_overwrites_an_opened_input(qtbot, widget, make_subject, layer_name):
+    from napari_lesionseg.errors import LesionSegError
+
+    viewer, dock = widget
+    folder = make_subject()
+    _open(qtbot, dock, folder)
+    source = next(folder.glob("*_T1w.nii.gz" if layer_name == "T1w" else "*_label-lesion_mask.nii.gz"))
+    before = source.read_bytes()
+    viewer.layers[layer_name].data[0, 0, 0] += 1
+    with pytest.raises(LesionSegError, match="inputs are never overwritten"):
+        dock.save_layer(viewer.layers[layer_name], source)
+    assert source.read_bytes() == before
+
+
+def test_save_does_not_replace_a_file_it_did_not_write(qtbot, widget, make_subject, tmp_path):
+    from napari_lesionseg.errors import LesionSegError
+
+    viewer, dock = widget
+    _open(qtbot, dock, make_subject())
+    foreign = tmp_path / "notes.nii.gz"
+    foreign.write_bytes(b"someone else's file")
+    with pytest.raises(LesionSegError, match="was not written by napari-lesionseg"):
+        dock.save_layer(viewer.layers["FLAIR"], foreign)
+    assert foreign.read_bytes() == b"someone else's file"
+    with pytest.raises(LesionSegError, match="is a folder"):
+        dock.save_layer(viewer.layers["FLAIR"], tmp_path)
+
+
 def test_save_layer_without_geometry_is_refused_clearly(widget):
     from napari_lesionseg.errors import LesionSegError
 
