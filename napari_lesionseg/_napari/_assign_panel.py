@@ -43,6 +43,11 @@ class AssignPanel(Container):
         self._title.value = f"<b>{self._folder.name}</b>: which file is which? (remembered for this folder)"
         self.visible = self.offered = True
 
+    def withdraw(self, folder: Path) -> None:
+        """Hide the choices once another folder is opened (they were for the folder offered)."""
+        if self._folder is not None and Path(folder).resolve() != self._folder.resolve():
+            self.visible = self.offered = False
+
     def set_role(self, file_name: str, role: str) -> None:
         """Choose `role` for `file_name` as a user would."""
         next(combo for combo in self._choices if combo.label == file_name).value = role

@@ -35,7 +35,10 @@ from napari_lesionseg.errors import CheckpointError, InvalidInputError
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ModelInputs", "check_modalities_match", "checkpoint_layers", "image_layers", "matching_layer"]
+__all__ = [
+    "ModelInputs", "check_modalities_match", "check_one_subject", "checkpoint_layers", "image_layers", "layer_subject",
+    "matching_layer", "newest_subject",
+]  # fmt: skip
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
@@ -46,14 +49,41 @@ def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
     return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_result(layer)]
 
 
-def matching_layer(viewer: napari.viewer.Viewer, modality: str) -> Image | None:
-    """The image layer loaded as `modality` (or named so), compared case-insensitively."""
+def layer_subject(layer: Layer) -> Path | None:
+    """``folder/name`` of the subject whose file a layer was read from, if known."""
+    path = path_from_layer_metadata(layer.metadata)
+    parsed = subject_of(path) if path is not None else None
+    return None if parsed is None else parsed[0].resolve() / parsed[1]
+
+
+def newest_subject(viewer: napari.viewer.Viewer) -> Path | None:
+    """The subject of the image layer opened last (see `layer_subject`), if any."""
+    subjects = [subject for layer in image_layers(viewer) if (subject := layer_subject(layer)) is not None]
+    return subjects[-1] if subjects else None
+
+
+def matching_layer(viewer: napari.viewer.Viewer, modality: str, subject: Path | None = None) -> Image | None:
+    """The image layer loaded as `modality` (or named so, case-insensitively): of `subject` when given (a layer of
+    no known subject will do, one of another subject never: that would mix two patients' scans)."""
     key = modality.casefold()
     for layer in image_layers(viewer):
         loaded_as = modality_from_layer_metadata(layer.metadata) or ""
-        if key in (layer.name.casefold(), loaded_as.casefold()):
+        if key in (layer.name.casefold(), loaded_as.casefold()) and layer_subject(layer) in (None, subject or layer_subject(layer)):
             return layer
     return None
+
+
+def check_one_subject(chosen: dict[str, Layer]) -> None:
+    """Refuse inputs read from two subjects' files: the network would segment a patient made of two."""
+    subjects: dict[Path, list[str]] = {}
+    for modality, layer in chosen.items():
+        if (subject := layer_subject(layer)) is not None:
+            subjects.setdefault(subject, []).append(modality)
+    if len(subjects) > 1:
+        listed = "; ".join(f"{', '.join(modalities)} from {subject.name} ({subject.parent})" for subject, modalities in subjects.items())
+        raise InvalidInputError(
+            f"The inputs come from {len(subjects)} subjects ({listed}): pick one subject's layer for every modality."
+        )
 
 
 def checkpoint_layers(viewer: napari.viewer.Viewer, metadata: CheckpointMetadata) -> dict[str, Image]:
@@ -62,7 +92,8 @@ def checkpoint_layers(viewer: napari.viewer.Viewer, metadata: CheckpointMetadata
     Raises:
         CheckpointError: a required input has no layer (an optional one may lack).
     """
-    found = {modality: matching_layer(viewer, modality) for modality in metadata.modalities}
+    subject = newest_subject(viewer)
+    found = {modality: matching_layer(viewer, modality, subject) for modality in metadata.modalities}
     missing = [m for m in required_modalities(metadata) if found[m] is None]
     if missing:
         shown = ", ".join(layer.name for layer in image_layers(viewer)) or "none"
@@ -130,11 +161,10 @@ class ModelInputs(Container):
         """Select the default checkpoint for the loaded subject, unless the user pinned one that still exists."""
         if self._pinned and self._checkpoint.value in self._checkpoints:
             return
-        layers = image_layers(self._viewer)
+        subject = newest_subject(self._viewer)
+        layers = [layer for layer in image_layers(self._viewer) if layer_subject(layer) in (None, subject)]
         modalities = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in layers]
-        paths = [path_from_layer_metadata(layer.metadata) for layer in layers]
-        subjects = [parsed[1] for parsed in (subject_of(p) for p in paths if p is not None) if parsed is not None]
-        default = default_checkpoint(self.checkpoints, modalities=modalities, subject=subjects[0] if subjects else None)
+        default = default_checkpoint(self.checkpoints, modalities=modalities, subject=subject.name if subject else None)
         if default is not None and self._checkpoint.value != str(default.path):
             self._choosing = True
             try:
@@ -180,6 +210,7 @@ class ModelInputs(Container):
         layers = {modality: chosen[modality] for modality in metadata.modalities if modality in chosen}
         check_layers(layers)
         check_modalities_match(layers)
+        check_one_subject(layers)
         return layers
 
     def open_folder(self, folder: str | Path) -> Any:
@@ -191,10 +222,11 @@ class ModelInputs(Container):
 
     def refresh_inputs(self, event: Any = None) -> None:
         """Re-list the image layers in every input box; empty boxes take the matching layer."""
+        subject = newest_subject(self._viewer)
         for combo in self._inputs:
             combo.reset_choices()
             if combo.value is None:
-                combo.value = matching_layer(self._viewer, combo.label)
+                combo.value = matching_layer(self._viewer, combo.label, subject)
 
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
         labels = checkpoint_labels(self.checkpoints)
@@ -213,16 +245,23 @@ class ModelInputs(Container):
         self._checkpoint_details.value = wrapped(checkpoint_details(info))
         chosen = {combo.label: combo.value for combo in self._inputs}  # the user's picks survive a beta switch
         available = image_layers(self._viewer)
+        subject = newest_subject(self._viewer)
         self._inputs.clear()
         for modality in info.metadata.modalities:
             combo = ComboBox(label=modality, choices=self._image_choices, nullable=True, name=f"input_{modality}")
             previous = chosen.get(modality)
             in_viewer = any(previous is layer for layer in available)
-            combo.value = previous if in_viewer else matching_layer(self._viewer, modality)
+            combo.value = previous if in_viewer else matching_layer(self._viewer, modality, subject)
             self._inputs.append(combo)
 
     def _on_layer_added(self, event: Any = None) -> None:
-        """A subject opened: offer its default checkpoint (unless one is pinned)."""
+        """A subject opened: its layers become the inputs, and its default checkpoint is offered (unless one is pinned)."""
+        added = getattr(event, "value", None)
+        subject = layer_subject(added) if isinstance(added, Image) and not is_result(added) else None
+        if subject is not None:
+            for combo in self._inputs:
+                if combo.value is None or layer_subject(combo.value) not in (None, subject):
+                    combo.value = matching_layer(self._viewer, combo.label, subject)
         if not self._pinned and self._checkpoints:
             self._offer_default()
             self._on_checkpoint_changed()

@@ -18,10 +18,14 @@ __all__ = ["review_arguments", "run_probability"]
 
 def review_arguments(prediction: Labels | None, reference: Labels | None, runs: Sequence[RunRecord]) -> dict[str, Any]:
     """Keyword arguments of `evaluation.review.review_masks` for the pair (`InvalidInputError` if unusable)."""
-    if prediction is None or reference is None:
+    if prediction is None:
         raise InvalidInputError(
-            "Nothing to review: choose a prediction and a reference labels layer (run inference, or open "
-            "a subject with a reference mask and pick another rater's mask as prediction)."
+            "Nothing to review: choose a prediction (run inference, or pick another rater's mask as the prediction)."
+        )
+    if reference is None:
+        raise InvalidInputError(
+            f"No reference to review {prediction.name!r} against (this subject may have none): to walk its lesions "
+            "and correct them, make a corrected mask ('New from prediction') and choose it as the reference."
         )
     if prediction is reference:
         raise InvalidInputError(f"Prediction and reference are both {prediction.name!r}: choose two different layers.")

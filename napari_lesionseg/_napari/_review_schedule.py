@@ -1,6 +1,6 @@
 """When the Lesion review dock reviews: once the chosen pair rests after an edit of either of its layers (only
 theirs) or another change (`schedule`), and off the GUI thread one review at a time (asked again meanwhile, it
-reviews once more when that one ends)."""
+reviews once more when that one ends, showing the overlay if any of the requests meanwhile was the user's)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ __all__ = ["ReviewSchedule"]
 
 
 class ReviewSchedule:
-    """Reviews of the layers `pair()` returns; `update` is called when one is due: the pair rested, or a review
-    was asked for while another ran (unless `closed` is set by then)."""
+    """Reviews of the layers `pair()` returns; `update(quiet=...)` is called when one is due: quiet when the pair
+    rested, as asked when a review was asked for while another ran (unless `closed` is set by then)."""
 
     def __init__(
         self,
         parent: QWidget,
         pair: Callable[[], tuple[Labels | None, Labels | None]],
-        update: Callable[[], Any],
+        update: Callable[..., Any],
         *,
         rest_ms: int,
         closed: threading.Event,
@@ -35,10 +35,11 @@ class ReviewSchedule:
         self._watched: list[Labels] = []
         self._worker: Any = None
         self._rerun = False
+        self._rerun_quiet = True
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(rest_ms)
-        self._timer.timeout.connect(update)
+        self._timer.timeout.connect(lambda: update(quiet=True))
 
     @property
     def busy(self) -> bool:
@@ -66,12 +67,18 @@ class ReviewSchedule:
         self._timer.stop()
 
     def start(
-        self, arguments: dict[str, Any], returned: Callable[[Review], Any], errored: Callable[[Exception], Any]
+        self,
+        arguments: dict[str, Any],
+        returned: Callable[[Review], Any],
+        errored: Callable[[Exception], Any],
+        *,
+        quiet: bool = False,
     ) -> Any:
         """Compute `review_masks(**arguments)` off the GUI thread; returns the worker (while one runs: that one,
-        and `update` is called once it ends)."""
+        and `update` is called once it ends, loud if this or another request meanwhile was not `quiet`)."""
         if self._worker is not None:
             self._rerun = True
+            self._rerun_quiet = self._rerun_quiet and quiet
             return self._worker
         connections = {"returned": returned, "errored": errored, "finished": self._finished}
         self._worker = create_worker(review_masks, **arguments, _connect=connections)
@@ -80,5 +87,5 @@ class ReviewSchedule:
     def _finished(self) -> None:
         self._worker = None
         if self._rerun and not self._closed.is_set():
-            self._rerun = False
-            self._update()
+            quiet, self._rerun, self._rerun_quiet = self._rerun_quiet, False, True
+            self._update(quiet=quiet)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Layer
 
-from napari_lesionseg._napari._run_layers import result_layer_names
+from napari_lesionseg._napari._run_layers import PARTIAL_SUFFIX, result_layer_names
 from napari_lesionseg._napari._session import RunRecord, Session
 from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 
@@ -32,14 +32,15 @@ class ShownRuns:
 
     def start(self, name: str, *, keep: bool) -> list[str]:
         """Make way for run `name` (replacing an earlier run of that name, and every other run unless `keep`);
-        returns the layer names of the runs it replaces."""
+        returns the layer names of the runs it replaces, with what is left of a cancelled one (its partial probability)."""
         stale = [] if keep else [run for run in self.names if run != name]
         for old in stale:
             self.records.pop(old, None)
             self.names.discard(old)
         self.records.pop(name, None)
         self.names.add(name)
-        return [layer for old in stale for layer in result_layer_names(old).values()]
+        replaced = [layer for old in stale for layer in result_layer_names(old).values()]
+        return replaced + [result_layer_names(run)["probability"] + PARTIAL_SUFFIX for run in (*stale, name)]
 
     def record(self, record: RunRecord) -> None:
         """Keep a finished run, and tell the other docks."""

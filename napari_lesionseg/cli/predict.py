@@ -262,9 +262,9 @@ def _checkpoint_line(subject: Subject, metadata: Any) -> str:
 
 
 def _summary(subject: Subject, result: InferenceResult, written: list[Path]) -> str:
-    import numpy as np
+    from napari_lesionseg.evaluation.lesion_size import mask_volume_ml
 
-    ml = float(result.mask.sum() * np.prod(subject.geometry.spacing) / 1000.0)
+    ml = mask_volume_ml(result.mask, subject.geometry.spacing)
     seconds = sum(result.timings.get(stage, 0.0) for stage in ("total", "normalisation", "resample"))
     files = ", ".join(str(p) for p in written)
     space = result.model_space

@@ -225,7 +225,7 @@ def check_not_blank(images: Mapping[str, Volume | np.ndarray]) -> None:
         data = image.data if isinstance(image, Volume) else np.asarray(image)
         if data.size and float(data.min()) == float(data.max()):
             path = image.path if isinstance(image, Volume) else None
-            where = modality if path is None else f"{path}: every voxel of the {modality}"
+            where = f"every voxel of the {modality}" if path is None else f"{path}: every voxel of the {modality}"
             raise InvalidInputError(f"{where} is {float(data.min()):g}; an empty image holds nothing to segment")
 
 

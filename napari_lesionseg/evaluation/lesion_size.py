@@ -21,7 +21,7 @@ from napari_lesionseg.errors import InvalidInputError
 from napari_lesionseg.evaluation._masks import check_spacing_mm
 from napari_lesionseg.evaluation.lesions import DEFAULT_CONNECTIVITY
 
-__all__ = ["MIN_LESION_MM3", "check_min_lesion_mm3", "drop_small_lesions", "min_lesion_voxels"]
+__all__ = ["MIN_LESION_MM3", "check_min_lesion_mm3", "drop_small_lesions", "mask_volume_ml", "min_lesion_voxels"]
 
 #: Relative slack on the volume comparison, so that 3 voxels of 1 mm^3 are not "less" than 3.0 by rounding.
 _TOLERANCE = 1e-9
@@ -68,3 +68,8 @@ def drop_small_lesions(
     keep = sizes >= fewest
     keep[0] = False
     return keep[labels]
+
+
+def mask_volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """The volume (mL) of a mask's nonzero voxels on a grid of `spacing` (mm)."""
+    return float(np.count_nonzero(mask)) * float(np.prod(check_spacing_mm(spacing))) / 1000.0

@@ -70,7 +70,7 @@ class TestPredict:
     def test_a_blank_image_is_refused(self, tmp_path):
         checkpoint = self._checkpoint(tmp_path, ("T2w", "FLAIR"))
         images = {"FLAIR": np.random.default_rng(0).random((12, 10, 9), np.float32), "T2w": np.zeros((12, 10, 9), np.float32)}
-        with pytest.raises(InvalidInputError, match="^T2w is 0; an empty image holds nothing to segment$"):
+        with pytest.raises(InvalidInputError, match="^every voxel of the T2w is 0; an empty image holds nothing to segment$"):
             predict(images, checkpoint, InferenceSettings(device="cpu"))
 
     def test_images_of_different_shapes_are_refused(self, tmp_path):

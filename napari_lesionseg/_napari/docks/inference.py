@@ -51,6 +51,7 @@ from napari_lesionseg.engine.predict import check_normalisation, check_not_blank
 from napari_lesionseg.engine.results import InferenceResult, ProgressEvent
 from napari_lesionseg.engine.settings import InferenceSettings
 from napari_lesionseg.errors import LesionSegError
+from napari_lesionseg.evaluation.lesion_size import mask_volume_ml
 
 if TYPE_CHECKING:
     import napari
@@ -120,7 +121,7 @@ class InferenceWidget(Container):
             checkpoint = self._model.selected()
             check_normalisation(checkpoint.metadata)
             layers = self._model.input_layers(checkpoint.metadata)
-            check_not_blank({modality: layer.data for modality, layer in layers.items()})  # before any layer is replaced
+            check_not_blank({f"{modality} (layer {layer.name!r})": layer.data for modality, layer in layers.items()})  # before any layer is replaced
             reference = next(iter(layers.values()))
             settings = self._settings(checkpoint.metadata, reference)
         except LesionSegError as err:
@@ -338,10 +339,12 @@ class InferenceWidget(Container):
         layers.refresh()
         self._set_progress(result.done, result.total)
         self._record(run, result)
+        space = result.model_space.describe() if result.model_space is not None else None
         self._status.value = (
-            f"{run.name}: {result.total} patches in {result.timings['total']:.1f} s on {result.device}"
+            f"{run.name}: {result.total} patches in {result.timings['total']:.1f} s on {result.device}, "
+            f"lesion volume {mask_volume_ml(layers.mask_data, grid_spacing(run.reference)):.2f} mL"
             + (f" ({'; '.join(result.messages)})" if result.messages else "")
-            + (f". {_sentence(result.model_space.describe())}" if result.model_space is not None else "")
+            + (f". {_sentence(space)}" if space is not None and space not in result.messages else "")
         )
 
     def _record(self, run: _ActiveRun, result: InferenceResult) -> None:

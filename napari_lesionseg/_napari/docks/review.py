@@ -74,7 +74,7 @@ class LesionReviewWidget(Container):
         self._coverage_timer.timeout.connect(self._show_coverage)
         self._closed = threading.Event()
         self._schedule = ReviewSchedule(
-            self.native, self._pair, lambda: self.update(quiet=True), rest_ms=_AUTO_UPDATE_MS, closed=self._closed
+            self.native, self._pair, self.update, rest_ms=_AUTO_UPDATE_MS, closed=self._closed
         )
         self._build()
         self._connect()
@@ -141,8 +141,9 @@ class LesionReviewWidget(Container):
             self._status.value = wrapped("Reviewing...")
         layers = inputs["layers"]
         return self._schedule.start(
-            inputs["arguments"], lambda review: self._show(review, layers, add_overlay=not quiet), self._report_error
-        )
+            inputs["arguments"], lambda review: self._show(review, layers, add_overlay=not quiet),
+            self._report_quietly if quiet else self._report_error, quiet=quiet,
+        )  # fmt: skip
 
     def select_lesion(self, index: int) -> None:
         """Select lesion row `index`: the slider at its centre, the view centred and zoomed on it, a ring around it."""
@@ -300,6 +301,12 @@ class LesionReviewWidget(Container):
     def _report_error(self, err: Exception) -> None:
         self._status.value = wrapped("Could not review (see the notification).")
         notify_or_raise(err)
+
+    def _report_quietly(self, err: Exception) -> None:
+        """An automatic review's problem goes to the status line; Update review shows it as a notification."""
+        if not isinstance(err, LesionSegError):
+            notify_or_raise(err)
+        self._status.value = wrapped(str(err))
 
     # --- review ----------------------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class SubjectWidget(Container):
     def open_subject(self, folder: str | Path) -> Any:
         """Load a subject folder off the GUI thread and add its layers; returns the worker."""
         folder = Path(folder)
+        self._assign.withdraw(folder)
         self._status.value = f"Loading {folder.name}..."
         # Connecting `errored` here (not after creation) stops superqt from re-raising bad input as a traceback.
         def failed(err: Exception) -> None:

@@ -288,6 +288,22 @@ class TestCancel:
         assert f"cancelled after {done} of 8 patches" in dock._status.value
         assert session_for(viewer).latest is None  # an incomplete run is not handed to the other docks
 
+    def test_a_full_run_after_a_cancel_removes_the_partial_probability(self, qtbot, app):
+        viewer, dock = app
+        dock.set_options(batch_size=1)
+        worker = dock.run(pause_after=1)
+        wait_until_paused(qtbot, dock, worker, batches=1)
+        dock.cancel()
+        wait_until_idle(qtbot, dock)
+        qtbot.waitUntil(lambda: "lesion probability [beta 1] (partial)" in viewer.layers)
+        dock.set_options(batch_size=8)
+        dock.run()
+        wait_until_idle(qtbot, dock)
+        qtbot.waitUntil(lambda: "lesion probability [beta 1] (partial)" not in viewer.layers)
+        mask = viewer.layers["lesion mask [beta 1]"]
+        shown = np.count_nonzero(mask.data) * float(np.prod(mask.scale)) / 1000
+        assert f"lesion volume {shown:.2f} mL" in dock._status.value
+
     def test_the_cancel_token_alone_also_ends_the_run_as_cancelled(self, qtbot, app):
         viewer, dock = app
         dock.set_options(batch_size=1)
@@ -456,7 +472,7 @@ class TestTrustworthyInputs:
         start = notification_count()
         dock.run()
         wait_until_idle(qtbot, dock)
-        assert any("T2w is 0; an empty image holds nothing to segment" in m for m in notifications_since(start))
+        assert any("every voxel of the T2w (layer 'T2w') is 0; an empty image holds nothing to segment" in m for m in notifications_since(start))
         assert not any("lesion probability" in layer.name for layer in viewer.layers)
 
     def test_the_default_stays_the_bundled_beta_1_5_after_a_fine_tune(self, home, make_napari_viewer, make_subject):

@@ -134,3 +134,15 @@ def test_scanner_named_files_can_be_assigned_modalities_in_the_dock(qtbot, make_
     qtbot.waitUntil(lambda: len(viewer.layers) == 2, timeout=60_000)
     assert [layer.name for layer in viewer.layers] == ["FLAIR", "T1w"]
     assert viewer.layers["FLAIR"].metadata["lesionseg"]["modality"] == "FLAIR"
+
+
+def test_the_modality_choices_go_away_when_another_folder_is_opened(qtbot, widget, make_subject, tmp_path):
+    from conftest import write_nifti
+
+    viewer, dock = widget
+    scanner_named = tmp_path / "exam-0043"
+    write_nifti(scanner_named / "301_FLAIR_AX.nii.gz", np.random.default_rng(0).random((10, 12, 8)).astype(np.float32))
+    _open(qtbot, dock, scanner_named)
+    assert dock._assign.offered
+    _open(qtbot, dock, make_subject())
+    assert not dock._assign.offered and "sub-01" in dock._status.value
