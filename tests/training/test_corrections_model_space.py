@@ -44,3 +44,29 @@ def test_fine_tune_records_model_space_data_and_scores_on_the_native_grid(tmp_pa
     assert metadata.spacing == [2.0, 2.0, 2.0]
     (record,) = metadata.training["fine_tune"]["viewer_subjects"]
     assert record["spacing_mm"] == pytest.approx([2.0, 2.0, 2.0]) and record["shape"] == [12, 12, 12]
+
+
+def test_the_before_after_scores_are_those_of_the_prediction_the_user_sees(tmp_path, monkeypatch):
+    from napari_lesionseg.engine.predict import predict
+    from napari_lesionseg.training.corrections import _evaluation_settings
+    from napari_lesionseg.training.data import native_geometry
+    from napari_lesionseg.training.validation import score
+
+    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
+    config = model_config("compact", 2, **TINY)
+    torch.manual_seed(1)
+    parent = save_checkpoint(
+        tmp_path / "parent.pt", build_model(config),
+        CheckpointMetadata("parent", config, "fbeta", 1.5, MODALITIES, [8, 8, 8], spacing=[2.0, 2.0, 2.0]),
+    )  # fmt: skip
+    images, mask = synthetic_anatomy((24, 24, 12), seed=3)
+    images = {m: images[m] for m in MODALITIES}
+    request = FineTuneRequest(
+        checkpoint=parent, images=images, mask=mask, spacing=(1.0, 1.0, 2.0), subject_name="sub-07", steps=1,
+        lr=1e-3, device="cpu", out_dir=tmp_path / "out",
+    )  # fmt: skip
+    seen = predict(images, parent, _evaluation_settings(request), geometry=native_geometry(mask.shape, (1.0, 1.0, 2.0)))
+    on_the_arrays_grid = predict(images, parent, _evaluation_settings(request))
+    assert seen.model_space.resampled and not on_the_arrays_grid.probability.tolist() == seen.probability.tolist()
+    outcome = fine_tune_on_correction(request)
+    assert outcome.before == pytest.approx(score(seen.probability, mask != 0, (1.0, 1.0, 2.0)))
