@@ -12,9 +12,16 @@ from napari.layers import Labels
 
 from napari_lesionseg._napari._finetune_report import layer_spacing, subject_name
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
-from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
-from napari_lesionseg._napari.metadata import started_from_layer_metadata
+from napari_lesionseg._napari._model_inputs import (
+    checkpoint_layers,
+    image_layers,
+    layer_subject,
+    matching_layer,
+    newest_subject,
+)
+from napari_lesionseg._napari.metadata import modality_from_layer_metadata, started_from_layer_metadata
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
+from napari_lesionseg.engine.choice import default_checkpoint
 from napari_lesionseg.engine.requirements import required_modalities
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.training.corrections import FineTuneRequest, check_correction
@@ -22,7 +29,7 @@ from napari_lesionseg.training.corrections import FineTuneRequest, check_correct
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["fine_tune_request", "images_text"]
+__all__ = ["default_start", "fine_tune_request", "images_text"]
 
 
 def fine_tune_request(
@@ -71,3 +78,11 @@ def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None) -> st
         missing = [m for m in required_modalities(info.metadata) if matching_layer(viewer, m) is None]
         return f"Images: missing {', '.join(missing)} (open the subject's modalities)"
     return "Images: " + ", ".join(layer.name for layer in images.values())
+
+
+def default_start(viewer: napari.viewer.Viewer, infos: Sequence[CheckpointInfo]) -> CheckpointInfo | None:
+    """The checkpoint to start from before any run: the one the Inference dock preselects for the newest subject."""
+    subject = newest_subject(viewer)
+    layers = [layer for layer in image_layers(viewer) if layer_subject(layer) in (None, subject)]
+    modalities = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in layers]
+    return default_checkpoint(infos, modalities=modalities, subject=subject.name if subject else None)

@@ -20,7 +20,7 @@ from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_lesionseg._napari._finetune_inputs import fine_tune_request, images_text
+from napari_lesionseg._napari._finetune_inputs import default_start, fine_tune_request, images_text
 from napari_lesionseg._napari._finetune_report import finished_text, progress_text
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._folder_list import FolderList
@@ -76,6 +76,8 @@ class FineTuneWidget(Container):
         self._infos: list[CheckpointInfo] = []
         self._settings_from: Path | None = None
         self._follow_run = False
+        self._picked = False  # the user chose where to start: keep it (else a run's, else `default_start`)
+        self._choosing = False
         self._build()
         self._connect()
         self.refresh_checkpoints()
@@ -125,6 +127,7 @@ class FineTuneWidget(Container):
         if not found:
             raise CheckpointError(f"no checkpoint {wanted!r} in the selector: {[info.name for info in self._infos]}")
         self._checkpoint.value = str(found[0].path)
+        self._picked = True
 
     def set_mask(self, layer: Labels) -> None:
         """Train on `layer` as the corrected mask."""
@@ -215,16 +218,31 @@ class FineTuneWidget(Container):
         if self._closed.is_set():  # the worker outlived the dock
             return
         self._infos = grouped(infos)
-        previous = self._checkpoint.value
-        self._checkpoint.reset_choices()
-        paths = [path for _, path in self._checkpoint_choices()]
-        run = self._session.latest
-        preferred = [p for p in paths if run is not None and Path(p).stem == run.checkpoint.name]
-        if preferred and (self._follow_run or previous not in paths):  # start from the run being corrected
-            self._checkpoint.value = preferred[0]
-        elif previous in paths:
-            self._checkpoint.value = previous
+        previous, self._choosing = self._checkpoint.value, True
+        try:
+            self._checkpoint.reset_choices()
+            paths = [path for _, path in self._checkpoint_choices()]
+            run = self._session.latest
+            preferred = [p for p in paths if run is not None and Path(p).stem == run.checkpoint.name]
+            if preferred and (self._follow_run or previous not in paths):  # start from the run being corrected
+                self._checkpoint.value = preferred[0]
+            elif previous in paths and (self._picked or run is not None):
+                self._checkpoint.value = previous
+            else:
+                self._offer_default()
+        finally:
+            self._choosing = False
         self._follow_run = False
+
+    def _offer_default(self) -> None:
+        """Before any run and any choice, start from the checkpoint the Inference dock would run."""
+        default = None if self._picked or self._session.latest is not None else default_start(self._viewer, self._infos)
+        if default is not None and self._checkpoint.value != str(default.path):
+            choosing, self._choosing = self._choosing, True
+            try:
+                self._checkpoint.value = str(default.path)
+            finally:
+                self._choosing = choosing
 
     # --- layout and events -------------------------------------------------------------------------
 
@@ -286,10 +304,12 @@ class FineTuneWidget(Container):
         self._mask.reset_choices()
         if self._mask.value is None:
             self._mask.value = dict(self._mask_choices()).get(_CORRECTED_NAME)
+        self._offer_default()
         self._show_images()
 
     def _on_checkpoint_changed(self, value: Any = None) -> None:
         """Start from the checkpoint's own loss and beta (the user may change them)."""
+        self._picked = self._picked or (value is not None and not self._choosing)
         info = self._selected_info()
         if info is not None and info.path != self._settings_from and info.metadata.loss in LOSS_LABELS:
             self._settings_from = info.path  # a refreshed list re-selecting it keeps the user's settings

@@ -120,6 +120,21 @@ def test_dock_preselects_the_corrected_mask_and_lists_the_checkpoint(dock):
     assert widget._settings.loss.value == "dice" and not widget._settings.beta.enabled  # settings start from the checkpoint's
 
 
+def test_before_any_run_it_starts_from_what_the_inference_dock_would_run(home, make_napari_viewer, make_subject):
+    from napari_lesionseg._napari.docks import InferenceWidget
+
+    viewer = make_napari_viewer()
+    for data, kwargs, layer_type in subject_layer_data(load_subject(make_subject(modalities=("FLAIR", "T1w")))):
+        viewer.add_layer(Layer.create(data, kwargs, layer_type))
+    widget, inference = FineTuneWidget(viewer), InferenceWidget(viewer)
+    first_listed = widget._checkpoint.choices[0]
+    assert widget._checkpoint.value == inference._model._checkpoint.value != first_listed
+    assert widget._images_label.value == "Images: FLAIR, T1w"
+    widget._checkpoint.value = first_listed  # the user's choice is kept when the list is read again
+    widget.refresh_checkpoints()
+    assert widget._checkpoint.value == first_listed
+
+
 def test_an_optional_input_may_lack_but_a_required_one_may_not(dock):
     """A checkpoint whose PDw is optional trains on the three layers the viewer has; without T2w it says so."""
     viewer, widget, _ = dock
