@@ -359,6 +359,8 @@ class InferenceWidget(Container):
         if run is not None:
             self._drop_unfinished(run)
             done, total = (run.latest.done, run.latest.total) if run.latest else (0, "?")
+            if run.latest:  # the bar is drawn at most every redraw interval: it may lag the last batch
+                self._set_progress(run.latest.done, run.latest.total)
             self._status.value = (
                 f"{run.name}: cancelled after {done} of {total} patches; the probability so far stays in "
                 f"{result_layer_names(run.name)['probability'] + PARTIAL_SUFFIX!r} (no mask)."

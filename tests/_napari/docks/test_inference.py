@@ -285,7 +285,7 @@ class TestCancel:
         assert "lesion probability [beta 1] (partial)" in names  # its name says it is not a result
         assert "lesion mask [beta 1]" not in names and "current patch [beta 1]" not in names
         assert np.count_nonzero(viewer.layers["lesion probability [beta 1] (partial)"].data) > 0
-        assert f"cancelled after {done} of 8 patches" in dock._status.value
+        assert f"cancelled after {done} of 8 patches" in dock._status.value and dock.progress == (done, 8)
         assert session_for(viewer).latest is None  # an incomplete run is not handed to the other docks
 
     def test_a_full_run_after_a_cancel_removes_the_partial_probability(self, qtbot, app):
