@@ -20,7 +20,11 @@ from napari_lesionseg._napari._layers import add_subject_layers
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import (
+    acquired_from_layer_metadata,
+    geometry_from_layer_metadata,
+    path_from_layer_metadata,
+)
 from napari_lesionseg._napari.reader import subject_layer_data
 from napari_lesionseg.data.samples import sample_subjects
 from napari_lesionseg.data.subject import load_subject
@@ -181,12 +185,17 @@ class SubjectWidget(Container):
     def _row(layer: Layer) -> list[str]:
         geometry = geometry_from_layer_metadata(layer.metadata)
         path = path_from_layer_metadata(layer.metadata)
+        acquired = acquired_from_layer_metadata(layer.metadata)  # resampled onto the FLAIR's grid on opening
+        file = Path(path).name if path else ""
+        if acquired is not None:
+            shape, spacing = " x ".join(map(str, acquired.shape)), " x ".join(f"{s:.3g}" for s in acquired.spacing)
+            file = f"{file} (resampled from {shape} at {spacing} mm)"
         return [
             layer.name,
             " x ".join(str(n) for n in geometry.shape),
             " x ".join(f"{s:.3g}" for s in geometry.spacing),
             "".join(nib.aff2axcodes(geometry.affine)),
-            Path(path).name if path else "",
+            file,
         ]
 
     @staticmethod

@@ -146,3 +146,15 @@ def test_the_modality_choices_go_away_when_another_folder_is_opened(qtbot, widge
     assert dock._assign.offered
     _open(qtbot, dock, make_subject())
     assert not dock._assign.offered and "sub-01" in dock._status.value
+
+
+def test_a_resampled_modality_is_listed_with_the_grid_it_was_acquired_on(qtbot, widget, make_subject):
+    viewer, dock = widget
+    folder = make_subject(modalities=("FLAIR", "T1w"), with_mask=False)
+    t1w = folder / "sub-01_T1w.nii.gz"
+    image = nib.load(t1w)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, ::2], image.affine @ np.diag([1.0, 1.0, 2.0, 1.0])), t1w)
+    _open(qtbot, dock, folder)
+    rows = {row[0]: row for row in dock._table.data.to_list()}
+    assert rows["T1w"][1] == rows["FLAIR"][1]  # shown on the FLAIR's grid
+    assert rows["T1w"][4].startswith("sub-01_T1w.nii.gz (resampled from ") and rows["FLAIR"][4] == "sub-01_FLAIR.nii.gz"
