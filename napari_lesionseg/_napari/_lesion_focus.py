@@ -69,6 +69,5 @@ def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_m
     )  # fmt: skip
     active = viewer.layers.selection.active  # adding a layer selects it; the user goes on painting the mask
     viewer.add_layer(marker)
-    if active is not None:
-        viewer.layers.selection.active = active
+    viewer.layers.selection.active = active  # None: nothing selected, as before
     return marker
