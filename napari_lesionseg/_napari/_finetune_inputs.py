@@ -53,12 +53,13 @@ def fine_tune_request(
     images = checkpoint_layers(viewer, info.metadata)
     first = next(iter(images.values()))
     mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
-    check_correction({m: layer.data for m, layer in images.items()}, mask, mask_layer.name)
+    spacing = layer_spacing(mask_layer, first)
+    check_correction({m: layer.data for m, layer in images.items()}, mask, mask_layer.name, spacing)
     return FineTuneRequest(
         checkpoint=info.path,
         images={m: np.asarray(layer.data) for m, layer in images.items()},
         mask=mask,
-        spacing=layer_spacing(mask_layer, first),
+        spacing=spacing,
         predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
         subject_name=subject_name(first),
         mask_name=mask_layer.name,

@@ -43,6 +43,7 @@ import numpy as np
 from napari_lesionseg._progress import drain
 from napari_lesionseg.constants import THRESHOLD
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
+from napari_lesionseg.evaluation.lesion_size import mask_volume_ml
 from napari_lesionseg.training.correction_checks import load_check_subjects, measure_subjects
 from napari_lesionseg.training.correction_settings import (
     FINE_TUNE_DEFAULTS,
@@ -60,6 +61,7 @@ __all__ = [
     "FINE_TUNE_DEFAULTS",
     "FineTuneOutcome",
     "FineTuneRequest",
+    "MAX_CORRECTION_ML",
     "check_correction",
     "correction_training_subject",
     "fine_tune_on_correction",
@@ -119,11 +121,22 @@ class FineTuneOutcome:
         return None if self.checkpoint is None else self.checkpoint.name.removesuffix(".pt")
 
 
-def check_correction(images: Mapping[str, np.ndarray], mask: np.ndarray, mask_name: str = "corrected mask") -> None:
+#: More than this (mL) marked as lesion is not a lesion mask: MS lesion loads reach tens of mL and rarely 100
+#: (issue 18 expects at most 80), while a brain mask or a tissue segmentation chosen by mistake holds 400-1,500.
+MAX_CORRECTION_ML = 250.0
+
+
+def check_correction(
+    images: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    mask_name: str = "corrected mask",
+    spacing: Sequence[float] | None = None,
+) -> None:
     """Refuse data that cannot be fine-tuned on, with a message naming the layers.
 
     Raises:
-        InvalidInputError: no images, a mask/image grid mismatch, or an empty mask.
+        InvalidInputError: no images, a mask/image grid mismatch, an empty mask, or (with the voxel
+            `spacing`) a mask far larger than any lesion load.
     """
     if not images:
         raise InvalidInputError("No image layers to fine-tune on: open the subject's modalities first.")
@@ -139,6 +152,12 @@ def check_correction(images: Mapping[str, np.ndarray], mask: np.ndarray, mask_na
         raise InvalidInputError(
             f"The corrected mask {mask_name!r} is empty: paint or accept this subject's lesions before "
             "fine-tuning (a network cannot learn lesions from a mask without any)."
+        )
+    if spacing is not None and (volume := mask_volume_ml(mask, spacing)) > MAX_CORRECTION_ML:
+        raise InvalidInputError(
+            f"The corrected mask {mask_name!r} marks {volume:,.0f} mL as lesion, more than any MS lesion load "
+            f"(at most about {MAX_CORRECTION_ML:.0f} mL): is it a brain mask or a tissue segmentation? Choose the "
+            "corrected lesion mask."
         )
 
 
@@ -161,7 +180,7 @@ def correction_training_subject(
     """
     from napari_lesionseg.training.data import channels_subject
 
-    check_correction(images, mask, mask_name)
+    check_correction(images, mask, mask_name, spacing)
     return channels_subject(
         images, mask, spacing, name, modalities=list(images) if modalities is None else modalities,
         optional=optional, model_spacing=model_spacing,

@@ -102,3 +102,22 @@ def test_an_image_or_label_map_given_as_the_corrected_mask_is_refused(case, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{mask}: holds value(s)" in err and "besides 0 and 1" in err
     assert not out.exists()
+
+
+def test_a_brain_mask_given_as_the_corrected_mask_is_refused(case, tmp_path, capsys):
+    """0/1, on the grid, but 700 mL: no lesion load is that large, a brain mask chosen by mistake is."""
+    from conftest import make_affine
+
+    parent, _, _ = case
+    folder = write_subject(tmp_path / "coarse", "sub-02", shape=(16, 16, 16), affine=make_affine(spacing=(7.0, 7.0, 7.0)))
+    source = nib.load(folder / "sub-02_FLAIR.nii.gz")
+    brain = np.zeros(source.shape, np.uint8)
+    brain[:, :, :8] = 1  # 2,048 voxels of 343 mm^3
+    mask = tmp_path / "brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image(brain, source.affine), mask)
+    out = tmp_path / "new.pt"
+    assert main(["finetune", str(folder), "--corrected", str(mask), "--checkpoint", str(parent),
+                 "--out", str(out), *SETTINGS]) == 2  # fmt: skip
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"The corrected mask '{mask}' marks 702 mL as lesion" in line and "brain mask" in line
+    assert not out.exists()

@@ -54,6 +54,9 @@ def test_check_correction_refuses_unusable_data():
     with pytest.raises(InvalidInputError, match="'fixed' is empty"):
         check_correction({"FLAIR": image}, np.zeros((4, 5, 6)), "fixed")
     check_correction({"FLAIR": image}, np.ones((4, 5, 6)))
+    check_correction({"FLAIR": image}, np.ones((4, 5, 6)), "fixed", spacing=(12.0, 12.0, 12.0))  # 207 mL
+    with pytest.raises(InvalidInputError, match="'fixed' marks 264 mL as lesion, more than any MS lesion load"):
+        check_correction({"FLAIR": image}, np.ones((4, 5, 6)), "fixed", spacing=(13.0, 13.0, 13.0))
 
 
 def test_new_names_never_reuse_a_file_or_the_parent(tmp_path):
