@@ -115,6 +115,7 @@ class ModelInputs(Container):
         self._checkpoints: dict[str, CheckpointInfo] = {}
         self._pinned = False  # the user chose a checkpoint: keep it; else offer `choice.default_checkpoint`
         self._choosing = False
+        self._labels_shown: list[str] = []
         self._checkpoint = RadioButtons(choices=self._checkpoint_choices)
         self._checkpoint_details = Label(value="")
         self._inputs = Container(labels=True)
@@ -222,13 +223,31 @@ class ModelInputs(Container):
 
     def refresh_inputs(self, event: Any = None) -> None:
         """Re-list the image layers in every input box; empty boxes take the matching layer."""
+        self._relabel_checkpoints()
         subject = newest_subject(self._viewer)
         for combo in self._inputs:
             combo.reset_choices()
             if combo.value is None:
                 combo.value = matching_layer(self._viewer, combo.label, subject)
 
+    def _relabel_checkpoints(self) -> None:
+        """Say again what each checkpoint needs once the loaded layers change (rebuilding the buttons flickers, so
+        only then)."""
+        if [label for label, _ in self._needs_choices()] != self._labels_shown:
+            self._choosing = True
+            try:
+                self._checkpoint.reset_choices()
+            finally:
+                self._choosing = False
+
     def _checkpoint_choices(self, widget: Any = None) -> list[tuple[str, str]]:
+        """The buttons magicgui draws (what they say is remembered for `_relabel_checkpoints`)."""
+        choices = self._needs_choices()
+        self._labels_shown = [label for label, _ in choices]
+        return choices
+
+    def _needs_choices(self) -> list[tuple[str, str]]:
+        """One (label, path) per checkpoint, saying which of its required inputs no layer holds."""
         labels = checkpoint_labels(self.checkpoints)
         loaded = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in image_layers(self._viewer)]
         needs = {str(info.path): missing for info, missing in runnable_first(self.checkpoints, loaded)}

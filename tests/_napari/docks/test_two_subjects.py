@@ -37,3 +37,17 @@ def test_inputs_picked_from_two_subjects_are_refused(home, make_napari_viewer, m
     next(combo for combo in dock._model._inputs if combo.label == "T1w").value = first_t1w
     with pytest.raises(InvalidInputError, match=r"come from 2 subjects \(FLAIR, T2w, PDw from sub-02 .*T1w from sub-01"):
         dock._model.input_layers(dock._model.selected().metadata)
+
+
+def test_what_each_checkpoint_needs_is_said_again_once_a_subject_is_open(home, make_napari_viewer, make_subject):
+    from qtpy.QtWidgets import QRadioButton
+
+    viewer = make_napari_viewer()
+    dock = InferenceWidget(viewer)
+
+    def texts():
+        return [button.text() for button in dock._model._checkpoint.native.findChildren(QRadioButton)]
+
+    assert all(text.endswith("(needs FLAIR, T1w, T2w, PDw)") for text in texts())  # nothing open yet
+    add_subject(viewer, make_subject(shape=SHAPE))
+    assert texts() and not any("needs" in text for text in texts())
