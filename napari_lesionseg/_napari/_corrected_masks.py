@@ -12,7 +12,7 @@ from napari.layers import Labels, Layer
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._autosave import AutosaveTarget
-from napari_lesionseg._napari._layers import CORRECTED_COLOR, single_color_labels
+from napari_lesionseg._napari._layers import CORRECTED_COLOR, check_save_as, single_color_labels
 from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
     layer_metadata,
@@ -96,21 +96,13 @@ class CorrectedMasks:
                 raise InvalidInputError(no_grid_message(layer))
             destination = Path(chosen) if chosen and str(chosen) not in ("", ".") else target.path
             if destination != target.path:  # a path the user chose: the output policy of every command
-                self._check_save_as(destination)
+                check_save_as(self._viewer, destination)
             written = save_corrected_mask(layer.data, target.geometry, destination, protected=target.protected)
         except LesionSegError as err:
             show_error(str(err))
             return None
         show_info(f"Saved {layer.name!r} to {written}")
         return written
-
-    def _check_save_as(self, destination: Path) -> None:
-        """Refuse a "Save as" path that is an opened file, is named like a subject's input, or would replace a
-        file this program did not write (`data.outputs`)."""
-        from napari_lesionseg.data.outputs import Output, check_outputs
-
-        opened = [path for layer in self._viewer.layers if (path := path_from_layer_metadata(layer.metadata))]
-        check_outputs([Output(destination, "Save as")], inputs=opened)
 
     def autosave_target(self, layer: Labels) -> AutosaveTarget | None:
         """Where `layer` is autosaved: beside its subject's files, on the subject's grid."""

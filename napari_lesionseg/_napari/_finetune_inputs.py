@@ -12,16 +12,10 @@ from napari.layers import Labels
 
 from napari_lesionseg._napari._finetune_report import layer_spacing, subject_name
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
-from napari_lesionseg._napari._model_inputs import (
-    checkpoint_layers,
-    image_layers,
-    layer_subject,
-    matching_layer,
-    newest_subject,
-)
-from napari_lesionseg._napari.metadata import modality_from_layer_metadata, started_from_layer_metadata
+from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
+from napari_lesionseg._napari._subjects import image_layers, layer_subject, newest_subject
+from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
-from napari_lesionseg.engine.choice import default_checkpoint
 from napari_lesionseg.engine.requirements import required_modalities
 from napari_lesionseg.errors import CheckpointError, InvalidInputError, LesionSegError
 from napari_lesionseg.training.corrections import FineTuneRequest, check_correction
@@ -29,7 +23,7 @@ from napari_lesionseg.training.corrections import FineTuneRequest, check_correct
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["default_start", "fine_tune_request", "images_text"]
+__all__ = ["fine_tune_request", "images_text"]
 
 
 def fine_tune_request(
@@ -50,7 +44,7 @@ def fine_tune_request(
             "No corrected mask: create one in the Lesion review dock ('New from prediction'), correct it, "
             "then choose it here."
         )
-    images = checkpoint_layers(viewer, info.metadata)
+    images = checkpoint_layers(viewer, info.metadata, _mask_subject(viewer, mask_layer))
     first = next(iter(images.values()))
     mask = np.array(mask_layer.data, copy=True)  # the user may keep editing while training runs
     spacing = layer_spacing(mask_layer, first)
@@ -69,6 +63,26 @@ def fine_tune_request(
     )
 
 
+def _mask_subject(viewer: napari.viewer.Viewer, mask_layer: Labels) -> Path | None:
+    """The subject whose scans the mask is trained with: its file's, else the one subject open on its grid.
+
+    A mask made from a prediction has no file, and two subjects on one grid (MNI-space scans, samples)
+    would let it train with the other patient's scans.
+    """
+    own = layer_subject(mask_layer)
+    if own is not None:
+        return own
+    shape = np.shape(mask_layer.data)
+    on_grid = {s for layer in image_layers(viewer) if np.shape(layer.data) == shape and (s := layer_subject(layer))}
+    if len(on_grid) > 1:
+        names = ", ".join(sorted(folder.name for folder in on_grid))
+        raise InvalidInputError(
+            f"The corrected mask {mask_layer.name!r} could belong to any of the subjects open on its grid ({names}): "
+            "close the others (or save the mask beside its subject and open it from there) before fine-tuning."
+        )
+    return next(iter(on_grid), None)
+
+
 def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None) -> str:
     """Which image layers `info` would train on (or which modality is missing), for the dock's 'Images' line."""
     if info is None:
@@ -76,14 +90,7 @@ def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None) -> st
     try:
         images = checkpoint_layers(viewer, info.metadata)
     except LesionSegError:
-        missing = [m for m in required_modalities(info.metadata) if matching_layer(viewer, m) is None]
+        subject = newest_subject(viewer)
+        missing = [m for m in required_modalities(info.metadata) if matching_layer(viewer, m, subject) is None]
         return f"Images: missing {', '.join(missing)} (open the subject's modalities)"
     return "Images: " + ", ".join(layer.name for layer in images.values())
-
-
-def default_start(viewer: napari.viewer.Viewer, infos: Sequence[CheckpointInfo]) -> CheckpointInfo | None:
-    """The checkpoint to start from before any run: the one the Inference dock preselects for the newest subject."""
-    subject = newest_subject(viewer)
-    layers = [layer for layer in image_layers(viewer) if layer_subject(layer) in (None, subject)]
-    modalities = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in layers]
-    return default_checkpoint(infos, modalities=modalities, subject=subject.name if subject else None)

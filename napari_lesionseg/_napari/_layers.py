@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import napari.layers
@@ -23,7 +24,10 @@ from napari_lesionseg.data.geometry import Geometry
 if TYPE_CHECKING:
     import napari.viewer
 
-__all__ = ["ROLE_KEY", "BoxOverlay", "is_result", "placement", "remove_layers", "show_layer", "single_color_labels"]
+__all__ = [
+    "ROLE_KEY", "BoxOverlay", "check_save_as", "is_result", "placement", "remove_layers", "show_layer",
+    "single_color_labels",
+]  # fmt: skip
 
 #: Metadata key marking the layers this plugin computed (probability, uncertainty, heatmaps...).
 ROLE_KEY = "lesionseg_role"
@@ -92,6 +96,15 @@ def show_layer(
         viewer.layers.remove(existing)
         viewer.layers.insert(index, layer)
     return layer
+
+
+def check_save_as(viewer: napari.viewer.Viewer, path: Path) -> None:
+    """Refuse a "Save as" path that is an opened file, is named like a subject's input, or would replace a
+    file this program did not write: the output policy of every command (`data.outputs`)."""
+    from napari_lesionseg.data.outputs import Output, check_outputs
+
+    opened = [source for layer in viewer.layers if (source := path_from_layer_metadata(layer.metadata))]
+    check_outputs([Output(path, "Save as")], inputs=opened)
 
 
 def remove_layers(viewer: napari.viewer.Viewer, names: Sequence[str]) -> None:

@@ -67,7 +67,10 @@ def _ring(viewer: napari.viewer.Viewer, layer: Layer, row: ReviewRow, diameter_m
         point, name=MARKER_NAME, size=size, symbol="disc", face_color="transparent", border_color=_RING_COLOR,
         border_width=0.08, **placement(layer, "marker"),
     )  # fmt: skip
-    active = viewer.layers.selection.active  # adding a layer selects it; the user goes on painting the mask
-    viewer.add_layer(marker)
-    viewer.layers.selection.active = active  # None: nothing selected, as before
+    selected, active = list(viewer.layers.selection), viewer.layers.selection.active
+    viewer.add_layer(marker)  # which selects it; the user goes on painting the mask they had selected
+    viewer.layers.selection.clear()
+    viewer.layers.selection.update(selected)
+    if active is not None:
+        viewer.layers.selection.active = active
     return marker

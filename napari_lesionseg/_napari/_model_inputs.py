@@ -16,10 +16,16 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from napari_lesionseg._napari._inference_job import check_layers, warnings_as_notifications
 from napari_lesionseg._napari._layers import add_subject_layers, is_result
 from napari_lesionseg._napari._notify import notify_or_raise
+from napari_lesionseg._napari._subjects import (
+    check_one_subject,
+    default_for_newest_subject,
+    image_layers,
+    layer_subject,
+    newest_subject,
+)
 from napari_lesionseg._napari._wrapped import wrapped
-from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import modality_from_layer_metadata
 from napari_lesionseg._napari.reader import subject_layer_data
-from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.data.subject import load_subject
 from napari_lesionseg.engine.catalog import checkpoint_details, checkpoint_labels, inputs_summary, runnable_first
 from napari_lesionseg.engine.checkpoints import (
@@ -28,38 +34,17 @@ from napari_lesionseg.engine.checkpoints import (
     list_checkpoints,
     user_checkpoint_dir,
 )
-from napari_lesionseg.engine.choice import default_checkpoint, grouped
+from napari_lesionseg.engine.choice import grouped
 from napari_lesionseg.engine.requirements import required_modalities
 from napari_lesionseg.errors import CheckpointError, InvalidInputError
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = [
-    "ModelInputs", "check_modalities_match", "check_one_subject", "checkpoint_layers", "image_layers", "layer_subject",
-    "matching_layer", "newest_subject",
-]  # fmt: skip
+__all__ = ["ModelInputs", "check_modalities_match", "checkpoint_layers", "matching_layer"]
 
 #: Minimum width (pixels) of the wrapped text lines, so they do not collapse into a narrow column.
 TEXT_WIDTH = 300
-
-
-def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
-    """Image layers that can be inputs (not the results this plugin computed)."""
-    return [layer for layer in viewer.layers if isinstance(layer, Image) and not is_result(layer)]
-
-
-def layer_subject(layer: Layer) -> Path | None:
-    """``folder/name`` of the subject whose file a layer was read from, if known."""
-    path = path_from_layer_metadata(layer.metadata)
-    parsed = subject_of(path) if path is not None else None
-    return None if parsed is None else parsed[0].resolve() / parsed[1]
-
-
-def newest_subject(viewer: napari.viewer.Viewer) -> Path | None:
-    """The subject of the image layer opened last (see `layer_subject`), if any."""
-    subjects = [subject for layer in image_layers(viewer) if (subject := layer_subject(layer)) is not None]
-    return subjects[-1] if subjects else None
 
 
 def matching_layer(viewer: napari.viewer.Viewer, modality: str, subject: Path | None = None) -> Image | None:
@@ -73,30 +58,20 @@ def matching_layer(viewer: napari.viewer.Viewer, modality: str, subject: Path | 
     return None
 
 
-def check_one_subject(chosen: dict[str, Layer]) -> None:
-    """Refuse inputs read from two subjects' files: the network would segment a patient made of two."""
-    subjects: dict[Path, list[str]] = {}
-    for modality, layer in chosen.items():
-        if (subject := layer_subject(layer)) is not None:
-            subjects.setdefault(subject, []).append(modality)
-    if len(subjects) > 1:
-        listed = "; ".join(f"{', '.join(modalities)} from {subject.name} ({subject.parent})" for subject, modalities in subjects.items())
-        raise InvalidInputError(
-            f"The inputs come from {len(subjects)} subjects ({listed}): pick one subject's layer for every modality."
-        )
-
-
-def checkpoint_layers(viewer: napari.viewer.Viewer, metadata: CheckpointMetadata) -> dict[str, Image]:
-    """The image layer of each input the checkpoint takes and the viewer has, in channel order.
+def checkpoint_layers(
+    viewer: napari.viewer.Viewer, metadata: CheckpointMetadata, subject: Path | None = None
+) -> dict[str, Image]:
+    """The image layer of each input the checkpoint takes and `subject` (default: the newest) has, in channel order.
 
     Raises:
         CheckpointError: a required input has no layer (an optional one may lack).
     """
-    subject = newest_subject(viewer)
+    subject = subject or newest_subject(viewer)
     found = {modality: matching_layer(viewer, modality, subject) for modality in metadata.modalities}
     missing = [m for m in required_modalities(metadata) if found[m] is None]
     if missing:
-        shown = ", ".join(layer.name for layer in image_layers(viewer)) or "none"
+        own = [layer for layer in image_layers(viewer) if layer_subject(layer) in (None, subject)]
+        shown = ", ".join(layer.name for layer in own) or "none"
         raise CheckpointError(
             f"The checkpoint takes {', '.join(metadata.modalities)}, but there is no image layer for "
             f"{', '.join(missing)} (image layers: {shown}). Open the subject's modalities, or start from a "
@@ -162,10 +137,7 @@ class ModelInputs(Container):
         """Select the default checkpoint for the loaded subject, unless the user pinned one that still exists."""
         if self._pinned and self._checkpoint.value in self._checkpoints:
             return
-        subject = newest_subject(self._viewer)
-        layers = [layer for layer in image_layers(self._viewer) if layer_subject(layer) in (None, subject)]
-        modalities = [modality_from_layer_metadata(layer.metadata) or layer.name for layer in layers]
-        default = default_checkpoint(self.checkpoints, modalities=modalities, subject=subject.name if subject else None)
+        default = default_for_newest_subject(self._viewer, self.checkpoints)
         if default is not None and self._checkpoint.value != str(default.path):
             self._choosing = True
             try:

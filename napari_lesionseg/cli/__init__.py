@@ -48,15 +48,17 @@ class _OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-_MISSING_VALUE = re.compile(r"^argument (?P<option>--[\w-]+)(?:/-\w)?: expected one argument$")
+_MISSING_VALUE = re.compile(r"^argument (?P<option>--[\w-]+): expected one argument$")
 
 
 def _with_dash_hint(message: str, given: Sequence[str]) -> str:
     """argparse takes a value such as ``-1/2`` for an option; say how to pass it (``--shard=-1/2``)."""
     missing = _MISSING_VALUE.match(message)
-    if missing is None or not any(arg[:1] == "-" and arg[1:2].isdigit() for arg in given):
+    option = missing["option"] if missing else None
+    values = [after for before, after in zip(given, given[1:]) if before == option]
+    if not any(value[:1] == "-" and value[1:2].isdigit() for value in values):
         return message
-    return f"{message}; a value that starts with '-' is written {missing['option']}=VALUE"
+    return f"{message}; a value that starts with '-' is written {option}=VALUE"
 
 
 def build_parser() -> argparse.ArgumentParser:

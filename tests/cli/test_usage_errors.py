@@ -30,7 +30,8 @@ def test_a_bad_option_is_one_line_not_the_usage_block(capsys, argv):
 
 
 @pytest.mark.parametrize(("argv", "hinted"), [(["predict", "x", "--beta", "1.5", "--shard", "-1/2"], True),
-                                             (["predict", "x", "--beta", "1.5", "--shard"], False)])  # fmt: skip
+                                             (["predict", "x", "--beta", "1.5", "--shard"], False),
+                                             (["predict", "x", "--threshold", "-0.5", "--shard"], False)])  # fmt: skip
 def test_a_value_that_starts_with_a_dash_is_shown_how_to_pass(capsys, argv, hinted):
     with pytest.raises(SystemExit) as stop:
         main(argv)

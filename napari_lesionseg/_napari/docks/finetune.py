@@ -20,7 +20,7 @@ from napari.layers import Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
-from napari_lesionseg._napari._finetune_inputs import default_start, fine_tune_request, images_text
+from napari_lesionseg._napari._finetune_inputs import fine_tune_request, images_text
 from napari_lesionseg._napari._finetune_report import finished_text, progress_text
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._folder_list import FolderList
@@ -31,6 +31,7 @@ from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._status_box import status_box
+from napari_lesionseg._napari._subjects import default_for_newest_subject
 from napari_lesionseg._napari._table import make_table, split
 from napari_lesionseg._progress import CancelToken
 from napari_lesionseg.engine.catalog import short_label
@@ -156,6 +157,7 @@ class FineTuneWidget(Container):
             self._status.value = "Cannot fine-tune (see the notification)."
             show_error(str(err))
             return None
+        self._picked = True  # a second Start begins where the first did, not from the checkpoint it made
         self._cancel = token = CancelToken()
         self.native.destroyed.connect(lambda *_: token.cancel())  # closing the dock stops the run
         self._losses, self._held_out = [], []
@@ -235,8 +237,8 @@ class FineTuneWidget(Container):
         self._follow_run = False
 
     def _offer_default(self) -> None:
-        """Before any run and any choice, start from the checkpoint the Inference dock would run."""
-        default = None if self._picked or self._session.latest is not None else default_start(self._viewer, self._infos)
+        """Before any run and any choice, start from the Inference dock's default for the newest subject."""
+        default = None if self._picked or self._session.latest is not None else default_for_newest_subject(self._viewer, self._infos)
         if default is not None and self._checkpoint.value != str(default.path):
             choosing, self._choosing = self._choosing, True
             try:

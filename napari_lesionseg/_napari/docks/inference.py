@@ -342,7 +342,8 @@ class InferenceWidget(Container):
         space = result.model_space.describe() if result.model_space is not None else None
         self._status.value = (
             f"{run.name}: {result.total} patches in {result.timings['total']:.1f} s on {result.device}, "
-            f"lesion volume {mask_volume_ml(layers.mask_data, grid_spacing(run.reference)):.2f} mL"
+            f"lesion volume {mask_volume_ml(layers.mask_data, grid_spacing(run.reference)):.2f} mL at threshold "
+            f"{self._threshold.value:g}"
             + (f" ({'; '.join(result.messages)})" if result.messages else "")
             + (f". {_sentence(space)}" if space is not None and space not in result.messages else "")
         )

@@ -16,7 +16,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from napari_lesionseg._napari._assign_panel import AssignPanel
-from napari_lesionseg._napari._layers import add_subject_layers
+from napari_lesionseg._napari._layers import add_subject_layers, check_save_as
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._scroll import scroll_contents
@@ -57,7 +57,7 @@ class SubjectWidget(Container):
         self._table.read_only = True
         self._save_layer = ComboBox(label="Layer to save", choices=self._savable_layers)
         self._save_path = FileEdit(mode="w", label="Save as", filter="*.nii.gz *.nii")
-        self._save = PushButton(text="Save layer as NIfTI (source grid)")
+        self._save = PushButton(text="Save layer as NIfTI")
 
         self._assign = AssignPanel(self.open_subject)
         self.extend(
@@ -102,7 +102,7 @@ class SubjectWidget(Container):
         return self._worker
 
     def save_layer(self, layer: Layer, path: str | Path) -> Path:
-        """Write `layer` to NIfTI on the grid of the file it came from (atomically)."""
+        """Write `layer` to NIfTI on the grid it is shown on (its file's; the FLAIR's for a resampled modality), atomically."""
         geometry = geometry_from_layer_metadata(layer.metadata)
         if geometry is None:
             raise LesionSegError(
@@ -112,15 +112,8 @@ class SubjectWidget(Container):
         path = Path(path)
         if path.is_dir():  # an empty "Save as" box reads as the working folder
             raise LesionSegError(f"{path}: is a folder; choose a file to save {layer.name!r} to (Save as).")
-        self._check_save_as(path)
+        check_save_as(self._viewer, path)
         return save_volume(layer.data, geometry, path)
-
-    def _check_save_as(self, path: Path) -> None:
-        """The output policy of every command: never an opened file, never a foreign file (`data.outputs`)."""
-        from napari_lesionseg.data.outputs import Output, check_outputs
-
-        opened = [source for layer in self._viewer.layers if (source := path_from_layer_metadata(layer.metadata))]
-        check_outputs([Output(path, "Save as")], inputs=opened)
 
     # --- slots --------------------------------------------------------------------------------
 

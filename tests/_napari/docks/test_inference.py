@@ -302,7 +302,7 @@ class TestCancel:
         qtbot.waitUntil(lambda: "lesion probability [beta 1] (partial)" not in viewer.layers)
         mask = viewer.layers["lesion mask [beta 1]"]
         shown = np.count_nonzero(mask.data) * float(np.prod(mask.scale)) / 1000
-        assert f"lesion volume {shown:.2f} mL" in dock._status.value
+        assert f"lesion volume {shown:.2f} mL at threshold {dock._threshold.value:g}" in dock._status.value
 
     def test_the_cancel_token_alone_also_ends_the_run_as_cancelled(self, qtbot, app):
         viewer, dock = app

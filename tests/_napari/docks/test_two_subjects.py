@@ -13,7 +13,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _input_subjects(dock) -> dict[str, str | None]:
-    from napari_lesionseg._napari._model_inputs import layer_subject
+    from napari_lesionseg._napari._subjects import layer_subject
 
     return {combo.label: getattr(layer_subject(combo.value), "name", None) for combo in dock._model._inputs}
 
