@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_FINETUNE as TINY
@@ -67,6 +68,6 @@ def test_the_before_after_scores_are_those_of_the_prediction_the_user_sees(tmp_p
     )  # fmt: skip
     seen = predict(images, parent, _evaluation_settings(request), geometry=native_geometry(mask.shape, (1.0, 1.0, 2.0)))
     on_the_arrays_grid = predict(images, parent, _evaluation_settings(request))
-    assert seen.model_space.resampled and not on_the_arrays_grid.probability.tolist() == seen.probability.tolist()
+    assert seen.model_space.resampled and not np.array_equal(on_the_arrays_grid.probability, seen.probability)
     outcome = fine_tune_on_correction(request)
     assert outcome.before == pytest.approx(score(seen.probability, mask != 0, (1.0, 1.0, 2.0)))

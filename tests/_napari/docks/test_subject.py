@@ -139,7 +139,7 @@ def test_scanner_named_files_can_be_assigned_modalities_in_the_dock(qtbot, make_
 def test_the_modality_choices_go_away_when_another_folder_is_opened(qtbot, widget, make_subject, tmp_path):
     from conftest import write_nifti
 
-    viewer, dock = widget
+    _, dock = widget
     scanner_named = tmp_path / "exam-0043"
     write_nifti(scanner_named / "301_FLAIR_AX.nii.gz", np.random.default_rng(0).random((10, 12, 8)).astype(np.float32))
     _open(qtbot, dock, scanner_named)
@@ -149,7 +149,7 @@ def test_the_modality_choices_go_away_when_another_folder_is_opened(qtbot, widge
 
 
 def test_a_resampled_modality_is_listed_with_the_grid_it_was_acquired_on(qtbot, widget, make_subject):
-    viewer, dock = widget
+    _, dock = widget
     folder = make_subject(modalities=("FLAIR", "T1w"), with_mask=False)
     t1w = folder / "sub-01_T1w.nii.gz"
     image = nib.load(t1w)
@@ -157,4 +157,5 @@ def test_a_resampled_modality_is_listed_with_the_grid_it_was_acquired_on(qtbot, 
     _open(qtbot, dock, folder)
     rows = {row[0]: row for row in dock._table.data.to_list()}
     assert rows["T1w"][1] == rows["FLAIR"][1]  # shown on the FLAIR's grid
-    assert rows["T1w"][4].startswith("sub-01_T1w.nii.gz (resampled from ") and rows["FLAIR"][4] == "sub-01_FLAIR.nii.gz"
+    acquired = " x ".join(map(str, load_volume(t1w).geometry.shape))
+    assert rows["T1w"][4].startswith(f"sub-01_T1w.nii.gz (resampled from {acquired} at ") and rows["FLAIR"][4] == "sub-01_FLAIR.nii.gz"
