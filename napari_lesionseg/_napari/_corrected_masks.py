@@ -17,6 +17,7 @@ from napari_lesionseg._napari.metadata import (
     geometry_from_layer_metadata,
     layer_metadata,
     path_from_layer_metadata,
+    subject_from_layer_metadata,
     with_started_from,
 )
 from napari_lesionseg.constants import MASK_SUFFIX
@@ -123,11 +124,14 @@ class CorrectedMasks:
         )
 
     def subject_layer(self, shape: tuple[int, ...], prefer: Layer | None = None) -> Layer | None:
-        """A layer read from a subject file, on a grid of `shape` (`prefer` first)."""
+        """A layer read from a subject file, on a grid of `shape` (`prefer` first; of `prefer`'s subject, if it has one)."""
         candidates = ([prefer] if prefer is not None else []) + list(self._viewer.layers)
+        subject = subject_from_layer_metadata(prefer.metadata) if prefer is not None else None
         for layer in candidates:
             path = source_path(layer)
-            if path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape):
+            if path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape) and (
+                subject is None or path.resolve().parent == subject
+            ):
                 return layer
         return None
 
@@ -159,7 +163,9 @@ def source_path(layer: Layer) -> Path | None:
 
 
 def grid_metadata(layer: Layer, geometry: Geometry | None) -> dict[str, Any]:
-    return layer_metadata(geometry) if geometry is not None else {}
+    """Metadata on `geometry`, belonging to `layer`'s subject."""
+    subject = subject_from_layer_metadata(layer.metadata)
+    return layer_metadata(geometry, subject=subject) if geometry is not None else {}
 
 
 def no_grid_message(layer: Labels) -> str:

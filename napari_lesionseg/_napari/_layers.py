@@ -17,7 +17,12 @@ import napari.layers
 import numpy as np
 from napari.layers import Labels, Layer, Shapes, Vectors
 
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import (
+    geometry_from_layer_metadata,
+    layer_metadata,
+    path_from_layer_metadata,
+    subject_from_layer_metadata,
+)
 from napari_lesionseg.constants import CONFUSION_COLORS
 from napari_lesionseg.data.geometry import Geometry
 
@@ -50,7 +55,8 @@ def placement(reference: Layer | Geometry, role: str | None = None) -> dict[str,
     else:
         geometry = geometry_from_layer_metadata(reference.metadata)
         scale, translate = tuple(reference.scale[-3:]), tuple(reference.translate[-3:])
-    metadata = layer_metadata(geometry) if geometry is not None else {}
+    subject = None if isinstance(reference, Geometry) else subject_from_layer_metadata(reference.metadata)
+    metadata = layer_metadata(geometry, subject=subject) if geometry is not None else {}
     if role is not None:
         metadata[ROLE_KEY] = role
     return {"scale": tuple(scale), "translate": tuple(translate), "metadata": metadata}

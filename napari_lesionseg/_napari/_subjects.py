@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING
 from napari.layers import Image, Layer
 
 from napari_lesionseg._napari._layers import is_result
-from napari_lesionseg._napari.metadata import modality_from_layer_metadata, path_from_layer_metadata
+from napari_lesionseg._napari.metadata import (
+    modality_from_layer_metadata,
+    path_from_layer_metadata,
+    subject_from_layer_metadata,
+)
 from napari_lesionseg.data.naming import subject_of
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
 from napari_lesionseg.engine.choice import default_checkpoint
@@ -34,9 +38,8 @@ def image_layers(viewer: napari.viewer.Viewer) -> list[Image]:
 
 
 def layer_subject(layer: Layer) -> Path | None:
-    """The folder of the file a layer was read from (its subject), if it was read from one."""
-    path = path_from_layer_metadata(layer.metadata)
-    return None if path is None else path.resolve().parent
+    """The folder of the subject a layer belongs to (its file's, or the one recorded for a run's or a corrected mask)."""
+    return subject_from_layer_metadata(layer.metadata)
 
 
 def subject_name_of(layer: Layer) -> str:

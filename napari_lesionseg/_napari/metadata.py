@@ -22,6 +22,7 @@ __all__ = [
     "modality_from_layer_metadata",
     "path_from_layer_metadata",
     "started_from_layer_metadata",
+    "subject_from_layer_metadata",
     "with_started_from",
 ]
 
@@ -31,12 +32,32 @@ METADATA_KEY = "lesionseg"
 
 
 def layer_metadata(
-    geometry: Geometry, *, modality: str | None = None, path: str | Path | None = None, acquired: Geometry | None = None
+    geometry: Geometry,
+    *,
+    modality: str | None = None,
+    path: str | Path | None = None,
+    acquired: Geometry | None = None,
+    subject: Path | None = None,
 ) -> dict[str, Any]:
     """The ``metadata`` dict of a napari layer showing a volume on `geometry` (`acquired`: the grid it was read on,
-    when it was resampled onto `geometry`; the prediction then knows where it holds data, `engine.coverage`)."""
+    when it was resampled onto `geometry`; the prediction then knows where it holds data, `engine.coverage`;
+    `subject`: the folder of the subject a layer made in the viewer belongs to, e.g. a run's mask)."""
     entry = {"geometry": geometry, "modality": modality, "path": None if path is None else str(path)}
-    return {METADATA_KEY: {**entry, "acquired": acquired} if acquired is not None else entry}
+    if acquired is not None:
+        entry["acquired"] = acquired
+    if subject is not None:
+        entry["subject"] = str(subject)
+    return {METADATA_KEY: entry}
+
+
+def subject_from_layer_metadata(meta: Mapping[str, Any] | None) -> Path | None:
+    """The folder of the subject a layer belongs to: the one recorded, else its file's folder, else None."""
+    entry = (meta or {}).get(METADATA_KEY)
+    subject = entry.get("subject") if isinstance(entry, Mapping) else None
+    if subject:
+        return Path(subject)
+    path = path_from_layer_metadata(meta)
+    return None if path is None else path.resolve().parent
 
 
 def acquired_from_layer_metadata(meta: Mapping[str, Any] | None) -> Geometry | None:

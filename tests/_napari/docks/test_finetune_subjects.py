@@ -64,3 +64,27 @@ def _grid():
     from napari_lesionseg.data.geometry import Geometry
 
     return Geometry.from_layer_scale((4, 4, 4), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+
+
+def test_a_correction_of_a_run_belongs_to_the_subject_the_run_segmented(home, make_napari_viewer, make_subject, qtbot):
+    from napari_lesionseg._napari.docks import InferenceWidget, LesionReviewWidget
+
+    viewer = make_napari_viewer()
+    _open(viewer, make_subject(name="sub-01", shape=(24, 24, 24)))
+    second = make_subject(name="sub-02", shape=(24, 24, 24), seed=1)
+    _open(viewer, second)  # on the same grid, opened last: the Inference dock's inputs
+    inference = InferenceWidget(viewer)
+    inference.set_options(tta=False, batch_size=8)
+    inference.run()
+    qtbot.waitUntil(lambda: not inference.busy, timeout=120_000)
+    review = LesionReviewWidget(viewer)
+    run_mask = next(layer for layer in viewer.layers if layer.name.startswith("lesion mask"))
+    review.set_prediction(run_mask)
+    corrected = review.new_corrected_mask()
+    assert review._correction.masks.autosave_target(corrected).path.parent == second
+    widget = FineTuneWidget(viewer)
+    widget.set_checkpoint("tiny-beta1")
+    widget.set_mask(corrected)
+    request = widget._request()
+    flair_02 = next(layer for layer in viewer.layers if layer.name.startswith("FLAIR") and str(second) in str(layer.metadata))
+    assert request.subject_name == "sub-02" and np.array_equal(request.images["FLAIR"], flair_02.data)
