@@ -129,9 +129,8 @@ class CorrectedMasks:
         subject = subject_from_layer_metadata(prefer.metadata) if prefer is not None else None
         for layer in candidates:
             path = source_path(layer)
-            if path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape) and (
-                subject is None or path.resolve().parent == subject
-            ):
+            on_grid = path is not None and subject_of(path) is not None and np.shape(layer.data) == tuple(shape)
+            if on_grid and subject in (None, subject_from_layer_metadata(layer.metadata)):
                 return layer
         return None
 

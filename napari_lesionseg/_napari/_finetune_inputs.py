@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Labels
 
-from napari_lesionseg._napari._finetune_report import layer_spacing, subject_name
+from napari_lesionseg._napari._finetune_report import layer_spacing
 from napari_lesionseg._napari._finetune_settings import FineTuneSettings
 from napari_lesionseg._napari._model_inputs import checkpoint_layers, matching_layer
-from napari_lesionseg._napari._subjects import image_layers, layer_subject, newest_subject
+from napari_lesionseg._napari._subjects import image_layers, layer_subject, newest_subject, subject_name_of
 from napari_lesionseg._napari.metadata import started_from_layer_metadata
 from napari_lesionseg.engine.checkpoints import CheckpointInfo
 from napari_lesionseg.engine.requirements import required_modalities
@@ -55,7 +55,7 @@ def fine_tune_request(
         mask=mask,
         spacing=spacing,
         predicted=started_from_layer_metadata(mask_layer.metadata, mask.shape),  # what the user changed
-        subject_name=subject_name(first),
+        subject_name=subject_name_of(first),  # the name the docks match a tuned checkpoint by
         mask_name=mask_layer.name,
         folders=tuple(folders),
         check_folders=tuple(check_folders),

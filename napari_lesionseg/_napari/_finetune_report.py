@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING
 
 from napari.layers import Layer
 
-from napari_lesionseg._napari.metadata import geometry_from_layer_metadata, path_from_layer_metadata
-from napari_lesionseg.data.naming import subject_of
+from napari_lesionseg._napari.metadata import geometry_from_layer_metadata
 from napari_lesionseg.evaluation.tables import format_metric
 
 if TYPE_CHECKING:
     from napari_lesionseg.training import TrainingProgress
     from napari_lesionseg.training.corrections import FineTuneOutcome
 
-__all__ = ["finished_text", "held_out_text", "layer_spacing", "progress_text", "subject_name"]
+__all__ = ["finished_text", "held_out_text", "layer_spacing", "progress_text"]
 
 
 def progress_text(step: TrainingProgress) -> str | None:
@@ -64,10 +63,3 @@ def layer_spacing(mask_layer: Layer, image: Layer) -> tuple[float, float, float]
     geometry = geometry_from_layer_metadata(mask_layer.metadata) or geometry_from_layer_metadata(image.metadata)
     spacing = geometry.spacing if geometry is not None else image.scale[-3:]
     return tuple(float(s) for s in spacing)  # type: ignore[return-value]
-
-
-def subject_name(image: Layer) -> str:
-    """The subject an image layer came from (its file's subject), else the layer's name."""
-    path = path_from_layer_metadata(image.metadata)
-    parsed = subject_of(path) if path else None
-    return parsed[1] if parsed is not None else image.name

@@ -53,7 +53,8 @@ def matching_layer(viewer: napari.viewer.Viewer, modality: str, subject: Path | 
     key = modality.casefold()
     for layer in image_layers(viewer):
         loaded_as = modality_from_layer_metadata(layer.metadata) or ""
-        if key in (layer.name.casefold(), loaded_as.casefold()) and layer_subject(layer) in (None, subject or layer_subject(layer)):
+        owner = layer_subject(layer)
+        if key in (layer.name.casefold(), loaded_as.casefold()) and (subject is None or owner in (None, subject)):
             return layer
     return None
 

@@ -15,6 +15,17 @@ from napari_lesionseg.training.corrections import FineTuneRequest, correction_tr
 MODALITIES = ["FLAIR", "T1w"]
 
 
+def _parent_at_2mm(tmp_path, monkeypatch, seed: int):
+    """A tiny FLAIR + T1w network that records training at 2 mm (user checkpoints under tmp_path)."""
+    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
+    config = model_config("compact", 2, **TINY)
+    torch.manual_seed(seed)
+    return save_checkpoint(
+        tmp_path / "parent.pt", build_model(config),
+        CheckpointMetadata("parent", config, "fbeta", 1.5, MODALITIES, [8, 8, 8], spacing=[2.0, 2.0, 2.0]),
+    )  # fmt: skip
+
+
 def test_the_corrected_subject_goes_into_model_space():
     images, mask = synthetic_anatomy((24, 20, 20), seed=3)
     subject = correction_training_subject(
@@ -27,13 +38,7 @@ def test_the_corrected_subject_goes_into_model_space():
 
 
 def test_fine_tune_records_model_space_data_and_scores_on_the_native_grid(tmp_path, monkeypatch):
-    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
-    config = model_config("compact", 2, **TINY)
-    torch.manual_seed(0)
-    parent = save_checkpoint(
-        tmp_path / "parent.pt", build_model(config),
-        CheckpointMetadata("parent", config, "fbeta", 1.5, MODALITIES, [8, 8, 8], spacing=[2.0, 2.0, 2.0]),
-    )  # fmt: skip
+    parent = _parent_at_2mm(tmp_path, monkeypatch, seed=0)
     images, mask = synthetic_anatomy((24, 24, 12), seed=3)
     request = FineTuneRequest(
         checkpoint=parent, images={m: images[m] for m in MODALITIES}, mask=mask, spacing=(1.0, 1.0, 2.0),
@@ -53,13 +58,7 @@ def test_the_before_after_scores_are_those_of_the_prediction_the_user_sees(tmp_p
     from napari_lesionseg.training.data import native_geometry
     from napari_lesionseg.training.validation import score
 
-    monkeypatch.setenv("LESIONSEG_HOME", str(tmp_path / "home"))
-    config = model_config("compact", 2, **TINY)
-    torch.manual_seed(1)
-    parent = save_checkpoint(
-        tmp_path / "parent.pt", build_model(config),
-        CheckpointMetadata("parent", config, "fbeta", 1.5, MODALITIES, [8, 8, 8], spacing=[2.0, 2.0, 2.0]),
-    )  # fmt: skip
+    parent = _parent_at_2mm(tmp_path, monkeypatch, seed=1)
     images, mask = synthetic_anatomy((24, 24, 12), seed=3)
     images = {m: images[m] for m in MODALITIES}
     request = FineTuneRequest(

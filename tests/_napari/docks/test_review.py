@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from napari.layers import Layer
+from napari.layers import Labels, Layer
 from qtpy.QtCore import Qt
 
 from napari_lesionseg._napari._orientation import camera
@@ -49,16 +49,22 @@ def _masks() -> tuple[np.ndarray, np.ndarray]:
     return prediction, reference
 
 
-@pytest.fixture
-def review(make_napari_viewer):
-    """A viewer with two raters' masks (no subject, no run) and the review dock."""
-    viewer = make_napari_viewer()
+def two_raters(viewer) -> tuple[LesionReviewWidget, Labels, Labels]:
+    """Two raters' masks (no subject, no run) in `viewer` and the review dock comparing them, not yet reviewed."""
     prediction, reference = _masks()
     pred = viewer.add_labels(prediction, name="rater 2")
     ref = viewer.add_labels(reference, name="rater 1")
     dock = _dock(viewer)
     dock.set_prediction(pred)
     dock.set_reference(ref)
+    return dock, pred, ref
+
+
+@pytest.fixture
+def review(make_napari_viewer):
+    """A viewer with two raters' masks (no subject, no run) and the review dock."""
+    viewer = make_napari_viewer()
+    dock, pred, ref = two_raters(viewer)
     dock.update(blocking=True)
     return viewer, dock, pred, ref
 
@@ -376,12 +382,7 @@ class TestReadingSpeed:
 
     def test_automatic_updates_never_add_the_overlay_unasked(self, make_napari_viewer, qtbot):
         viewer = make_napari_viewer()
-        prediction, reference = _masks()
-        pred = viewer.add_labels(prediction, name="rater 2")
-        ref = viewer.add_labels(reference, name="rater 1")
-        dock = _dock(viewer)
-        dock.set_prediction(pred)
-        dock.set_reference(ref)  # the dock reviews on its own, in the background
+        dock, _, _ = two_raters(viewer)  # the dock reviews on its own, in the background
         qtbot.waitUntil(lambda: dock.review is not None and not dock.busy, timeout=10_000)
         assert "lesion review (TP/FN/FP)" not in viewer.layers
         dock.update(blocking=True)  # asked: now it shows

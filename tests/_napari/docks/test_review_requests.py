@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .test_review import _dock, _masks, _messages, _notification_count
+from .test_review import _dock, _masks, _messages, _notification_count, two_raters
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -15,12 +15,7 @@ OVERLAY = "lesion review (TP/FN/FP)"
 @pytest.fixture
 def pair(make_napari_viewer):
     viewer = make_napari_viewer()
-    prediction, reference = _masks()
-    pred = viewer.add_labels(prediction, name="rater 2")
-    ref = viewer.add_labels(reference, name="rater 1")
-    dock = _dock(viewer)
-    dock.set_prediction(pred)
-    dock.set_reference(ref)
+    dock, _, _ = two_raters(viewer)
     return viewer, dock
 
 
