@@ -16,6 +16,7 @@ from qtpy.QtWidgets import QApplication
 from napari_lesionseg._napari._autosave import MaskAutosaver
 from napari_lesionseg._napari._corrected_masks import CorrectedMasks, no_grid_message, source_path
 from napari_lesionseg._napari._layers import is_result
+from napari_lesionseg._napari._row import row
 from napari_lesionseg._napari._wrapped import wrapped
 
 if TYPE_CHECKING:
@@ -50,9 +51,9 @@ class CorrectionPanel(Container):
         self.status = Label(value="Autosave: no corrected mask yet")  # its text is wrapped in code (`_wrapped`)
         self.extend(
             [
-                _row(Label(value="Corrected mask"), self.layer_choice),
-                _row(self._new, self.restore_button),
-                _row(Label(value="Save as"), self._save_path),
+                row(Label(value="Corrected mask"), self.layer_choice),
+                row(self._new, self.restore_button),
+                row(Label(value="Save as"), self._save_path),
                 self._save,
                 self.status,
             ]
@@ -162,6 +163,3 @@ class CorrectionPanel(Container):
         self.status.value = wrapped("Autosave failed (see the notification); edits are kept in the layer")
         show_error(f"Could not autosave the corrected mask: {err}")
 
-
-def _row(*widgets: Any) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=False)

@@ -83,14 +83,21 @@ def _mask_subject(viewer: napari.viewer.Viewer, mask_layer: Labels) -> Path | No
     return next(iter(on_grid), None)
 
 
-def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None) -> str:
-    """Which image layers `info` would train on (or which modality is missing), for the dock's 'Images' line."""
+def images_text(viewer: napari.viewer.Viewer, info: CheckpointInfo | None, mask_layer: Labels | None = None) -> str:
+    """Which image layers `info` would train on with `mask_layer` (or what is missing), for the dock's 'Images' line.
+
+    The scans are the mask's subject's, as `fine_tune_request` takes them; without a mask, the newest subject's.
+    """
     if info is None:
         return "Images: choose a checkpoint"
     try:
-        images = checkpoint_layers(viewer, info.metadata)
+        subject = _mask_subject(viewer, mask_layer) if mask_layer is not None else None
+    except InvalidInputError:
+        return "Images: the corrected mask could belong to more than one open subject"
+    try:
+        images = checkpoint_layers(viewer, info.metadata, subject)
     except LesionSegError:
-        subject = newest_subject(viewer)
+        subject = subject or newest_subject(viewer)
         missing = [m for m in required_modalities(info.metadata) if matching_layer(viewer, m, subject) is None]
         return f"Images: missing {', '.join(missing)} (open the subject's modalities)"
     return "Images: " + ", ".join(layer.name for layer in images.values())

@@ -28,6 +28,7 @@ from napari_lesionseg._napari._layers import is_result
 from napari_lesionseg._napari._notify import notify_or_raise
 from napari_lesionseg._napari._orientation import show_radiological
 from napari_lesionseg._napari._plot import CurvePlot
+from napari_lesionseg._napari._row import row
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._status_box import status_box
@@ -265,14 +266,14 @@ class FineTuneWidget(Container):
         self.extend(
             [
                 Label(value="<b>Fine-tune</b>"),
-                _row(Label(value="Start from"), self._checkpoint),
-                _row(Label(value="Corrected mask"), self._mask),
+                row(Label(value="Start from"), self._checkpoint),
+                row(Label(value="Corrected mask"), self._mask),
                 self._images_label,
                 self._folders,
                 self._checks,
                 self._settings,
                 self._settings.measure,
-                _row(self._start, self._stop),
+                row(self._start, self._stop),
                 self._progress,
                 self._status,
                 Label(value="Before / after, on the corrected mask (trained on: check another subject)"),
@@ -295,6 +296,7 @@ class FineTuneWidget(Container):
         self._stop.changed.connect(self.cancel)
         self._rerun.changed.connect(lambda: self.rerun_inference())
         self._checkpoint.changed.connect(self._on_checkpoint_changed)
+        self._mask.changed.connect(self._show_images)
         self._session.checkpoints_changed.connect(self._refresh_in_background)
         self._session.run_finished.connect(self._on_run_finished)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -322,7 +324,7 @@ class FineTuneWidget(Container):
 
     def _show_images(self, value: Any = None) -> None:
         """Say which image layers the selected checkpoint would train on (or which modality is missing)."""
-        self._images_label.value = images_text(self._viewer, self._selected_info())
+        self._images_label.value = images_text(self._viewer, self._selected_info(), self._mask.value)
 
     def _on_progress(self, step: TrainingProgress) -> None:
         if self._closed.is_set():  # the worker outlived the dock
@@ -392,6 +394,3 @@ class FineTuneWidget(Container):
             (layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_result(layer)
         ]
 
-
-def _row(*widgets: Any) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=False)

@@ -35,6 +35,7 @@ from napari_lesionseg._napari._plot import CurvePlot
 from napari_lesionseg._napari._review_inputs import review_arguments
 from napari_lesionseg._napari._review_overlay import ReviewOverlay, backdrop
 from napari_lesionseg._napari._review_schedule import ReviewSchedule
+from napari_lesionseg._napari._row import row
 from napari_lesionseg._napari._scroll import scroll_contents
 from napari_lesionseg._napari._session import session_for
 from napari_lesionseg._napari._table import make_table, split
@@ -234,14 +235,14 @@ class LesionReviewWidget(Container):
         self.extend(
             [
                 Label(value="<b>Lesion review</b>"),
-                _row(Label(value="Prediction"), self._prediction),
-                _row(Label(value="Reference"), self._reference),
-                _row(Label(value="Overlay"), self._mode, self._update_button),
+                row(Label(value="Prediction"), self._prediction),
+                row(Label(value="Reference"), self._reference),
+                row(Label(value="Overlay"), self._mode, self._update_button),
                 self._status,
                 self._metrics,
                 self._lesions,
-                _row(self._previous, self._next, self._accept, self._reject),
-                _row(self._reject_specks, self._speck_mm3),
+                row(self._previous, self._next, self._accept, self._reject),
+                row(self._reject_specks, self._speck_mm3),
                 self._correction,
             ]
         )
@@ -393,6 +394,3 @@ class LesionReviewWidget(Container):
             self._prediction.value = layers[run.layers["mask"]]
         self._correction.offer_autosave()
 
-
-def _row(*widgets: Any) -> Container:
-    return Container(widgets=list(widgets), layout="horizontal", labels=False)

@@ -88,3 +88,25 @@ def test_a_correction_of_a_run_belongs_to_the_subject_the_run_segmented(home, ma
     request = widget._request()
     flair_02 = next(layer for layer in viewer.layers if layer.name.startswith("FLAIR") and str(second) in str(layer.metadata))
     assert request.subject_name == "sub-02" and np.array_equal(request.images["FLAIR"], flair_02.data)
+
+
+def test_the_images_line_names_the_scans_of_the_masks_subject(home, make_napari_viewer, make_subject):
+    _parent_checkpoint()
+    viewer = make_napari_viewer()
+    first = make_subject(name="sub-01", shape=(24, 24, 24))
+    _open(viewer, first)
+    _open(viewer, make_subject(name="sub-02", shape=(24, 24, 24), modalities=("FLAIR", "T1w")))
+    flair = viewer.layers["FLAIR"]
+    grid = geometry_from_layer_metadata(flair.metadata)
+    painted = np.zeros(flair.data.shape, np.uint8)
+    painted[10:14, 10:14, 10:14] = 1
+    mask = viewer.add_labels(
+        painted, name="corrected mask",
+        metadata=layer_metadata(grid, path=first / "sub-01_corrected.nii.gz"),
+    )  # fmt: skip
+    widget = FineTuneWidget(viewer)
+    widget.set_checkpoint(PARENT)
+    widget.set_mask(mask)
+    line = widget._images_label.value
+    assert "missing" not in line and line.count(",") == 3, line  # sub-01's four scans, not sub-02's two
+    assert widget._request().subject_name == "sub-01"
