@@ -307,3 +307,31 @@ def test_the_dock_and_lesionseg_finetune_give_the_same_checkpoint(dock, qtbot, t
     dock_weights, cli_weights = load_checkpoint(from_dock)[0].state_dict(), load_checkpoint(out)[0].state_dict()
     assert all(torch.equal(dock_weights[key], cli_weights[key]) for key in dock_weights)
 
+
+
+def test_a_second_start_begins_where_the_first_did_not_from_what_it_made(home, make_napari_viewer, make_subject, qtbot):
+    """Unpinned, the dock offers the default for the newest subject, which becomes the subject's tuned checkpoint
+    once one exists; a second Start after the first must not chain onto it."""
+    from napari_lesionseg._napari._subjects import default_for_newest_subject
+
+    viewer = make_napari_viewer()
+    for data, kwargs, layer_type in subject_layer_data(load_subject(make_subject(shape=(24, 24, 24)))):
+        viewer.add_layer(Layer.create(data, kwargs, layer_type))
+    viewer.add_labels(np.array(viewer.layers["reference mask"].data, copy=True), name="corrected mask",
+                      metadata=dict(viewer.layers["FLAIR"].metadata))  # fmt: skip
+    widget = FineTuneWidget(viewer)
+    first = widget._checkpoint.value
+    assert first is not None and not widget._picked
+    widget.configure(iterations=2, batch_size=2, device="cpu")
+    assert widget.start() is not None
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=120_000)
+    model, metadata = _parent_checkpoint()  # stands in for what the first Start would have saved
+    tuned = CheckpointMetadata(
+        "tuned-on-sub-01", metadata.model, "fbeta", 1.5, MODALITIES, list(PATCH),
+        training={"fine_tune": {"viewer_subjects": [{"name": "sub-01"}]}},
+    )  # fmt: skip
+    save_checkpoint(user_checkpoint_dir() / "tuned-on-sub-01.pt", model, tuned)
+    widget.refresh_checkpoints()
+    assert default_for_newest_subject(viewer, widget._infos).name == "tuned-on-sub-01"  # what an unpinned dock offers
+    assert widget._checkpoint.value == first
