@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--patience", type=int, default=defaults.patience, help="held-out scores without improvement before stopping (default: %(default)s)")
     run.add_argument("--held-out-tolerance", type=float, default=defaults.held_out_tolerance, metavar="DSC", help="a held-out DSC within this of the best counts as no worse: the later weights are kept (default: %(default)s)")
     run.add_argument("--time-limit", type=float, default=defaults.time_limit_s, metavar="S", help="stop training after S seconds, keeping the best weights; 0: no limit (default: %(default)s)")
+    run.add_argument("--rehearse", type=int, default=defaults.rehearsal, metavar="N", help="synthetic subjects of the training generator rehearsed beside the correction; 0: none (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=DEVICES, help="default: %(default)s")
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA (default: %(default)s)")
     run.add_argument("--threads", type=int, help="CPU threads (default: one when the machine is busy, else torch's)")
@@ -103,7 +104,7 @@ def request_from_arguments(args: argparse.Namespace) -> FineTuneRequest:
         loss=args.loss, beta=args.beta, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
         fp_weight=args.fp_weight, held_out_fraction=args.held_out_fraction, eval_every=args.eval_every,
         patience=args.patience, held_out_tolerance=args.held_out_tolerance, time_limit_s=args.time_limit or None,
-        precision=args.precision,
+        rehearsal=args.rehearse, precision=args.precision,
         threads=args.threads, device=args.device, seed=args.seed, measure=args.measure, out=out,
     )  # fmt: skip
 

@@ -31,6 +31,7 @@ from napari_lesionseg.training.correction_sampling import (
     held_out_slab,
 )
 from napari_lesionseg.training.data import TrainingSubject, load_training_subject, pad_to_patch
+from napari_lesionseg.training.rehearsal import rehearsal_subjects
 
 if TYPE_CHECKING:
     from napari_lesionseg._progress import CancelToken
@@ -74,6 +75,10 @@ def run_correction_steps(
     corrected = SubjectCandidates(padded, patch, regions=regions, excluded=excluded)
     earlier = replay.recorded_cases(metadata.training, resolve_checkpoint(request.checkpoint)) if request.replay else []
     others = replay_subjects(earlier, request.folders, metadata.modalities, subject.spacing, metadata.optional_modalities)
+    others += rehearsal_subjects(
+        request.rehearsal, modalities=metadata.modalities, optional=metadata.optional_modalities,
+        present=tuple(request.images), spacing=subject.spacing,
+    )  # fmt: skip
     sampler = CorrectionSampler(
         corrected, [SubjectCandidates(pad_to_patch(s, patch), patch) for s in others],
         batch_size=request.batch_size, augment=config.augment, seed=request.seed,
@@ -156,7 +161,7 @@ def save_fine_tuned(
 #: The request's settings recorded in the checkpoint.
 _SETTINGS = (
     "steps", "lr", "batch_size", "fp_weight", "held_out_fraction", "eval_every", "patience", "held_out_tolerance",
-    "seed", "replay",
+    "seed", "replay", "rehearsal",
     "precision", "time_limit_s", "threads",
 )  # fmt: skip
 

@@ -39,6 +39,8 @@ class FineTuneDefaults:
             few hundredths from step to step while the network learns the correction.
         time_limit_s: seconds of training after which it stops, keeping the best weights; on a busy
             machine this, not `steps`, ends the run (then the same seed can end at another step).
+        rehearsal: synthetic subjects of the training generator rehearsed in the replay patches
+            (`training.rehearsal`), so the network keeps what it learnt there; 0: none.
     """
 
     steps: int = 120
@@ -50,6 +52,7 @@ class FineTuneDefaults:
     patience: int = 2
     held_out_tolerance: float = 0.02
     time_limit_s: float | None = 90.0
+    rehearsal: int = 2
 
 
 #: The one set of defaults; the dock's widgets and the CLI's options start from it.
@@ -78,8 +81,8 @@ class FineTuneRequest:
         replay: replay the corrected subjects of the checkpoint's lineage (`training.replay`).
         loss: a `vocabulary.LOSSES` name; None keeps the checkpoint's loss.
         beta: F-beta's beta; None keeps the checkpoint's.
-        steps, lr, batch_size, fp_weight, held_out_fraction, eval_every, patience, held_out_tolerance: see
-            `FineTuneDefaults`.
+        steps, lr, batch_size, fp_weight, held_out_fraction, eval_every, patience, held_out_tolerance,
+            rehearsal: see `FineTuneDefaults`.
         time_limit_s: stop (keeping the best weights) after this many seconds of training; None: no limit.
             Runs that reach it are not repeatable step for step (see `FineTuneDefaults`).
         precision: network arithmetic of the measurements and the training, one of `vocabulary.PRECISIONS`
@@ -113,6 +116,7 @@ class FineTuneRequest:
     patience: int = _DEFAULTS.patience
     held_out_tolerance: float = _DEFAULTS.held_out_tolerance
     time_limit_s: float | None = _DEFAULTS.time_limit_s
+    rehearsal: int = _DEFAULTS.rehearsal
     precision: str = "auto"
     threads: int | None = None
     device: str = "auto"
@@ -125,7 +129,7 @@ class FineTuneRequest:
 def check_fine_tune_settings(
     *, steps: int, lr: float, batch_size: int, fp_weight: float, held_out_fraction: float, eval_every: int,
     patience: int, time_limit_s: float | None = None, precision: str = "auto", threads: int | None = None,
-    held_out_tolerance: float = _DEFAULTS.held_out_tolerance,
+    held_out_tolerance: float = _DEFAULTS.held_out_tolerance, rehearsal: int = _DEFAULTS.rehearsal,
 ) -> None:  # fmt: skip
     """Refuse settings a fine-tune cannot run with, in one line naming them."""
     problems = []
@@ -144,6 +148,8 @@ def check_fine_tune_settings(
         problems.append(f"the held-out tolerance must be in [0, 1), got {held_out_tolerance}")
     if time_limit_s is not None and not float(time_limit_s) > 0:
         problems.append(f"the time limit must be > 0 seconds, got {time_limit_s}")
+    if not 0 <= int(rehearsal) <= 16:
+        problems.append(f"the rehearsed generator subjects must number 0 to 16, got {rehearsal}")
     if threads is not None and int(threads) < 1:
         problems.append(f"threads must be >= 1, got {threads}")
     if precision not in PRECISIONS:

@@ -348,7 +348,7 @@ def _check_settings(request: FineTuneRequest) -> None:
         steps=request.steps, lr=request.lr, batch_size=request.batch_size, fp_weight=request.fp_weight,
         held_out_fraction=request.held_out_fraction, eval_every=request.eval_every, patience=request.patience,
         time_limit_s=request.time_limit_s, precision=request.precision, threads=request.threads,
-        held_out_tolerance=request.held_out_tolerance,
+        held_out_tolerance=request.held_out_tolerance, rehearsal=request.rehearsal,
     )  # fmt: skip
     if request.out is not None and Path(request.out).exists():
         raise InvalidInputError(f"{request.out}: a file is already there; a fine-tune never overwrites a checkpoint")
