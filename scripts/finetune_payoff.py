@@ -161,7 +161,7 @@ def _fine_tune(work: Path, args: argparse.Namespace, folder: Path, overrides: di
         "load_before": load_before, "phases_s": phases,
         "load_after": os.getloadavg()[0], "steps": outcome.steps, "best_step": outcome.best_step,
         "stopped": outcome.stopped, "held_out": outcome.held_out, "before": outcome.before, "after": outcome.after,
-        "settings": {**{k: getattr(request, k) for k in ("steps", "lr", "batch_size", "fp_weight", "eval_every",
+        "settings": {**{k: getattr(request, k) for k in ("steps", "lr", "batch_size", "fp_weight", "eval_every", "rehearsal",
                                                         "patience", "held_out_fraction")}},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
                    f"fine-tune on {threads} thread(s)",
@@ -206,7 +206,8 @@ def _table(report: dict, args: argparse.Namespace) -> str:
     lines = [header, "", "| subjects | metric | before | after | change |", "|---|---|---:|---:|---:|"]
     for group, metric, before, after in rows:
         if "lesions" in metric:
-            lines.append(f"| {group} | {metric} | {before:.0f} | {after:.0f} | {100 * (after - before) / before:+.0f} % |")
+            change = f"{100 * (after - before) / before:+.0f} %" if before else f"{after - before:+.0f}"
+            lines.append(f"| {group} | {metric} | {before:.0f} | {after:.0f} | {change} |")
         else:
             lines.append(f"| {group} | {metric} | {before:.3f} | {after:.3f} | {after - before:+.3f} |")
     for group in ("others", "original"):

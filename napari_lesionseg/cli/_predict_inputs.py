@@ -94,7 +94,8 @@ def _named_file(text: str, is_nifti: Any) -> tuple[str, Path]:
         modality = modality_of(path)
         if modality is None:
             raise InvalidInputError(
-                f"{path}: cannot tell its modality from the name; name it like sub-01_FLAIR.nii.gz or pass FLAIR={path}"
+                f"{path}: cannot tell its modality from the name; name it like sub-01_T1w.nii.gz ({', '.join(MODALITIES)}) "
+                f"or pass it as MODALITY=PATH, e.g. T1w={path}"
             )
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file (given as {modality})")

@@ -25,6 +25,7 @@ __all__ = [
     "role_of",
     "subject_name",
     "subject_of",
+    "unrecognised_files",
 ]
 
 
@@ -103,6 +104,18 @@ def find_subject_files(folder: str | Path) -> tuple[dict[str, Path], Path | None
         raise InvalidInputError(_no_modality_message(folder))
     mask = by_role.get(MASK_SUFFIX, [None])[0]
     return images, mask
+
+
+def unrecognised_files(folder: str | Path) -> list[Path]:
+    """The NIfTI files of a subject folder whose names carry no role (modality, reference or corrected mask) and
+    that were not assigned one by hand: what reading the folder leaves out."""
+    folder = Path(folder)
+    assigned = _assigned_roles(folder)
+    return [
+        path for path in sorted(folder.iterdir())
+        if is_nifti_path(path) and not path.name.startswith(".") and path.is_file()
+        and role_of(path) is None and path.name not in assigned
+    ]  # fmt: skip
 
 
 def _assigned_roles(folder: Path) -> dict[str, str]:

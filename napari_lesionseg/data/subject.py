@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from napari_lesionseg.data.geometry import Geometry
 from napari_lesionseg.data.intensity import foreground_mask
-from napari_lesionseg.data.naming import find_subject_files, subject_name
+from napari_lesionseg.data.naming import find_subject_files, subject_name, unrecognised_files
 from napari_lesionseg.data.resample import resample_volume
 from napari_lesionseg.data.volumes import Volume, load_volume
 from napari_lesionseg.errors import InvalidInputError
@@ -107,7 +108,26 @@ def load_subject(folder: str | Path, *, resample: bool = True) -> Subject:
         mask = load_volume(mask_path, kind="mask")
         mask.name = "reference mask"
     name = subject_name(folder, [*image_paths.values()])
-    return on_reference_grid(name, folder, images, mask)
+    subject = on_reference_grid(name, folder, images, mask)
+    ignored = _ignored_note(name, folder)
+    return subject if ignored is None else dataclasses.replace(subject, notes=(*subject.notes, ignored))
+
+
+def _ignored_note(name: str, folder: Path) -> str | None:
+    """A line naming the folder's NIfTI files that were left out (not this program's own outputs), else None.
+
+    A clinician's ``t1.nii.gz`` beside ``sub-01_FLAIR.nii.gz`` would otherwise be dropped without a word, and
+    the run would quietly use fewer inputs than the folder holds.
+    """
+    from napari_lesionseg.data.outputs import is_own_output
+
+    left_out = [path.name for path in unrecognised_files(folder) if not is_own_output(path)]
+    if not left_out:
+        return None
+    return (
+        f"{name}: left out {', '.join(left_out)}: the name gives no modality (rename it like "
+        f"{name}_T1w.nii.gz, or pass each file as MODALITY=PATH, e.g. T1w=PATH)"
+    )
 
 
 def on_reference_grid(name: str, folder: Path, images: Mapping[str, Volume], mask: Volume | None = None) -> Subject:
@@ -156,15 +176,21 @@ def _equal_voxels(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _check_overlap(volume: Volume, reference: Volume, foreground: np.ndarray) -> None:
     """Refuse `volume` unless it covers at least `MIN_OVERLAP` of the reference's head foreground."""
+    share = _share_inside(foreground, reference.geometry, volume.geometry)
+    if share is not None and share < MIN_OVERLAP:
+        own = _share_inside(foreground_mask(volume.data), volume.geometry, reference.geometry)
+        partial = own is not None and own >= MIN_OVERLAP  # its own head lies where the reference's does
+        raise InvalidInputError((_partial_message if partial else _no_overlap_message)(volume, reference, share))
+
+
+def _share_inside(foreground: np.ndarray, grid: Geometry, other: Geometry) -> float | None:
+    """The share of `foreground` (on `grid`) that lies inside `other`'s field of view, None without foreground."""
     points = np.argwhere(foreground)[::7]  # a sample is plenty for a share
     if not len(points):
-        return
-    to_moving = np.linalg.inv(volume.geometry.canonical_affine) @ reference.geometry.canonical_affine
-    coords = points @ to_moving[:3, :3].T + to_moving[:3, 3]
-    inside = np.all((coords > -0.5) & (coords < np.asarray(volume.geometry.shape) - 0.5), axis=1)
-    share = float(inside.mean())
-    if share < MIN_OVERLAP:
-        raise InvalidInputError(_no_overlap_message(volume, reference, share))
+        return None
+    to_other = np.linalg.inv(other.canonical_affine) @ grid.canonical_affine
+    coords = points @ to_other[:3, :3].T + to_other[:3, 3]
+    return float(np.all((coords > -0.5) & (coords < np.asarray(other.shape) - 0.5), axis=1).mean())
 
 
 def _label(volume: Volume) -> str:
@@ -180,6 +206,15 @@ def _resampled_note(name: str, moved: list[Volume], reference: Volume) -> str:
     return (
         f"{name}: resampled {listed} onto the {reference.modality} grid ({_mm(reference.geometry)}, "
         f"{'x'.join(map(str, reference.geometry.shape))}) in scanner coordinates"
+    )
+
+
+def _partial_message(volume: Volume, reference: Volume, share: float) -> str:
+    what = _label(volume)
+    return (
+        f"{volume.path}: the {what} covers only {share:.0%} of the {reference.modality}'s head (at least "
+        f"{MIN_OVERLAP:.0%} is needed): it was acquired over a smaller part of the head (fewer or thinner slabs) "
+        f"than the {reference.modality} {reference.path}. Leave it out, or give a scan that covers the whole head"
     )
 
 

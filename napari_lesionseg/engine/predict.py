@@ -207,10 +207,12 @@ def _inputs(images: Images, geometry: Geometry | None) -> tuple[dict[str, _Input
     if isinstance(images, Subject):
         sources = {m: images.sources.get(m, volume) for m, volume in images.images.items()}
         check_not_blank(sources)
+        check_volumetric(sources)
         return {m: (v.data, v.geometry) for m, v in sources.items()}, images.geometry
     if not isinstance(images, Mapping) or not images:
         raise InvalidInputError("expected a subject or a {modality: image} mapping with at least one image")
     check_not_blank(images)
+    check_volumetric(images)
     inputs = {m: (v.data, v.geometry) if isinstance(v, Volume) else (v, geometry) for m, v in images.items()}
     if geometry is None:
         grids = {m.casefold(): g for m, (_, g) in inputs.items() if g is not None}
@@ -227,6 +229,20 @@ def check_not_blank(images: Mapping[str, Volume | np.ndarray]) -> None:
             path = image.path if isinstance(image, Volume) else None
             where = f"every voxel of the {modality}" if path is None else f"{path}: every voxel of the {modality}"
             raise InvalidInputError(f"{where} is {float(data.min()):g}; an empty image holds nothing to segment")
+
+
+def check_volumetric(images: Mapping[str, Volume | np.ndarray]) -> None:
+    """Refuse an image of a single slice (a 2-D picture stored as 3-D): it has no 3-D patch to segment, and a run
+    on it reports 0 mL, which reads as "no lesion"."""
+    for modality, image in images.items():
+        shape = np.shape(image.data if isinstance(image, Volume) else image)
+        if len(shape) == 3 and 1 in shape:
+            path = image.path if isinstance(image, Volume) else None
+            shown = image.geometry.source_shape if isinstance(image, Volume) else shape
+            where = f"the {modality}" if path is None else f"{path}: the {modality}"
+            raise InvalidInputError(
+                f"{where} holds a single slice (shape {tuple(shown)}); segmentation needs the whole 3-D scan"
+            )
 
 
 def _space(metadata: CheckpointMetadata, native: Geometry, notes: list[str]) -> ModelSpace:

@@ -108,6 +108,19 @@ def test_a_blank_image_is_refused_by_name(tmp_path, checkpoint, capsys):
     assert not (tmp_path / "m.nii.gz").exists()
 
 
+def test_a_single_slice_is_refused_not_reported_as_no_lesion(tmp_path, checkpoint, capsys):
+    import nibabel as nib
+
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    for path in folder.glob("*.nii.gz"):
+        image = nib.load(path)
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, 4:5], image.affine), path)  # one axial slice
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("holds a single slice (shape (%d, %d, 1)); segmentation needs the whole 3-D scan" % SHAPE[:2])
+    assert "_FLAIR.nii.gz: the FLAIR" in line and not (tmp_path / "m.nii.gz").exists()
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [(["--overlap", "1.0"], "overlap"), (["--patch-size", "7"], "must be a multiple of"), (["--shard", "2/2"], "--shard"),

@@ -426,6 +426,26 @@ class TestLoadSubject:
         with pytest.raises(InvalidInputError, match=r"mask\.nii\.gz: the reference mask does not overlap the FLAIR .*sub-01_FLAIR\.nii\.gz"):
             load_subject(folder)
 
+    def test_a_volume_over_part_of_the_head_is_refused_as_partial_not_as_unregistered(self, tmp_path):
+        folder = write_subject(tmp_path, with_mask=False)
+        t1w = folder / "sub-01_T1w.nii.gz"
+        image = nib.load(t1w)
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, :6], image.affine), t1w)  # 6 of 18 slices
+        with pytest.raises(InvalidInputError, match=r"T1w\.nii\.gz: the T1w covers only \d+% of the FLAIR's head") as err:
+            load_subject(folder)
+        assert "register" not in str(err.value) and "Leave it out" in str(err.value)
+
+    def test_nifti_files_whose_names_give_no_modality_are_named_in_a_note(self, tmp_path):
+        folder = write_subject(tmp_path, with_mask=False)
+        write_nifti(folder / "t1.nii.gz", np.ones((4, 4, 4), np.float32))
+        write_nifti(folder / "T2.nii", np.ones((4, 4, 4), np.float32))
+        (folder / "notes.txt").write_text("not an image")
+        save_volume(np.zeros((4, 4, 4), np.uint8), Geometry.from_affine(np.eye(4), (4, 4, 4)), folder / "sub-01_mask.nii.gz")
+        subject = load_subject(folder)
+        (note,) = subject.notes
+        assert note.startswith("sub-01: left out T2.nii, t1.nii.gz: the name gives no modality")  # not our own output
+        assert set(subject.images) == {"FLAIR", "T1w", "T2w", "PDw"}
+
     def test_resample_puts_everything_on_the_flair_grid(self, tmp_path):
         folder = write_subject(tmp_path, modalities=("FLAIR",), with_mask=False)
         coarse = make_affine(spacing=(2.0, 2.0, 2.0), origin=(-10, -12, -9))
