@@ -63,9 +63,17 @@ def _subject_folders(folder: Path) -> list[Path]:
     except InvalidInputError as err:
         children = [c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")]
         subjects = [c for c in children if _is_subject(c)]
+        if not subjects and _holds_nifti(folder):  # a subject folder with a problem: say that problem
+            raise
         if not subjects:
             raise InvalidInputError(f"{folder}: neither a subject folder nor a folder of subject folders ({err})") from None
         return subjects
+
+
+def _holds_nifti(folder: Path) -> bool:
+    from napari_lesionseg.data.naming import is_nifti_path
+
+    return any(is_nifti_path(p) and not p.name.startswith(".") for p in folder.iterdir())
 
 
 def _is_subject(folder: Path) -> bool:

@@ -154,7 +154,8 @@ def _no_modality_message(folder: Path) -> str:
     expected = ", ".join(f"<subject>_{m}.nii.gz" for m in MODALITIES)
     return (
         f"{folder}: no recognisable modality (found {found}). Expected files named {expected}, "
-        f"and optionally <subject>_{MASK_SUFFIX}.nii.gz; or assign the files' modalities by hand in the Subject dock."
+        f"and optionally <subject>_{MASK_SUFFIX}.nii.gz; or pass each file as MODALITY=PATH (lesionseg predict "
+        "FLAIR=PATH T1w=PATH), or assign the files' modalities in napari's Subject dock."
     )
 
 

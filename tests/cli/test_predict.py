@@ -6,6 +6,7 @@ segmentation quality.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import nibabel as nib
@@ -212,3 +213,16 @@ def test_no_lesion_outside_the_brain_unless_no_brain_only(tmp_path):
         mask = np.asarray(nib.load(out).dataobj) > 0
         assert mask[radius < 60].all()
         assert mask[scalp].all() if name == "anywhere" else not mask[scalp].any()
+
+
+def test_a_subject_folder_with_a_problem_is_refused_for_that_problem(tmp_path, checkpoint, capsys):
+    folder = write_subject(tmp_path / "data", shape=SHAPE)
+    flair = next(folder.glob("*_FLAIR.nii.gz"))
+    (folder / "sub-01_flair.nii").write_bytes(gzip.decompress(flair.read_bytes()))
+    assert _predict(folder, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"lesionseg predict: error: {folder}: FLAIR is present 2 times") and "neither" not in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _predict(empty, "--checkpoint", checkpoint, "--mask-out", tmp_path / "m.nii.gz") == 2
+    assert "neither a subject folder nor a folder of subject folders" in capsys.readouterr().err
