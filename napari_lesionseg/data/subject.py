@@ -198,14 +198,19 @@ def _label(volume: Volume) -> str:
 
 
 def _mm(geometry: Geometry) -> str:
-    return "x".join(f"{s:.2g}" for s in geometry.spacing) + " mm"
+    """Voxel size in the file's axis order, as FSL, ITK-SNAP and nibabel show it."""
+    return "x".join(f"{s:.2g}" for s in np.linalg.norm(geometry.affine[:3, :3], axis=0)) + " mm"
+
+
+def _shape(geometry: Geometry) -> str:
+    return "x".join(map(str, geometry.source_shape))
 
 
 def _resampled_note(name: str, moved: list[Volume], reference: Volume) -> str:
-    listed = ", ".join(f"{_label(v)} ({_mm(v.geometry)}, {'x'.join(map(str, v.geometry.shape))})" for v in moved)
+    listed = ", ".join(f"{_label(v)} ({_mm(v.geometry)}, {_shape(v.geometry)})" for v in moved)
     return (
         f"{name}: resampled {listed} onto the {reference.modality} grid ({_mm(reference.geometry)}, "
-        f"{'x'.join(map(str, reference.geometry.shape))}) in scanner coordinates"
+        f"{_shape(reference.geometry)}) in scanner coordinates"
     )
 
 

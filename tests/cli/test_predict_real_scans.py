@@ -56,7 +56,7 @@ def test_mixed_grids_give_one_note_and_a_mask_on_the_flair_grid(tmp_path, flair_
     assert _predict(folder, "--checkpoint", flair_t1_checkpoint, "--mask-out", out, "--prob-out", tmp_path / "p.nii.gz") == 0
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if "resampled T1w" in line]
-    assert len(notes) == 1 and "onto the FLAIR grid (3x1x1 mm" in notes[0]
+    assert len(notes) == 1 and "onto the FLAIR grid (1x1x3 mm, 20x24x6)" in notes[0]  # the file's axis order
     assert "ran in the model's space" in err and "lesion volume" in err
     flair = nib.load(folder / "sub-01_FLAIR.nii.gz")
     for written in (out, tmp_path / "p.nii.gz"):

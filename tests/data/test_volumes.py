@@ -410,7 +410,7 @@ class TestLoadSubject:
         subject = load_subject(folder)
         assert subject.images["T1w"].geometry is subject.geometry
         (note,) = subject.notes
-        assert "resampled T1w (1x1x1 mm, 16x24x20)" in note and "onto the FLAIR grid" in note
+        assert "resampled T1w (1x1x1 mm, 20x24x16)" in note and "onto the FLAIR grid" in note
         assert subject.sources["T1w"].data.shape == (16, 24, 20)
 
     def test_different_affines_are_resampled(self, tmp_path):
