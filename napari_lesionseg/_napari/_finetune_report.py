@@ -52,6 +52,7 @@ def finished_text(outcome: FineTuneOutcome) -> str:
     kept = "kept the starting weights" if outcome.best_step == 0 else f"kept step {outcome.best_step}"
     stopped = {"patience": ", stopped early", "time": ", stopped at the time limit"}.get(outcome.stopped or "", "")
     replayed = f", replayed {len(outcome.replayed)} case(s)" if outcome.replayed else ""
+    replayed += f", rehearsed {len(outcome.rehearsed)} generator subject(s)" if outcome.rehearsed else ""
     return (
         f"Saved {outcome.name!r} from {outcome.parent!r}: {outcome.steps} of {outcome.total_steps} steps{stopped}, "
         f"{kept}{replayed}, {outcome.elapsed_s:.0f} s."

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--patience", type=int, default=defaults.patience, help="held-out scores without improvement before stopping (default: %(default)s)")
     run.add_argument("--held-out-tolerance", type=float, default=defaults.held_out_tolerance, metavar="DSC", help="a held-out DSC within this of the best counts as no worse: the later weights are kept (default: %(default)s)")
     run.add_argument("--time-limit", type=float, default=defaults.time_limit_s, metavar="S", help="stop training after S seconds, keeping the best weights; 0: no limit (default: %(default)s)")
-    run.add_argument("--rehearse", type=int, default=defaults.rehearsal, metavar="N", help="synthetic subjects of the training generator rehearsed beside the correction; 0: none (default: %(default)s)")
+    run.add_argument("--rehearse", type=int, default=defaults.rehearsal, metavar="N", help="subjects of the training generator rehearsed beside the correction; measured to keep a generator-trained network's other scanners, to cost a phantom-trained one (default: %(default)s)")
     run.add_argument("--device", default="auto", choices=DEVICES, help="default: %(default)s")
     run.add_argument("--precision", default="auto", choices=PRECISIONS, help="network arithmetic; auto: bfloat16 on a CPU with native bfloat16, float16 on CUDA (default: %(default)s)")
     run.add_argument("--threads", type=int, help="CPU threads (default: one when the machine is busy, else torch's)")
@@ -153,7 +153,8 @@ def _result(outcome: Any) -> str:
     lines = [
         (
             f"{outcome.checkpoint}: fine-tuned from {outcome.parent!r}, {outcome.steps} of {outcome.total_steps} steps"
-            f"{stopped}; kept {kept}; replayed {len(outcome.replayed)} earlier case(s); {outcome.elapsed_s:.0f} s"
+            f"{stopped}; kept {kept}; replayed {len(outcome.replayed)} earlier case(s); "
+            f"rehearsed {len(outcome.rehearsed)} generator subject(s); {outcome.elapsed_s:.0f} s"
         ),
     ]
     if outcome.before:

@@ -148,10 +148,10 @@ def _check_name(output: Output) -> None:
 def _check_not_input(output: Output, input_keys: dict[tuple[object, ...], Path]) -> None:
     source = input_keys.get(_key(output.path)) or input_keys.get(_inode(output.path))
     if source is not None:
-        same = "is" if Path(os.path.abspath(source)) == Path(os.path.abspath(output.path)) else "leads to"
+        same = Path(os.path.abspath(source)) == Path(os.path.abspath(output.path))
+        what = "is the input file itself" if same else f"leads to the input {source} (a link or another name for it)"
         raise InvalidInputError(
-            f"{output.label} {output.path} {same} the input {source}; inputs are never overwritten: "
-            "choose another output path"
+            f"{output.path} (given as {output.label}) {what}; inputs are never overwritten: choose another output path"
         )
 
 

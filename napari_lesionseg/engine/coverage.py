@@ -53,7 +53,9 @@ def _inside(source: Geometry, space: ModelSpace) -> np.ndarray:
     return resample_to_grid(ones, source, space.geometry, order=1, cval=0.0) >= MIN_COVERED
 
 
-def coverage_note(shares: dict[str, float]) -> str:
-    """One line naming the inputs that cover less of the grid than the reference, and what follows."""
+def coverage_note(shares: dict[str, float], reference: str = "FLAIR", *, required: bool = True) -> str:
+    """One line naming the inputs that cover less of the `reference`'s field of view, and what follows."""
     listed = ", ".join(f"{name} covers {share:.0%}" for name, share in shares.items())
-    return f"{listed} of the reference image's field of view: no lesion is reported where a required input is missing"
+    if not required:
+        return f"{listed} of the {reference}'s field of view: beyond it the network runs without it (an optional input)"
+    return f"{listed} of the {reference}'s field of view: no lesion is reported where a required input is missing"

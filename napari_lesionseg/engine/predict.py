@@ -106,15 +106,7 @@ def iter_predict(
     _note_small_field(notes, foreground, space)
     settings = _settings(settings or InferenceSettings(), metadata, space)
     brain = _brain_region(stack, metadata.modalities, foreground, space) if settings.brain_only else None
-    required = set(required_modalities(metadata))
-    covered, shares = input_coverage(
-        [(m, acquired.get(m) or available[m][1]) for m, channel in zip(modalities, metadata.modalities)
-         if m is not None and channel in required],
-        space, native,
-    )  # fmt: skip
-    if covered is not None:
-        _note(notes, coverage_note(shares))
-        foreground = foreground & covered
+    covered, foreground = _within_coverage(available, acquired, modalities, metadata, space, native, foreground, notes)
     if brain is not None:
         covered = brain if covered is None else covered & brain
         foreground = foreground & brain
@@ -229,6 +221,30 @@ def check_not_blank(images: Mapping[str, Volume | np.ndarray]) -> None:
             path = image.path if isinstance(image, Volume) else None
             where = f"every voxel of the {modality}" if path is None else f"{path}: every voxel of the {modality}"
             raise InvalidInputError(f"{where} is {float(data.min()):g}; an empty image holds nothing to segment")
+
+
+def _within_coverage(
+    available: Mapping[str, _Input], acquired: Mapping[str, Geometry], modalities: Sequence[str | None],
+    metadata: CheckpointMetadata, space: ModelSpace | None, native: Geometry | None, foreground: np.ndarray,
+    notes: list[str],
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Where every required input has data (None: everywhere) and the foreground cut to it, noting which input
+    covers less of the reference's field of view (an optional one only noted: the network runs without it there)."""
+    required = set(required_modalities(metadata))
+    reference = next((m for m in available if m.casefold() == "flair"), next(iter(available)))
+    sources = {
+        channel: (m, acquired.get(m) or available[m][1])
+        for m, channel in zip(modalities, metadata.modalities)
+        if m is not None
+    }
+    covered, shares = input_coverage([s for c, s in sources.items() if c in required], space, native)
+    if covered is not None:
+        _note(notes, coverage_note(shares, reference))
+        foreground = foreground & covered
+    _, partial = input_coverage([s for c, s in sources.items() if c not in required], space, native)
+    if partial:
+        _note(notes, coverage_note(partial, reference, required=False))
+    return covered, foreground
 
 
 def check_volumetric(images: Mapping[str, Volume | np.ndarray]) -> None:

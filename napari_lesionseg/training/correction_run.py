@@ -50,6 +50,7 @@ class CorrectionRun:
     corrections: dict[str, int]
     replayed: list[str] = field(default_factory=list)
     earlier_cases: list[Path] = field(default_factory=list)
+    rehearsed: list[str] = field(default_factory=list)
 
 
 def run_correction_steps(
@@ -75,10 +76,11 @@ def run_correction_steps(
     corrected = SubjectCandidates(padded, patch, regions=regions, excluded=excluded)
     earlier = replay.recorded_cases(metadata.training, resolve_checkpoint(request.checkpoint)) if request.replay else []
     others = replay_subjects(earlier, request.folders, metadata.modalities, subject.spacing, metadata.optional_modalities)
-    others += rehearsal_subjects(
-        request.rehearsal, modalities=metadata.modalities, optional=metadata.optional_modalities,
-        present=tuple(request.images), spacing=subject.spacing,
+    rehearsed = rehearsal_subjects(
+        request.rehearsal, modalities=metadata.modalities,
+        optional=metadata.optional_modalities, present=tuple(request.images), spacing=subject.spacing,
     )  # fmt: skip
+    others = [*others, *rehearsed]
     sampler = CorrectionSampler(
         corrected, [SubjectCandidates(pad_to_patch(s, patch), patch) for s in others],
         batch_size=request.batch_size, augment=config.augment, seed=request.seed,
@@ -92,7 +94,8 @@ def run_correction_steps(
     held_out = held_out_part(padded, rows, patch)
     loop = yield from iter_correction_steps(model, sampler, _loss(config, request), held_out, settings, cancel=cancel)
     counts = {"rejected": corrected.rejected.count, "painted": corrected.painted.count}
-    return CorrectionRun(loop, rows, counts, [s.name for s in others], earlier)
+    replayed = [s.name for s in others[: len(others) - len(rehearsed)]]
+    return CorrectionRun(loop, rows, counts, replayed, earlier, [s.name for s in rehearsed])
 
 
 def replay_subjects(
@@ -176,6 +179,7 @@ def _data_record(request: FineTuneRequest, subject: TrainingSubject, run: Correc
         }],
         "folders": [str(folder) for folder in request.folders],
         "replayed": list(run.replayed),
+        "rehearsed": list(run.rehearsed),
         "held_out_rows": list(run.rows),
         "held_out": list(run.loop.held_out),
         "best_step": run.loop.best_step,

@@ -39,8 +39,8 @@ class FineTuneDefaults:
             few hundredths from step to step while the network learns the correction.
         time_limit_s: seconds of training after which it stops, keeping the best weights; on a busy
             machine this, not `steps`, ends the run (then the same seed can end at another step).
-        rehearsal: synthetic subjects of the training generator rehearsed in the replay patches
-            (`training.rehearsal`), so the network keeps what it learnt there; 0: none.
+        rehearsal: subjects of the training generator rehearsed in the replay patches
+            (`training.rehearsal`); 0, the default: none (docs/TRAINING.md, "Rehearsing the generator").
     """
 
     steps: int = 120
@@ -52,7 +52,7 @@ class FineTuneDefaults:
     patience: int = 2
     held_out_tolerance: float = 0.02
     time_limit_s: float | None = 90.0
-    rehearsal: int = 2
+    rehearsal: int = 0
 
 
 #: The one set of defaults; the dock's widgets and the CLI's options start from it.

@@ -92,6 +92,7 @@ class FineTuneOutcome:
         best_step: the step whose weights were saved (0: none beat the starting network on the held-out slab).
         stopped: "patience" or "time" when it stopped before `total_steps`, else None.
         replayed: names of the earlier cases and folder subjects it replayed.
+        rehearsed: names of the generator subjects it rehearsed (`training.rehearsal`).
         elapsed_s: wall time of the whole fine-tune, measurements included.
         skipped_steps: steps not applied because their gradients were not finite (`training.steps`).
         checked_before, checked_after: `correction_checks.CHECK_KEYS` metrics of the starting and the
@@ -114,6 +115,7 @@ class FineTuneOutcome:
     skipped_steps: int = 0
     checked_before: dict[str, dict[str, float]] = field(default_factory=dict)
     checked_after: dict[str, dict[str, float]] = field(default_factory=dict)
+    rehearsed: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str | None:
@@ -282,7 +284,7 @@ def _fine_tune(
         return FineTuneOutcome(
             None, metadata.name, before, None, run.loop.steps, request.steps, True, run.loop.losses,
             run.loop.held_out, run.loop.best_step, None, run.replayed, round(time.perf_counter() - started, 3),
-            run.loop.skipped_steps,
+            run.loop.skipped_steps, rehearsed=run.rehearsed,
         )  # fmt: skip
     out = Path(request.out) if request.out is not None else new_checkpoint_path(metadata.name, request.subject_name, request.out_dir)
     yield TrainingProgress("validate", run.loop.steps, request.steps, 0, 1)
@@ -298,7 +300,7 @@ def _fine_tune(
     return FineTuneOutcome(
         out, metadata.name, before, after, run.loop.steps, request.steps, False, run.loop.losses, run.loop.held_out,
         run.loop.best_step, run.loop.stopped, run.replayed, elapsed, run.loop.skipped_steps, checked_before,
-        checked_after,
+        checked_after, rehearsed=run.rehearsed,
     )  # fmt: skip
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -52,3 +54,12 @@ def test_inputs_covering_the_whole_field_of_view_change_nothing(tmp_path):
     assert result.mask.all() and not any("covers" in message for message in result.messages)
     flair_only = predict(subject, _everywhere(("FLAIR",)), SETTINGS)  # the T1w is not an input: it limits nothing
     assert flair_only.mask.all()
+
+
+def test_an_optional_input_over_part_of_the_field_of_view_is_noted_not_limiting(tmp_path):
+    subject = _subject(tmp_path, t1w_slices=12)
+    model, metadata = _everywhere(("FLAIR", "T1w"))
+    metadata = dataclasses.replace(metadata, optional_modalities=["T1w"])
+    with pytest.warns(LesionSegWarning, match="T1w covers 50% of the FLAIR's field of view: beyond it the network runs without it"):
+        result = predict(subject, (model, metadata), SETTINGS)
+    assert result.mask[12:].mean() > 0.9  # the FLAIR alone decides there
