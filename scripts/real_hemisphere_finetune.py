@@ -95,6 +95,7 @@ def main() -> None:
     start = args.checkpoint or _checkpoint_for(subject)
     report: dict[str, Any] = {
         "subject": name, "checkpoint": start, "margin_mm": MARGIN_MM, "threads": args.threads,
+        "finetune_options": list(args.finetune_option),
         "machine": _machine(), "halves": {},
     }  # fmt: skip
     start_mask = _predict(subject, start, start, work, args.threads)
@@ -104,7 +105,7 @@ def main() -> None:
     for half in HALVES:
         crop = _write_crop(subject, work / "crops" / f"{name}{half.suffix}", half)
         tuned = work / "checkpoints" / f"{name}{half.suffix}.pt"
-        fine_tune = _fine_tune(crop, start, tuned, args.threads)
+        fine_tune = _fine_tune(crop, start, tuned, args.threads, args.finetune_option)
         tuned_mask = _predict(subject, str(tuned), tuned.stem, work, args.threads)
         tuned_masks.append(tuned_mask)
         report["halves"][half.side] = {
@@ -134,6 +135,10 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every command (default: %(default)s)")
     parser.add_argument("--report", default="docs/real/hemisphere_finetune_sub-p26.json", help="the JSON report")
+    parser.add_argument(
+        "--finetune-option", action="append", default=[], metavar="OPTION",
+        help="an option passed on to `lesionseg finetune`, e.g. --finetune-option=--rehearse=2 (use another --work)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -253,7 +258,7 @@ def _finished(process: subprocess.Popen, seconds: float) -> bool:
     return True
 
 
-def _fine_tune(crop: Path, start: str, out: Path, threads: int) -> dict[str, Any]:
+def _fine_tune(crop: Path, start: str, out: Path, threads: int, options: list[str]) -> dict[str, Any]:
     """`lesionseg finetune` on the crop with its mask as the correction (the dock's defaults); cached with its record."""
     record_path = out.with_suffix(".json")
     if record_path.exists() and out.exists():
@@ -261,7 +266,7 @@ def _fine_tune(crop: Path, start: str, out: Path, threads: int) -> dict[str, Any
     _, mask = find_subject_files(crop)
     out.unlink(missing_ok=True)  # an interrupted run's checkpoint: never overwritten, so start again
     timing = _lesionseg(["finetune", str(crop), "--corrected", str(mask), "--checkpoint", start, "--out", str(out),
-                         "--threads", str(threads)], threads, out.with_suffix(".log"))  # fmt: skip
+                         "--threads", str(threads), *options], threads, out.with_suffix(".log"))  # fmt: skip
     record = {**timing, **_fine_tune_metadata(out)}
     record_path.write_text(json.dumps(record, indent=1))
     return record
