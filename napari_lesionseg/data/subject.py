@@ -202,12 +202,22 @@ def _mm(geometry: Geometry) -> str:
     return "x".join(f"{s:.2g}" for s in np.linalg.norm(geometry.affine[:3, :3], axis=0)) + " mm"
 
 
+def _rotation(geometry: Geometry, reference: Geometry) -> str:
+    """", rotated N degrees from it" when the two grids' axes are not parallel (by more than a degree), else ""."""
+    axes = [m[:3, :3] / np.linalg.norm(m[:3, :3], axis=0) for m in (geometry.canonical_affine, reference.canonical_affine)]
+    turn = axes[1].T @ axes[0]
+    degrees = float(np.degrees(np.arccos(np.clip((np.trace(turn) - 1) / 2, -1.0, 1.0))))
+    return f", rotated {degrees:.0f} degrees from it" if degrees > 1 else ""
+
+
 def _shape(geometry: Geometry) -> str:
     return "x".join(map(str, geometry.source_shape))
 
 
 def _resampled_note(name: str, moved: list[Volume], reference: Volume) -> str:
-    listed = ", ".join(f"{_label(v)} ({_mm(v.geometry)}, {_shape(v.geometry)})" for v in moved)
+    listed = ", ".join(
+        f"{_label(v)} ({_mm(v.geometry)}, {_shape(v.geometry)}{_rotation(v.geometry, reference.geometry)})" for v in moved
+    )
     return (
         f"{name}: resampled {listed} onto the {reference.modality} grid ({_mm(reference.geometry)}, "
         f"{_shape(reference.geometry)}) in scanner coordinates"

@@ -410,7 +410,7 @@ class TestLoadSubject:
         subject = load_subject(folder)
         assert subject.images["T1w"].geometry is subject.geometry
         (note,) = subject.notes
-        assert "resampled T1w (1x1x1 mm, 20x24x16)" in note and "onto the FLAIR grid" in note
+        assert "resampled T1w (1x1x1 mm, 20x24x16)" in note and "onto the FLAIR grid" in note  # not rotated
         assert subject.sources["T1w"].data.shape == (16, 24, 20)
 
     def test_different_affines_are_resampled(self, tmp_path):
@@ -493,3 +493,14 @@ def test_two_blank_modalities_open_and_one_scan_twice_does_not(tmp_path):
     (folder / "sub-01_T1w.nii.gz").write_bytes((folder / "sub-01_FLAIR.nii.gz").read_bytes())
     with pytest.raises(InvalidInputError, match=r"sub-01_T1w\.nii\.gz: its voxels are those of .*sub-01_FLAIR"):
         load_subject(folder)
+
+
+def test_the_resampling_note_says_when_a_volume_is_rotated_from_the_flair(tmp_path):
+    folder = write_subject(tmp_path, with_mask=False)
+    t1w = folder / "sub-01_T1w.nii.gz"
+    image = nib.load(t1w)
+    angle = np.radians(8.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle), 0, 0], [np.sin(angle), np.cos(angle), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj), turn @ image.affine), t1w)
+    (note,) = load_subject(folder).notes
+    assert "T1w (1x1x1 mm, 20x24x18, rotated 8 degrees from it) onto the FLAIR grid" in note
