@@ -23,7 +23,7 @@ def scanner_folder(tmp_path, monkeypatch):
 
 
 def test_scanner_names_are_refused_until_assigned_then_read_as_those_modalities(scanner_folder):
-    with pytest.raises(InvalidInputError, match="assign the files' modalities by hand"):
+    with pytest.raises(InvalidInputError, match="assign the files' modalities in napari's Subject dock"):
         find_subject_files(scanner_folder)
     assign_roles(scanner_folder, {"301_3D_FLAIR_SAG.nii.gz": "FLAIR", "401_T1_MPRAGE.nii.gz": "T1w"})
     images, mask = find_subject_files(scanner_folder)
