@@ -57,5 +57,6 @@ def coverage_note(shares: dict[str, float], reference: str = "FLAIR", *, require
     """One line naming the inputs that cover less of the `reference`'s field of view, and what follows."""
     listed = ", ".join(f"{name} covers {share:.0%}" for name, share in shares.items())
     if not required:
-        return f"{listed} of the {reference}'s field of view: beyond it the network runs without it (an optional input)"
+        them = "them" if len(shares) > 1 else "it"
+        return f"{listed} of the {reference}'s field of view: beyond it the network runs without {them} (optional inputs)"
     return f"{listed} of the {reference}'s field of view: no lesion is reported where a required input is missing"

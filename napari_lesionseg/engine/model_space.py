@@ -71,12 +71,15 @@ class ModelSpace:
 
     def describe(self) -> str:
         """One line: from which spacing to which, or that the input already had the model's."""
-        native, model = _mm(self.native_spacing), _mm(self.spacing)
+        in_file_order = self.native.orientation[:, 0].astype(int)  # sizes as the FLAIR's file (and FSL) lists them
+        native = _mm(np.linalg.norm(self.native.affine[:3, :3], axis=0))
+        model = _mm(np.asarray(self.spacing)[in_file_order])
         if not self.resampled:
             return f"the input has the model's spacing ({model}): nothing was resampled"
+        shape = "x".join(str(self.geometry.shape[axis]) for axis in in_file_order)
         return (
             f"ran in the model's space: the inputs were resampled from {native} to {model} "
-            f"({'x'.join(map(str, self.geometry.shape))} voxels) and the probability back to {native}"
+            f"({shape} voxels) and the probability back to {native}"
         )
 
     def native_event(self, event: Any, probability: np.ndarray) -> Any:

@@ -129,7 +129,7 @@ class TestPredictInModelSpace:
         assert result.probability.shape == result.mask.shape == result.uncertainty.shape == subject.geometry.shape
         assert result.weight_sums["spline"].shape == space.geometry.shape
         np.testing.assert_array_equal(result.mask, result.probability >= SETTINGS.threshold)
-        assert "from 3x1x1 mm to 2x2x2 mm" in space.describe().replace(".00", "") and space.describe() in result.messages
+        assert "from 1x1x3 mm to 2x2x2 mm" in space.describe().replace(".00", "") and space.describe() in result.messages  # the file's axis order
         assert result.timings["resample"] >= 0
 
     def test_live_events_pasted_on_the_native_grid_build_the_final_probability(self, tmp_path):
