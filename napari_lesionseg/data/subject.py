@@ -30,6 +30,9 @@ __all__ = ["MIN_OVERLAP", "Subject", "load_subject", "on_reference_grid"]
 
 #: Share of the reference's head foreground another volume must cover to count as the same space.
 MIN_OVERLAP = 0.5
+#: Share of a volume's own head that must lie inside the reference's field of view for a volume covering less than
+#: `MIN_OVERLAP` to count as a slab over part of the same head (kept) rather than another space (refused).
+MIN_OWN_INSIDE = 0.9
 
 
 @dataclass(eq=False)
@@ -175,12 +178,18 @@ def _equal_voxels(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def _check_overlap(volume: Volume, reference: Volume, foreground: np.ndarray) -> None:
-    """Refuse `volume` unless it covers at least `MIN_OVERLAP` of the reference's head foreground."""
+    """Refuse `volume` when it covers less than `MIN_OVERLAP` of the reference's head foreground and its own head
+    is not inside the reference's field of view: then the two were not acquired in the same space.
+
+    A slab over part of the head (a raw T1w with fewer slices) is kept: its head lies inside the
+    reference's field of view, and prediction says how much of it each input covers (`engine.coverage`).
+    """
     share = _share_inside(foreground, reference.geometry, volume.geometry)
-    if share is not None and share < MIN_OVERLAP:
-        own = _share_inside(foreground_mask(volume.data), volume.geometry, reference.geometry)
-        partial = own is not None and own >= MIN_OVERLAP  # its own head lies where the reference's does
-        raise InvalidInputError((_partial_message if partial else _no_overlap_message)(volume, reference, share))
+    if share is None or share >= MIN_OVERLAP:
+        return
+    own = _share_inside(foreground_mask(volume.data), volume.geometry, reference.geometry)
+    if own is None or own < MIN_OWN_INSIDE:
+        raise InvalidInputError(_no_overlap_message(volume, reference, share))
 
 
 def _share_inside(foreground: np.ndarray, grid: Geometry, other: Geometry) -> float | None:
@@ -221,15 +230,6 @@ def _resampled_note(name: str, moved: list[Volume], reference: Volume) -> str:
     return (
         f"{name}: resampled {listed} onto the {reference.modality} grid ({_mm(reference.geometry)}, "
         f"{_shape(reference.geometry)}) in scanner coordinates"
-    )
-
-
-def _partial_message(volume: Volume, reference: Volume, share: float) -> str:
-    what = _label(volume)
-    return (
-        f"{volume.path}: the {what} covers only {share:.0%} of the {reference.modality}'s head (at least "
-        f"{MIN_OVERLAP:.0%} is needed): it was acquired over a smaller part of the head (fewer or thinner slabs) "
-        f"than the {reference.modality} {reference.path}. Leave it out, or give a scan that covers the whole head"
     )
 
 

@@ -426,14 +426,19 @@ class TestLoadSubject:
         with pytest.raises(InvalidInputError, match=r"mask\.nii\.gz: the reference mask does not overlap the FLAIR .*sub-01_FLAIR\.nii\.gz"):
             load_subject(folder)
 
-    def test_a_volume_over_part_of_the_head_is_refused_as_partial_not_as_unregistered(self, tmp_path):
+    def test_a_slab_over_part_of_the_head_is_kept_and_a_volume_of_another_space_refused(self, tmp_path):
         folder = write_subject(tmp_path, with_mask=False)
         t1w = folder / "sub-01_T1w.nii.gz"
         image = nib.load(t1w)
-        nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, :6], image.affine), t1w)  # 6 of 18 slices
-        with pytest.raises(InvalidInputError, match=r"T1w\.nii\.gz: the T1w covers only \d+% of the FLAIR's head") as err:
+        slab = np.asarray(image.dataobj)[:, :, :6]  # the lowest 6 of 18 slices
+        nib.save(nib.Nifti1Image(slab, image.affine), t1w)
+        subject = load_subject(folder)  # its head lies inside the FLAIR's field of view: prediction notes the coverage
+        assert subject.sources["T1w"].data.shape[0] == 6 and "resampled T1w" in subject.notes[0]
+        moved = image.affine.copy()
+        moved[2, 3] += 15.0  # the same slab 15 mm higher: half of it above the FLAIR's field of view
+        nib.save(nib.Nifti1Image(slab, moved), t1w)
+        with pytest.raises(InvalidInputError, match=r"T1w\.nii\.gz: the T1w does not overlap the FLAIR"):
             load_subject(folder)
-        assert "register" not in str(err.value) and "Leave it out" in str(err.value)
 
     def test_nifti_files_whose_names_give_no_modality_are_named_in_a_note(self, tmp_path):
         folder = write_subject(tmp_path, with_mask=False)
