@@ -154,7 +154,8 @@ def _result(outcome: Any) -> str:
         (
             f"{outcome.checkpoint}: fine-tuned from {outcome.parent!r}, {outcome.steps} of {outcome.total_steps} steps"
             f"{stopped}; kept {kept}; replayed {len(outcome.replayed)} earlier case(s); "
-            f"rehearsed {len(outcome.rehearsed)} generator subject(s); {outcome.elapsed_s:.0f} s"
+            + (f"rehearsed {len(outcome.rehearsed)} generator subject(s); " if outcome.rehearsed else "")
+            + f"{outcome.elapsed_s:.0f} s"
         ),
     ]
     if outcome.before:

@@ -119,6 +119,11 @@ class Geometry:
         return tuple(float(s) for s in np.sqrt((columns**2).sum(axis=0)))  # type: ignore[return-value]
 
     @property
+    def source_spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the file's own axes, as FSL, ITK-SNAP and nibabel list it."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
     def napari_translate(self) -> tuple[float, float, float]:
         """World position (mm along S, P, L) of canonical voxel 0 (napari layer ``translate``)."""
         x, y, z = self.canonical_affine[:3, 3]

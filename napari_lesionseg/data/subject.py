@@ -208,7 +208,7 @@ def _label(volume: Volume) -> str:
 
 def _mm(geometry: Geometry) -> str:
     """Voxel size in the file's axis order, as FSL, ITK-SNAP and nibabel show it."""
-    return "x".join(f"{s:.2g}" for s in np.linalg.norm(geometry.affine[:3, :3], axis=0)) + " mm"
+    return "x".join(f"{s:.2g}" for s in geometry.source_spacing) + " mm"
 
 
 def _rotation(geometry: Geometry, reference: Geometry) -> str:

@@ -72,7 +72,7 @@ class ModelSpace:
     def describe(self) -> str:
         """One line: from which spacing to which, or that the input already had the model's."""
         in_file_order = self.native.orientation[:, 0].astype(int)  # sizes as the FLAIR's file (and FSL) lists them
-        native = _mm(np.linalg.norm(self.native.affine[:3, :3], axis=0))
+        native = _mm(self.native.source_spacing)
         model = _mm(np.asarray(self.spacing)[in_file_order])
         if not self.resampled:
             return f"the input has the model's spacing ({model}): nothing was resampled"
